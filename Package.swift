@@ -1,0 +1,40 @@
+// swift-tools-version:6.0
+// Wren: run and tune LLaMA-family models on a CPU. See ../shared/DESIGN.md for the
+// architecture; README.md for use. Modules depend downwards only:
+// CBLAS/CZstd <- WrenKernels <- WrenFormat <- WrenEngine <- WrenTuning <- WrenCLI.
+import PackageDescription
+
+let package = Package(
+    name: "Wren",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "wren", targets: ["WrenCLI"]),
+        .library(name: "WrenKernels", targets: ["WrenKernels"]),
+        .library(name: "WrenFormat", targets: ["WrenFormat"]),
+        .library(name: "WrenTokenizer", targets: ["WrenTokenizer"]),
+        .library(name: "WrenEngine", targets: ["WrenEngine"]),
+        .library(name: "WrenTuning", targets: ["WrenTuning"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd",
+                       providers: [.apt(["libzstd-dev"])]),
+        .target(name: "WrenKernels", dependencies: ["CBLAS"]),
+        .target(name: "WrenFormat", dependencies: ["WrenKernels", "CZstd"]),
+        .target(name: "WrenTokenizer"),
+        .target(name: "WrenEngine", dependencies: ["WrenKernels", "WrenFormat", "WrenTokenizer"]),
+        .target(name: "WrenTuning", dependencies: ["WrenEngine"]),
+        .executableTarget(name: "WrenCLI", dependencies: [
+            "WrenFormat", "WrenEngine", "WrenTokenizer", "WrenTuning",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .target(name: "TestSupport", dependencies: ["WrenKernels", "WrenFormat"], path: "Tests/TestSupport"),
+        .testTarget(name: "WrenKernelsTests", dependencies: ["WrenKernels", "TestSupport"]),
+        .testTarget(name: "WrenFormatTests", dependencies: ["WrenFormat", "TestSupport"]),
+        .testTarget(name: "WrenCLITests", dependencies: ["WrenCLI", "WrenFormat", "TestSupport"]),
+    ]
+)

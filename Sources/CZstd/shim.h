@@ -1,0 +1,2 @@
+// zstd one-shot compression API (Debian: libzstd-dev).
+#include <zstd.h>

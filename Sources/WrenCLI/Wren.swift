@@ -1,0 +1,58 @@
+// The `wren` command: argument parsing and printing only. Every capability
+// lives in a library module; this target maps library errors to one line on
+// stderr and exit code 1.
+
+import ArgumentParser
+import Foundation
+import WrenFormat
+
+@main
+struct Wren: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "wren",
+        abstract: "Run and tune LLaMA-family models on a CPU.",
+        version: "0.1.0",
+        subcommands: [Convert.self, Inspect.self, Export.self])
+}
+
+/// Prints a library error as one line and exits 1.
+func fail(_ error: Error) -> Never {
+    let text: String
+    if let e = error as? FormatError { text = e.description } else if let e = error as? CLIError { text = e.message } else { text = "\(error)" }
+    FileHandle.standardError.write(Data("wren: error: \(text)\n".utf8))
+    exit(1)
+}
+
+struct CLIError: Error {
+    var message: String
+}
+
+func stderrLine(_ s: String) {
+    FileHandle.standardError.write(Data((s + "\n").utf8))
+}
+
+/// A progress line on stderr: redrawn in place on a terminal, one line a second otherwise.
+final class ProgressLine {
+    let start = Date()
+    var last = Date.distantPast
+    let tty = isatty(2) == 1
+    var shown = false
+
+    func update(_ p: WriteProgress) {
+        let now = Date()
+        let done = p.tensorsDone == p.tensorCount
+        guard done || now.timeIntervalSince(last) > (tty ? 0.1 : 1.0) else { return }
+        last = now
+        let secs = max(now.timeIntervalSince(start), 1e-6)
+        let rate = Double(p.bytesDone) / secs / 1e6
+        let eta = p.bytesDone > 0 ? Double(p.bytesTotal - p.bytesDone) / (Double(p.bytesDone) / secs) : 0
+        let line = String(format: "[%d/%d tensors] %.1f/%.1f MB  %.1f MB/s  ETA %.1fs  %@", p.tensorsDone, p.tensorCount,
+                          Double(p.bytesDone) / 1e6, Double(p.bytesTotal) / 1e6, rate, eta, p.name)
+        if tty {
+            FileHandle.standardError.write(Data(("\r\u{1b}[K" + line + (done ? "\n" : "")).utf8))
+        } else {
+            stderrLine(line)
+        }
+        shown = true
+    }
+}

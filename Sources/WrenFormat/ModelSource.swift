@@ -1,0 +1,196 @@
+// A model as read from any supported input (.gguf, a Hugging Face directory,
+// or a .wren file), in Wren's canonical naming and metadata, with tensors
+// still pointing into the input's mapping. `ModelConverter` turns it into a
+// .wren file; `HFExporter` into a Hugging Face directory.
+
+import Foundation
+import WrenKernels
+
+/// One tensor of a source model, in Wren's naming and row order.
+public struct SourceTensor: @unchecked Sendable {
+    public var name: String
+    public var dtype: DType
+    /// Outermost first.
+    public var shape: [Int]
+    /// The stored bytes, in source row order.
+    public var data: UnsafeRawBufferPointer
+    /// When set, Wren row r is source row `rowOrder[r]` (the HF q/k permutation).
+    public var rowOrder: [Int]?
+    /// The dtype the tensor had before an export dequantized it (round trips).
+    public var originalDType: DType?
+
+    public var rowCount: Int { shape.count == 1 ? 1 : shape.dropLast().reduce(1, *) }
+    public var rowLength: Int { shape.last! }
+    public var rowBytes: Int { dtype.byteCount(elements: rowLength)! }
+
+    /// Copies row `r` (in Wren order) as stored bytes.
+    public func rowBytes(_ r: Int) -> UnsafeRawBufferPointer {
+        let src = rowOrder?[r] ?? r
+        let rb = rowBytes
+        return UnsafeRawBufferPointer(rebasing: data[(src * rb)..<((src + 1) * rb)])
+    }
+
+    /// Writes this tensor in Wren row order, converted to `target`, into `dst`
+    /// (which holds `target.byteCount(elements:)` bytes). Same dtype and no
+    /// reordering: a plain copy, byte for byte.
+    public func write(as target: DType, into dst: UnsafeMutableRawBufferPointer) {
+        let rows = rowCount, n = rowLength
+        if target == dtype {
+            if rowOrder == nil { dst.copyMemory(from: data); return }
+            let rb = rowBytes
+            for r in 0..<rows { UnsafeMutableRawBufferPointer(rebasing: dst[(r * rb)..<((r + 1) * rb)]).copyMemory(from: rowBytes(r)) }
+            return
+        }
+        let outRow = target.byteCount(elements: n)!
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { tmp in
+            for r in 0..<rows {
+                Quant.dequantize(dtype, rowBytes(r).baseAddress!, tmp.baseAddress!, count: n)
+                Quant.quantize(target, tmp.baseAddress!, dst.baseAddress! + r * outRow, count: n)
+            }
+        }
+    }
+}
+
+/// Where a source came from (recorded as provenance in the .wren metadata).
+public enum SourceKind: String, Sendable {
+    case gguf, huggingface = "hf", wren
+}
+
+public final class ModelSource: @unchecked Sendable {
+    public let path: String
+    public let kind: SourceKind
+    /// Canonical metadata: `general.*`, `model.*` (ModelConfig), `tokenizer.*`.
+    public var metadata: Metadata
+    public var tensors: [SourceTensor]
+    public let config: ModelConfig
+    /// Keeps the mappings alive.
+    let owners: [AnyObject]
+    /// Files whose bytes define the model (hashed for provenance).
+    public let sourceFiles: [String]
+
+    init(path: String, kind: SourceKind, metadata: Metadata, tensors: [SourceTensor], config: ModelConfig,
+         owners: [AnyObject], sourceFiles: [String]) throws {
+        self.path = path
+        self.kind = kind
+        self.metadata = metadata
+        self.tensors = tensors
+        self.config = config
+        self.owners = owners
+        self.sourceFiles = sourceFiles
+        try ModelSource.checkTensors(tensors, config, path: path)
+    }
+
+    /// Opens a .gguf file, a .wren file, or a Hugging Face directory (by what `path` is).
+    public static func open(_ path: String) throws -> ModelSource {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw FormatError.io(path: path, operation: "open", errno: ENOENT)
+        }
+        if isDir.boolValue { return try HFImporter.load(directory: path) }
+        let head = try MappedFile.prefix(of: path, count: 8)
+        if head.starts(with: Array("GGUF".utf8)) { return try fromGGUF(GGUFFile(path: path)) }
+        if head == WrenFormatConstants.magic { return try fromWren(WrenFile(path: path)) }
+        throw FormatError.badMagic(path: path, expected: "GGUF, .wren or Hugging Face directory",
+                                   found: head.map { String(format2: $0) }.joined(separator: " "))
+    }
+
+    /// Checks names, dtypes and shapes against the config before any conversion.
+    static func checkTensors(_ tensors: [SourceTensor], _ c: ModelConfig, path: String) throws {
+        var byName: [String: SourceTensor] = [:]
+        for t in tensors { byName[t.name] = t }
+        let dim = c.embeddingLength, qRows = c.headCount * c.headDim, kvRows = c.headCountKV * c.headDim
+        var expected: [(String, [Int])] = [(TensorNames.tokenEmbedding, [c.vocabSize, dim]), (TensorNames.outputNorm, [dim])]
+        if !c.tiedEmbeddings { expected.append((TensorNames.output, [c.vocabSize, dim])) }
+        for l in 0..<c.blockCount {
+            let p = "blk.\(l)."
+            expected += [
+                (p + "attn_norm.weight", [dim]), (p + "attn_q.weight", [qRows, dim]), (p + "attn_k.weight", [kvRows, dim]),
+                (p + "attn_v.weight", [kvRows, dim]), (p + "attn_output.weight", [dim, qRows]), (p + "ffn_norm.weight", [dim]),
+                (p + "ffn_gate.weight", [c.feedForwardLength, dim]), (p + "ffn_up.weight", [c.feedForwardLength, dim]),
+                (p + "ffn_down.weight", [dim, c.feedForwardLength]),
+            ]
+        }
+        for (name, shape) in expected {
+            guard let t = byName[name] else { throw FormatError.missingTensor(path: path, tensor: name) }
+            guard t.shape == shape else {
+                throw FormatError.invalid(path: path, field: "tensor \(name) shape", reason: "\(t.shape), expected \(shape) from the hyperparameters")
+            }
+        }
+    }
+
+    // MARK: GGUF
+
+    /// Maps a GGUF's keys to Wren's: `{arch}.x` → `model.x`, `tokenizer.ggml.x` →
+    /// `tokenizer.x`; `general.*` kept. Tensors keep their names and bytes.
+    public static func fromGGUF(_ g: GGUFFile) throws -> ModelSource {
+        let path = g.path
+        let m = g.metadata
+        let arch = try m.string("general.architecture", in: path)
+        guard arch == "llama" else {
+            throw FormatError.invalid(path: path, field: "general.architecture", reason: "unsupported architecture \"\(arch)\" (Wren runs llama)")
+        }
+        let tok = try TokenizerMetadata(metadata: m, path: path, prefix: "tokenizer.ggml.")
+        func key(_ k: String) -> String { "\(arch).\(k)" }
+        let heads = try m.int(key("attention.head_count"), in: path)
+        let dim = try m.int(key("embedding_length"), in: path)
+        let headDim = try m.optionalInt(key("attention.key_length"), in: path) ?? dim / max(1, heads)
+        let tied = !g.tensors.contains { $0.name == TensorNames.output }
+        var c = ModelConfig(vocabSize: try m.optionalInt(key("vocab_size"), in: path) ?? tok.tokens.count,
+                            contextLength: try m.int(key("context_length"), in: path),
+                            embeddingLength: dim,
+                            feedForwardLength: try m.int(key("feed_forward_length"), in: path),
+                            blockCount: try m.int(key("block_count"), in: path),
+                            headCount: heads,
+                            headCountKV: try m.optionalInt(key("attention.head_count_kv"), in: path) ?? heads,
+                            headDim: headDim,
+                            rmsNormEps: Float(try m.double(key("attention.layer_norm_rms_epsilon"), in: path)),
+                            ropeFreqBase: Float(try m.optionalDouble(key("rope.freq_base"), in: path) ?? 10000),
+                            ropeDimensionCount: try m.optionalInt(key("rope.dimension_count"), in: path) ?? headDim,
+                            tiedEmbeddings: tied)
+        if let st = m[key("rope.scaling.type")]?.string {
+            guard let t = RopeScalingType(rawValue: st) else {
+                throw FormatError.invalid(path: path, field: key("rope.scaling.type"), reason: "unknown RoPE scaling \"\(st)\"")
+            }
+            c.ropeScalingType = t
+        }
+        if let f = try m.optionalDouble(key("rope.scaling.factor"), in: path) {
+            c.ropeScalingFactor = Float(f)
+            if c.ropeScalingType == .none, f != 1 { c.ropeScalingType = .linear }
+        } else if let f = try m.optionalDouble(key("rope.scale_linear"), in: path) {
+            c.ropeScalingFactor = Float(f)
+            c.ropeScalingType = f == 1 ? .none : .linear
+        }
+        c.ropeOriginalContextLength = try m.optionalInt(key("rope.scaling.original_context_length"), in: path) ?? 0
+        try c.validate(path: path)
+
+        var meta = Metadata()
+        for (k, v) in m.entries where k.hasPrefix("general.") && k != "general.alignment" && k != "general.architecture" {
+            meta[k] = v
+        }
+        c.write(to: &meta)
+        tok.write(to: &meta)
+
+        var tensors: [SourceTensor] = []
+        for t in g.tensors {
+            guard let dt = t.dtype else {
+                throw FormatError.unsupportedDType(path: path, dtype: ggmlTypeName(t.typeID), tensor: t.name)
+            }
+            tensors.append(SourceTensor(name: t.name, dtype: dt, shape: t.shape, data: g.data(t)))
+        }
+        return try ModelSource(path: path, kind: .gguf, metadata: meta, tensors: tensors, config: c, owners: [g], sourceFiles: [path])
+    }
+
+    // MARK: .wren
+
+    public static func fromWren(_ w: WrenFile) throws -> ModelSource {
+        let c = try ModelConfig(metadata: w.metadata, path: w.path)
+        _ = try TokenizerMetadata(metadata: w.metadata, path: w.path)
+        let tensors = (0..<w.tensors.count).map { i -> SourceTensor in
+            let t = w.tensor(at: i)
+            return SourceTensor(name: t.name, dtype: t.dtype, shape: t.shape, data: t.data)
+        }
+        var meta = w.metadata
+        for k in meta.keys where k.hasPrefix("general.source.") || k == "general.converter" { meta[k] = nil }
+        return try ModelSource(path: w.path, kind: .wren, metadata: meta, tensors: tensors, config: c, owners: [w], sourceFiles: [w.path])
+    }
+}

@@ -1,0 +1,93 @@
+// Wren's canonical tensor names (GGUF's: token_embd, blk.N.attn_q, ...) and
+// the translation to and from Hugging Face names, including the per-head
+// row permutation of q/k weights. Wren (like GGUF) rotates adjacent pairs
+// (2i, 2i+1) in RoPE; HF llama checkpoints rotate halves (i, i + d/2), so
+// HF q/k rows are permuted on import and un-permuted on export.
+
+public enum TensorNames {
+    public static let tokenEmbedding = "token_embd.weight"
+    public static let outputNorm = "output_norm.weight"
+    public static let output = "output.weight"
+
+    static let hfLayerMap: [(hf: String, wren: String)] = [
+        ("input_layernorm.weight", "attn_norm.weight"),
+        ("self_attn.q_proj.weight", "attn_q.weight"),
+        ("self_attn.k_proj.weight", "attn_k.weight"),
+        ("self_attn.v_proj.weight", "attn_v.weight"),
+        ("self_attn.o_proj.weight", "attn_output.weight"),
+        ("post_attention_layernorm.weight", "ffn_norm.weight"),
+        ("mlp.gate_proj.weight", "ffn_gate.weight"),
+        ("mlp.up_proj.weight", "ffn_up.weight"),
+        ("mlp.down_proj.weight", "ffn_down.weight"),
+    ]
+
+    /// The Wren name of an HF tensor name, or nil when it is not a llama weight.
+    public static func wrenName(hf: String) -> String? {
+        switch hf {
+        case "model.embed_tokens.weight": return tokenEmbedding
+        case "model.norm.weight": return outputNorm
+        case "lm_head.weight": return output
+        default: break
+        }
+        let parts = hf.split(separator: ".", maxSplits: 3)
+        guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let n = Int(parts[2]), n >= 0 else { return nil }
+        guard let m = hfLayerMap.first(where: { $0.hf == parts[3] }) else { return nil }
+        return "blk.\(n).\(m.wren)"
+    }
+
+    /// The HF name of a Wren tensor name, or nil.
+    public static func hfName(wren: String) -> String? {
+        switch wren {
+        case tokenEmbedding: return "model.embed_tokens.weight"
+        case outputNorm: return "model.norm.weight"
+        case output: return "lm_head.weight"
+        default: break
+        }
+        let parts = wren.split(separator: ".", maxSplits: 2)
+        guard parts.count == 3, parts[0] == "blk", let n = Int(parts[1]) else { return nil }
+        guard let m = hfLayerMap.first(where: { $0.wren == parts[2] }) else { return nil }
+        return "model.layers.\(n).\(m.hf)"
+    }
+
+    /// HF tensors that carry no weights Wren needs (recomputed buffers).
+    public static func isIgnorableHF(_ name: String) -> Bool {
+        name.hasSuffix("rotary_emb.inv_freq")
+    }
+
+    /// Number of heads whose rows are permuted for `wrenName` (q: headCount, k: headCountKV), or nil.
+    public static func permutedHeads(_ wrenName: String, _ c: ModelConfig) -> Int? {
+        if wrenName.hasSuffix(".attn_q.weight") { return c.headCount }
+        if wrenName.hasSuffix(".attn_k.weight") { return c.headCountKV }
+        return nil
+    }
+
+    /// Row order that turns HF (rotate-half) rows into Wren (adjacent-pair) rows:
+    /// Wren row `h·d + 2i + j` is HF row `h·d + j·d/2 + i`, for head h, pair i, j ∈ {0, 1}.
+    /// Only the first `rotary` dimensions of each head are rotated; the rest keep their place.
+    public static func hfToWrenRows(rows: Int, heads: Int, rotary: Int? = nil) -> [Int] {
+        let d = rows / heads
+        let rot = rotary ?? d
+        var perm = [Int](repeating: 0, count: rows)
+        for h in 0..<heads {
+            for r in 0..<d {
+                let src: Int
+                if r < rot {
+                    let i = r / 2, j = r % 2
+                    src = j * (rot / 2) + i
+                } else {
+                    src = r
+                }
+                perm[h * d + r] = h * d + src
+            }
+        }
+        return perm
+    }
+
+    /// The inverse of `hfToWrenRows`: HF row r is Wren row result[r].
+    public static func wrenToHFRows(rows: Int, heads: Int, rotary: Int? = nil) -> [Int] {
+        let f = hfToWrenRows(rows: rows, heads: heads, rotary: rotary)
+        var inv = [Int](repeating: 0, count: rows)
+        for (w, h) in f.enumerated() { inv[h] = w }
+        return inv
+    }
+}

@@ -1,0 +1,75 @@
+// Element types of stored tensors. The raw values are ggml's type ids, so a
+// GGUF tensor's type maps to Wren's without a table, and quantized blocks are
+// byte-compatible with GGUF's (see formats/wren.md, "Data types").
+
+/// A tensor element type: plain floats or a block-quantized format.
+public enum DType: UInt32, CaseIterable, Sendable, CustomStringConvertible {
+    case f32 = 0
+    case f16 = 1
+    case q4_0 = 2
+    case q4_1 = 3
+    case q8_0 = 8
+    case bf16 = 30
+
+    /// Elements per block (1 for plain float types).
+    @inlinable public var blockSize: Int {
+        switch self {
+        case .f32, .f16, .bf16: return 1
+        case .q4_0, .q4_1, .q8_0: return 32
+        }
+    }
+
+    /// Bytes per block.
+    @inlinable public var blockBytes: Int {
+        switch self {
+        case .f32: return 4
+        case .f16, .bf16: return 2
+        case .q4_0: return 18   // f16 d, 16 bytes of nibbles
+        case .q4_1: return 20   // f16 d, f16 m, 16 bytes of nibbles
+        case .q8_0: return 34   // f16 d, 32 int8
+        }
+    }
+
+    public var isQuantized: Bool { blockSize > 1 }
+
+    /// Lower-case name as used on the command line and in `wren inspect` ("q4_1").
+    public var name: String {
+        switch self {
+        case .f32: return "f32"
+        case .f16: return "f16"
+        case .bf16: return "bf16"
+        case .q4_0: return "q4_0"
+        case .q4_1: return "q4_1"
+        case .q8_0: return "q8_0"
+        }
+    }
+
+    public var description: String { name }
+
+    /// Parses a name such as "q8_0" or "F16" (case-insensitive).
+    public init?(name: String) {
+        guard let t = DType.allCases.first(where: { $0.name == name.lowercased() }) else { return nil }
+        self = t
+    }
+
+    /// Bytes needed for `count` elements, or nil when `count` is not a whole
+    /// number of blocks or the size overflows.
+    @inlinable public func byteCount(elements count: Int) -> Int? {
+        guard count >= 0, count % blockSize == 0 else { return nil }
+        let (bytes, overflow) = (count / blockSize).multipliedReportingOverflow(by: blockBytes)
+        return overflow ? nil : bytes
+    }
+}
+
+/// Names of ggml type ids Wren does not store, for error messages
+/// ("unsupported dtype q4_K in tensor blk.0.ffn_down.weight").
+public func ggmlTypeName(_ id: UInt32) -> String {
+    if let t = DType(rawValue: id) { return t.name }
+    let names: [UInt32: String] = [
+        6: "q5_0", 7: "q5_1", 9: "q8_1", 10: "q2_K", 11: "q3_K", 12: "q4_K", 13: "q5_K",
+        14: "q6_K", 15: "q8_K", 16: "iq2_xxs", 17: "iq2_xs", 18: "iq3_xxs", 19: "iq1_s",
+        20: "iq4_nl", 21: "iq3_s", 22: "iq2_s", 23: "iq4_xs", 24: "i8", 25: "i16", 26: "i32",
+        27: "i64", 28: "f64", 29: "iq1_m", 34: "tq1_0", 35: "tq2_0", 39: "mxfp4",
+    ]
+    return names[id] ?? "ggml type \(id)"
+}
