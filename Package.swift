@@ -33,8 +33,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "TestSupport", dependencies: ["WrenKernels", "WrenFormat"], path: "Tests/TestSupport"),
-        .testTarget(name: "WrenKernelsTests", dependencies: ["WrenKernels", "TestSupport"]),
-        .testTarget(name: "WrenFormatTests", dependencies: ["WrenFormat", "TestSupport"]),
+        .testTarget(name: "WrenKernelsTests", dependencies: ["WrenKernels", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "WrenFormatTests", dependencies: ["WrenFormat", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenCLITests", dependencies: ["WrenCLI", "WrenFormat", "TestSupport"]),
     ]
 )

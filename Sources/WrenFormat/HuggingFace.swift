@@ -143,8 +143,8 @@ public enum HFImporter {
             st.originalDType = originalDTypes[t.name]
             tensors.append(st)
         }
-        let order = tensorOrder(c)
-        tensors.sort { (order[$0.name] ?? Int.max, $0.name) < (order[$1.name] ?? Int.max, $1.name) }
+        // Tensors keep the order of their bytes in the safetensors files, so a
+        // directory written by `wren export` converts back to the same layout.
 
         var meta = Metadata()
         if let n = cfgJSON["_name_or_path"] as? String, !n.isEmpty { meta["general.name"] = .string(n) }
@@ -153,18 +153,6 @@ public enum HFImporter {
         tok.write(to: &meta)
         return try ModelSource(path: dir, kind: .huggingface, metadata: meta, tensors: tensors, config: c,
                                owners: owners, sourceFiles: files.map { dir + "/" + $0 })
-    }
-
-    /// The order GGUF converters use: embedding, per layer, output norm, output.
-    static func tensorOrder(_ c: ModelConfig) -> [String: Int] {
-        var names = [TensorNames.tokenEmbedding]
-        for l in 0..<c.blockCount {
-            for s in ["attn_norm", "attn_q", "attn_k", "attn_v", "attn_output", "ffn_norm", "ffn_gate", "ffn_up", "ffn_down"] {
-                names.append("blk.\(l).\(s).weight")
-            }
-        }
-        names += [TensorNames.outputNorm, TensorNames.output]
-        return Dictionary(uniqueKeysWithValues: names.enumerated().map { ($1, $0) })
     }
 
     // MARK: tokenizer

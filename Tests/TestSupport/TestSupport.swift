@@ -1,1 +1,201 @@
+// Shared test helpers: a seeded PRNG, tiny random llama models written as
+// GGUF / Hugging Face directories / .wren files, temp directories, and the
+// location of the real model.
+
 import Foundation
+import WrenFormat
+import WrenKernels
+
+/// SplitMix64: small, seeded, reproducible everywhere (never the system RNG).
+public struct SeededRNG: RandomNumberGenerator {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [-1, 1).
+    public mutating func float() -> Float { Float(Double(next() >> 11) * 0x1p-53 * 2 - 1) }
+    /// Approximately standard normal (sum of uniforms).
+    public mutating func normal() -> Float { (0..<6).reduce(Float(0)) { s, _ in s + float() } * 0.7071 }
+}
+
+public func tempDirectory(_ name: String = #function) -> String {
+    let safe = name.filter { $0.isLetter || $0.isNumber }
+    let dir = NSTemporaryDirectory() + "wren-tests-\(getpid())-\(safe)-\(UInt32.random(in: 0...UInt32.max))"
+    try! FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+    return dir
+}
+
+/// The real reference model, fetched by tools/fetch-model.sh (nil when absent).
+public func realModelPath() -> String? {
+    let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    let p = root.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
+    return FileManager.default.fileExists(atPath: p) ? p : nil
+}
+
+public func repoRoot() -> String {
+    URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+}
+
+/// A tiny llama model: vocab 64, dim 32, 2 layers, 4 heads, 2 kv heads, ffn 64.
+public struct TinyModel {
+    public var config: ModelConfig
+    public var tokenizer: TokenizerMetadata
+    /// Canonical (Wren) names and row order, outermost-first shapes.
+    public var weights: [(name: String, shape: [Int], values: [Float])]
+
+    public init(seed: UInt64 = 1, tied: Bool = true, vocab: Int = 64, dim: Int = 32, layers: Int = 2, heads: Int = 4, kvHeads: Int = 2, ff: Int = 64) {
+        config = ModelConfig(vocabSize: vocab, contextLength: 128, embeddingLength: dim, feedForwardLength: ff, blockCount: layers,
+                             headCount: heads, headCountKV: kvHeads, rmsNormEps: 1e-5, ropeFreqBase: 10000, tiedEmbeddings: tied)
+        var toks = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+        let letters = Array("abcdefghijklmnopqrstuvwxyzĠ".map(String.init))
+        for l in letters where toks.count < vocab { toks.append(l) }
+        var merges: [String] = []
+        var i = 0
+        while toks.count < vocab {
+            let a = letters[(i / letters.count) % letters.count], b = letters[(i * 7 + 3) % letters.count]
+            if !toks.contains(a + b) { toks.append(a + b); merges.append(a + " " + b) }
+            i += 1
+        }
+        var types = [Int32](repeating: 1, count: vocab)
+        types[0] = 3; types[1] = 3; types[2] = 3
+        tokenizer = TokenizerMetadata(model: "gpt2", pre: "smollm", tokens: toks, tokenTypes: types, merges: merges,
+                                      bosID: 1, eosID: 2, unkID: 0, padID: 2, addBOS: false, addSpacePrefix: false,
+                                      chatTemplate: "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}")
+        var rng = SeededRNG(seed: seed)
+        func mat(_ r: Int, _ c: Int, scale: Float = 0.2) -> [Float] { (0..<(r * c)).map { _ in rng.normal() * scale } }
+        func norm(_ n: Int) -> [Float] { (0..<n).map { _ in 1 + rng.float() * 0.1 } }
+        let hd = dim / heads
+        var w: [(String, [Int], [Float])] = [("token_embd.weight", [vocab, dim], mat(vocab, dim))]
+        for l in 0..<layers {
+            let p = "blk.\(l)."
+            w.append((p + "attn_norm.weight", [dim], norm(dim)))
+            w.append((p + "attn_q.weight", [heads * hd, dim], mat(heads * hd, dim)))
+            w.append((p + "attn_k.weight", [kvHeads * hd, dim], mat(kvHeads * hd, dim)))
+            w.append((p + "attn_v.weight", [kvHeads * hd, dim], mat(kvHeads * hd, dim)))
+            w.append((p + "attn_output.weight", [dim, heads * hd], mat(dim, heads * hd)))
+            w.append((p + "ffn_norm.weight", [dim], norm(dim)))
+            w.append((p + "ffn_gate.weight", [ff, dim], mat(ff, dim)))
+            w.append((p + "ffn_up.weight", [ff, dim], mat(ff, dim)))
+            w.append((p + "ffn_down.weight", [dim, ff], mat(dim, ff)))
+        }
+        w.append(("output_norm.weight", [dim], norm(dim)))
+        if !tied { w.append(("output.weight", [vocab, dim], mat(vocab, dim))) }
+        weights = w.map { (name: $0.0, shape: $0.1, values: $0.2) }
+    }
+
+    /// GGUF metadata as llama.cpp's converter writes it.
+    public func ggufMetadata(fileType: Int = 0) -> Metadata {
+        var m = Metadata()
+        m["general.architecture"] = .string("llama")
+        m["general.name"] = .string("tiny")
+        m["llama.vocab_size"] = .uint32(UInt32(config.vocabSize))
+        m["llama.context_length"] = .uint32(UInt32(config.contextLength))
+        m["llama.embedding_length"] = .uint32(UInt32(config.embeddingLength))
+        m["llama.feed_forward_length"] = .uint32(UInt32(config.feedForwardLength))
+        m["llama.block_count"] = .uint32(UInt32(config.blockCount))
+        m["llama.attention.head_count"] = .uint32(UInt32(config.headCount))
+        m["llama.attention.head_count_kv"] = .uint32(UInt32(config.headCountKV))
+        m["llama.rope.freq_base"] = .float32(config.ropeFreqBase)
+        m["llama.rope.dimension_count"] = .uint32(UInt32(config.ropeDimensionCount))
+        m["llama.attention.layer_norm_rms_epsilon"] = .float32(config.rmsNormEps)
+        m["general.file_type"] = .uint32(UInt32(fileType))
+        m["tokenizer.ggml.model"] = .string(tokenizer.model)
+        m["tokenizer.ggml.pre"] = .string(tokenizer.pre)
+        m["tokenizer.ggml.tokens"] = .array(tokenizer.tokens)
+        m["tokenizer.ggml.token_type"] = .array(tokenizer.tokenTypes!)
+        m["tokenizer.ggml.merges"] = .array(tokenizer.merges!)
+        m["tokenizer.ggml.bos_token_id"] = .uint32(1)
+        m["tokenizer.ggml.eos_token_id"] = .uint32(2)
+        m["tokenizer.ggml.unknown_token_id"] = .uint32(0)
+        m["tokenizer.ggml.padding_token_id"] = .uint32(2)
+        m["tokenizer.ggml.add_bos_token"] = .bool(false)
+        m["tokenizer.ggml.add_space_prefix"] = .bool(false)
+        m["tokenizer.chat_template"] = .string(tokenizer.chatTemplate!)
+        return m
+    }
+
+    /// The stored dtype of each tensor for a "mostly `dtype`" model (norms f32).
+    public static func dtype(for shape: [Int], _ dtype: DType) -> DType { shape.count == 1 ? .f32 : dtype }
+
+    /// GGUF bytes with 2-D weights in `dtype`.
+    public func ggufBytes(dtype: DType, alignment: Int = 32) -> [UInt8] {
+        let tensors = weights.map { w -> GGUFWriter.Tensor in
+            let t = TinyModel.dtype(for: w.shape, dtype)
+            return GGUFWriter.Tensor(name: w.name, typeID: t.rawValue, ne: w.shape.reversed(), bytes: Quant.quantize(t, w.values))
+        }
+        var meta = ggufMetadata()
+        if alignment != 32 { meta["general.alignment"] = .uint32(UInt32(alignment)) }
+        return GGUFWriter.encode(metadata: meta, tensors: tensors, alignment: alignment)
+    }
+
+    public func writeGGUF(to path: String, dtype: DType) {
+        FileManager.default.createFile(atPath: path, contents: Data(ggufBytes(dtype: dtype)))
+    }
+
+    /// A Hugging Face directory with HF names and HF (rotate-half) q/k row order.
+    public func writeHF(to dir: String, dtype: DType = .f32, sharded: Bool = false) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var entries: [SafetensorsWriter.Entry] = []
+        for w in weights {
+            var values = w.values
+            if let heads = TensorNames.permutedHeads(w.name, config) {
+                let perm = TensorNames.wrenToHFRows(rows: w.shape[0], heads: heads)
+                let n = w.shape[1]
+                values = [Float](repeating: 0, count: values.count)
+                for hfRow in 0..<w.shape[0] { for c in 0..<n { values[hfRow * n + c] = w.values[perm[hfRow] * n + c] } }
+            }
+            let name = TensorNames.hfName(wren: w.name)!
+            let dt = dtype
+            let st = dt == .f32 ? "F32" : dt == .f16 ? "F16" : "BF16"
+            entries.append(.init(name: name, dtype: st, shape: w.shape, bytes: Quant.quantize(dt, values)))
+        }
+        if sharded {
+            let half = entries.count / 2
+            let a = Array(entries[..<half]), b = Array(entries[half...])
+            try Data(SafetensorsWriter.encode(a)).write(to: URL(fileURLWithPath: dir + "/model-00001-of-00002.safetensors"))
+            try Data(SafetensorsWriter.encode(b)).write(to: URL(fileURLWithPath: dir + "/model-00002-of-00002.safetensors"))
+            var map: [String: String] = [:]
+            for e in a { map[e.name] = "model-00001-of-00002.safetensors" }
+            for e in b { map[e.name] = "model-00002-of-00002.safetensors" }
+            let idx = try JSONSerialization.data(withJSONObject: ["metadata": ["total_size": 0], "weight_map": map])
+            try idx.write(to: URL(fileURLWithPath: dir + "/model.safetensors.index.json"))
+        } else {
+            try Data(SafetensorsWriter.encode(entries)).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+        }
+        let cfg: [String: Any] = [
+            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": config.vocabSize,
+            "max_position_embeddings": config.contextLength, "hidden_size": config.embeddingLength,
+            "intermediate_size": config.feedForwardLength, "num_hidden_layers": config.blockCount,
+            "num_attention_heads": config.headCount, "num_key_value_heads": config.headCountKV,
+            "rms_norm_eps": Double(config.rmsNormEps), "rope_theta": Double(config.ropeFreqBase),
+            "tie_word_embeddings": config.tiedEmbeddings, "rope_scaling": NSNull(),
+        ]
+        try JSONSerialization.data(withJSONObject: cfg).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        try tokenizerJSON().write(to: URL(fileURLWithPath: dir + "/tokenizer.json"))
+        let tc: [String: Any] = ["bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "unk_token": "<|endoftext|>",
+                                 "pad_token": "<|im_end|>", "add_bos_token": false, "chat_template": tokenizer.chatTemplate!]
+        try JSONSerialization.data(withJSONObject: tc).write(to: URL(fileURLWithPath: dir + "/tokenizer_config.json"))
+    }
+
+    /// A hand-built tokenizer.json in the layout HF `tokenizers` saves (merges as pairs, the newer form).
+    func tokenizerJSON() throws -> Data {
+        var vocab: [String: Int] = [:]
+        for i in 0..<tokenizer.tokens.count { vocab[tokenizer.tokens.string(i)] = i }
+        let added: [[String: Any]] = (0..<3).map { ["id": $0, "content": tokenizer.tokens.string($0), "special": true,
+                                                    "single_word": false, "lstrip": false, "rstrip": false, "normalized": false] }
+        let tj: [String: Any] = [
+            "version": "1.0", "added_tokens": added,
+            "pre_tokenizer": ["type": "Sequence", "pretokenizers": [
+                ["type": "Digits", "individual_digits": true],
+                ["type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true]]],
+            "model": ["type": "BPE", "vocab": vocab, "merges": tokenizer.merges!.strings.map { $0.split(separator: " ").map(String.init) },
+                      "byte_fallback": false],
+        ]
+        return try JSONSerialization.data(withJSONObject: tj)
+    }
+}

@@ -1,0 +1,96 @@
+// Quantizers against golden bytes from an independent implementation
+// (gguf-py's numpy quantizers; tools/make_quant_fixtures.py), plus round-trip
+// error bounds on random data of awkward sizes.
+
+import Foundation
+import TestSupport
+import WrenKernels
+import XCTest
+
+final class QuantTests: XCTestCase {
+    struct Golden: Decodable {
+        var values: [Float]
+        var bytes: [String: String]
+    }
+
+    func golden() throws -> Golden {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/quant_golden.json")
+        return try JSONDecoder().decode(Golden.self, from: Data(contentsOf: url))
+    }
+
+    func hexBytes(_ s: String) -> [UInt8] {
+        var out: [UInt8] = []
+        var i = s.startIndex
+        while i < s.endIndex {
+            let j = s.index(i, offsetBy: 2)
+            out.append(UInt8(s[i..<j], radix: 16)!)
+            i = j
+        }
+        return out
+    }
+
+    /// Byte-identical to gguf-py (and so to GGUF files) for every type.
+    func testQuantizeMatchesGGUFPyBytes() throws {
+        let g = try golden()
+        for t in [DType.f16, .bf16, .q8_0, .q4_0, .q4_1] {
+            let want = hexBytes(g.bytes[t.name]!)
+            let got = Quant.quantize(t, g.values)
+            XCTAssertEqual(got.count, want.count, "\(t) size")
+            if let i = got.indices.first(where: { $0 < want.count && got[$0] != want[$0] }) {
+                XCTFail("\(t): first differing byte \(i) (block \(i / t.blockBytes)): got \(got[i]), want \(want[i])")
+            }
+        }
+    }
+
+    func testBlockGeometry() {
+        XCTAssertEqual(DType.q8_0.byteCount(elements: 64), 68)
+        XCTAssertEqual(DType.q4_0.byteCount(elements: 32), 18)
+        XCTAssertEqual(DType.q4_1.byteCount(elements: 96), 60)
+        XCTAssertEqual(DType.f16.byteCount(elements: 7), 14)
+        XCTAssertNil(DType.q4_1.byteCount(elements: 33))
+        XCTAssertNil(DType.q8_0.byteCount(elements: Int.max / 2))
+        XCTAssertEqual(DType(name: "Q4_1"), .q4_1)
+        XCTAssertNil(DType(name: "q4_K"))
+    }
+
+    /// Dequantize(quantize(x)) stays within each type's bound, per block, on
+    /// random data of awkward lengths; re-quantizing dequantized data is exact
+    /// (what makes .wren → HF f32 → .wren round trips byte-identical).
+    func testRoundTripBoundsAndIdempotence() {
+        var rng = SeededRNG(seed: 7)
+        for t in DType.allCases {
+            for blocks in [1, 7, 33] {
+                let n = t.isQuantized ? blocks * 32 : blocks * 5 + 2
+                let x = (0..<n).map { i in rng.normal() * (i % 11 == 0 ? 3 : 0.5) }
+                let q = Quant.quantize(t, x)
+                let y = Quant.dequantize(t, q, count: n)
+                let bs = t.isQuantized ? 32 : 1
+                for b in 0..<(n / bs) {
+                    let blk = x[(b * bs)..<((b + 1) * bs)]
+                    let bound = Quant.roundTripBound(t, lo: blk.min()!, hi: blk.max()!)
+                    for i in (b * bs)..<((b + 1) * bs) where abs(x[i] - y[i]) > bound {
+                        XCTFail("\(t) n=\(n): element \(i): \(x[i]) -> \(y[i]), error \(abs(x[i] - y[i])) > bound \(bound)")
+                        return
+                    }
+                }
+                XCTAssertEqual(Quant.quantize(t, y), q, "\(t) n=\(n): requantizing dequantized values changed bytes")
+            }
+        }
+    }
+
+    func testSpecialValues() {
+        // Zeros quantize to a zero scale and dequantize to zeros; NaN does not trap.
+        for t in [DType.q8_0, .q4_0, .q4_1] {
+            XCTAssertEqual(Quant.dequantize(t, Quant.quantize(t, [Float](repeating: 0, count: 32)), count: 32), [Float](repeating: 0, count: 32))
+            var x = [Float](repeating: 1, count: 32)
+            x[3] = .nan
+            _ = Quant.quantize(t, x)
+        }
+        XCTAssertEqual(bf16Bits(1.0), 0x3f80)
+        XCTAssertEqual(bf16Bits(Float(bitPattern: 0x3f80_8000)), 0x3f80)      // tie to even
+        XCTAssertEqual(bf16Bits(Float(bitPattern: 0x3f81_8000)), 0x3f82)
+        XCTAssertTrue(floatFromBF16(bf16Bits(.nan)).isNaN)
+        XCTAssertEqual(f16Bits(65504), 0x7bff)
+        XCTAssertEqual(floatFromF16(0x3c00), 1)
+    }
+}
