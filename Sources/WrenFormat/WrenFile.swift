@@ -84,11 +84,12 @@ public final class WrenFile: @unchecked Sendable {
         mapping = try MappedFile(path: path)
         let buf = mapping.bytes
         var r = ByteReader(buf, path: path)
-        try r.need(UInt64(WrenFormatConstants.headerSize), "header")
-        let magic = Array(try r.slice(8, "magic"))
-        guard magic == WrenFormatConstants.magic else {
+        let magic = Array(buf.prefix(8))
+        guard magic == WrenFormatConstants.magic || (magic.count < 8 && WrenFormatConstants.magic.starts(with: magic)) else {
             throw FormatError.badMagic(path: path, expected: ".wren", found: magic.map { String(format2: $0) }.joined(separator: " "))
         }
+        try r.need(UInt64(WrenFormatConstants.headerSize), "header")
+        r.offset = 8
         version = try r.read(UInt32.self, "version")
         guard version == WrenFormatConstants.version else {
             throw FormatError.unsupportedVersion(path: path, format: ".wren", version: version)

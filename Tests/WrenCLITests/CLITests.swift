@@ -1,0 +1,116 @@
+// The `wren` binary end to end: exit codes, stdout/stderr split, refusal to
+// overwrite, JSON output, verify naming the bad tensor.
+
+import Foundation
+import TestSupport
+import WrenFormat
+import XCTest
+
+struct RunResult {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+}
+
+/// Runs the built `wren` (next to the test bundle) with `args` and optional stdin.
+func runWren(_ args: [String], stdin: String? = nil) throws -> RunResult {
+    let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wren")
+    let p = Process()
+    p.executableURL = exe
+    p.arguments = args
+    let out = Pipe(), err = Pipe(), inp = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = inp
+    try p.run()
+    if let stdin { inp.fileHandleForWriting.write(Data(stdin.utf8)) }
+    try inp.fileHandleForWriting.close()
+    let o = out.fileHandleForReading.readDataToEndOfFile()
+    let e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return RunResult(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+}
+
+final class CLITests: XCTestCase {
+    var dir = ""
+    override func setUp() { dir = tempDirectory(name) }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func testConvertInspectVerifyExport() throws {
+        let g = dir + "/tiny.gguf", w = dir + "/tiny.wren"
+        TinyModel(seed: 8).writeGGUF(to: g, dtype: .q4_1)
+        var r = try runWren(["convert", g, "-o", w])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "", "convert prints nothing on stdout")
+        XCTAssertTrue(r.stderr.contains("[20/20 tensors]"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("MB/s"), r.stderr)
+
+        r = try runWren(["inspect", w, "--json", "--verify"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let j = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual(j["verify"] as? String, "ok")
+        XCTAssertEqual((j["hyperparameters"] as! [String: Any])["block_count"] as? Int, 2)
+        XCTAssertEqual((j["tokenizer"] as! [String: Any])["tokens"] as? Int, 64)
+        XCTAssertEqual((j["tensors"] as! [[String: Any]]).count, 20)
+
+        r = try runWren(["inspect", w])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertTrue(r.stdout.contains("blk.1.ffn_down.weight"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("tokenizer:     gpt2 (pre smollm), 64 tokens"), r.stdout)
+
+        r = try runWren(["inspect", g, "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual((try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any])["format"] as? String, "gguf")
+
+        let hf = dir + "/hf"
+        r = try runWren(["export", w, "-o", hf])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: hf + "/" + f), f)
+        }
+        r = try runWren(["convert", hf, "-o", dir + "/back.wren", "--compress"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let a = try WrenFile(path: w), b = try WrenFile(path: dir + "/back.wren")
+        XCTAssertEqual(a.tensors.map(\.checksum), b.tensors.map { XXH64.hash(b.tensor(at: b.tensors.firstIndex(of: $0)!).data) })
+    }
+
+    func testErrorsAreOneLineAndExitNonZero() throws {
+        let g = dir + "/tiny.gguf", w = dir + "/tiny.wren"
+        TinyModel().writeGGUF(to: g, dtype: .f16)
+        XCTAssertEqual(try runWren(["convert", g, "-o", w]).status, 0)
+        let before = try Data(contentsOf: URL(fileURLWithPath: w))
+
+        var r = try runWren(["convert", g, "-o", w, "--type", "q8_0"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertEqual(r.stderr, "wren: error: \(w): output exists (use --force to overwrite)\n")
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: w)), before, "the existing file must be untouched")
+
+        r = try runWren(["convert", dir + "/nope.gguf", "-o", dir + "/x.wren"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.hasPrefix("wren: error: \(dir)/nope.gguf: open failed: No such file or directory"), r.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.wren"))
+
+        r = try runWren(["convert", g, "-o", dir + "/x.wren", "--type", "q5_K"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("--type"), r.stderr)
+
+        r = try runWren(["convert", g, "-o", dir + "/x.wren", "--frobnicate"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("frobnicate"), r.stderr)
+
+        // Flip a byte in the last tensor: open still works, --verify names the tensor.
+        var bytes = [UInt8](before)
+        bytes[bytes.count - 3] ^= 1
+        let bad = dir + "/bad.wren"
+        try Data(bytes).write(to: URL(fileURLWithPath: bad))
+        r = try runWren(["inspect", bad, "--verify"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.hasPrefix("wren: error: \(bad): checksum mismatch in tensor output_norm.weight"), r.stderr)
+        XCTAssertEqual(r.stderr.filter { $0 == "\n" }.count, 1, "one line")
+
+        try Data("hello".utf8).write(to: URL(fileURLWithPath: bad))
+        r = try runWren(["inspect", bad])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("not a .wren file"), r.stderr)
+    }
+}
