@@ -35,6 +35,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["WrenKernels", "WrenFormat"], path: "Tests/TestSupport"),
         .testTarget(name: "WrenKernelsTests", dependencies: ["WrenKernels", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenFormatTests", dependencies: ["WrenFormat", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "WrenTokenizerTests", dependencies: ["WrenTokenizer", "WrenEngine", "WrenFormat", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenCLITests", dependencies: ["WrenCLI", "WrenFormat", "TestSupport"]),
     ]
 )
