@@ -15,10 +15,9 @@ implementations:
   python3 tools/make_tokenizer_fixtures.py models/SmolLM2-135M-Instruct.Q4_1.gguf
 """
 import json, os, sys
-from gguf import GGUFReader
-from tokenizers import Tokenizer, AddedToken, Regex, pre_tokenizers, decoders
-from tokenizers.models import BPE
 import sentencepiece as spm
+sys.path.insert(0, os.path.dirname(__file__))
+from refs.smollm2_hf import smollm2_tokenizer
 
 ROOT = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 gguf_path = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "models/SmolLM2-135M-Instruct.Q4_1.gguf")
@@ -41,34 +40,9 @@ STRINGS = [
     "Ω≈ç√∫˜µ≤≥÷ åß∂ƒ©˙∆˚¬…æ", "\u0000null\u0001ctrl\u007f", "¡Hola! ¿Qué tal?", "x\u2028y\u2029z",
 ]
 
-def smollm2_tokenizer(pre):
-    r = GGUFReader(gguf_path)
-    f = r.fields
-    tokens = [bytes(f["tokenizer.ggml.tokens"].parts[i]).decode() for i in f["tokenizer.ggml.tokens"].data]
-    merges = [bytes(f["tokenizer.ggml.merges"].parts[i]).decode() for i in f["tokenizer.ggml.merges"].data]
-    types = [int(f["tokenizer.ggml.token_type"].parts[i][0]) for i in f["tokenizer.ggml.token_type"].data]
-    vocab = {t: i for i, t in enumerate(tokens)}
-    tok = Tokenizer(BPE(vocab=vocab, merges=[tuple(m.split(" ", 1)) for m in merges], fuse_unk=False))
-    bl = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    if pre == "smollm":
-        tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), bl])
-    elif pre == "gpt2":
-        tok.pre_tokenizer = bl
-    else:
-        regex = {
-            "llama3": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-            "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
-        }[pre]
-        tok.pre_tokenizer = pre_tokenizers.Sequence([
-            pre_tokenizers.Split(Regex(regex), behavior="isolated"),
-            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
-    tok.decoder = decoders.ByteLevel()
-    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t, ty in zip(tokens, types) if ty == 3])
-    return tok
-
 out = {"strings": STRINGS, "smollm2": {}, "mistral": {}}
 for pre in ["smollm", "gpt2", "llama3", "qwen2"]:
-    tok = smollm2_tokenizer(pre)
+    tok = smollm2_tokenizer(gguf_path, pre)
     out["smollm2"][pre] = [tok.encode(s, add_special_tokens=False).ids for s in STRINGS]
     if pre == "smollm":
         tok.encode_special_tokens = True

@@ -197,8 +197,8 @@ public enum HFImporter {
         for i in 0..<count {
             if let t = tokens[i] {
                 filled.append(t)
-                if special.contains(i) { types[i] = 3 } else if userDefined.contains(i) { types[i] = 4 }
-                else if kind == "llama", t.count == 6, t.hasPrefix("<0x"), t.hasSuffix(">") { types[i] = 6 }
+                if kind == "llama", t.utf8.count == 6, t.hasPrefix("<0x"), t.hasSuffix(">"), UInt8(t.dropFirst(3).prefix(2), radix: 16) != nil { types[i] = 6 }
+                else if special.contains(i) { types[i] = 3 } else if userDefined.contains(i) { types[i] = 4 }
             } else {
                 filled.append("[PAD\(i)]")
                 types[i] = 5
@@ -217,7 +217,7 @@ public enum HFImporter {
         if kind == "gpt2", let p = findByteLevel(tj["pre_tokenizer"]) { addSpacePrefix = (p["add_prefix_space"] as? Bool) ?? false }
 
         var tok = TokenizerMetadata(model: kind, pre: pre, tokens: filled,
-                                    scores: kind == "llama" ? (0..<count).map { types[$0] == 1 ? -Float($0) : 0 } : nil,
+                                    scores: nil,   // HF BPE merges by rank; the merges carry the priorities
                                     tokenTypes: types, merges: merges.isEmpty ? nil : merges, addSpacePrefix: addSpacePrefix)
         if let unk = model["unk_token"] as? String { tok.unkID = idOf[unk] }
         if tok.unkID != nil { types[tok.unkID!] = 2; tok.tokenTypes = MetaArray(int32s: types) }

@@ -72,6 +72,9 @@ public final class Tokenizer: Sendable {
     /// conflate "é" (U+00E9) with "e\u{301}"; tokenizers compare bytes.
     let spmVocab: [[UInt8]: Int32]
     let spmScores: [Float]
+    /// HF tokenizer.json SentencePiece-style BPE: merges by rank ("left right" bytes → rank).
+    /// When present, pairs merge by rank as HF's BPE model does; otherwise by piece score.
+    let spmMerges: [[UInt8]: Int32]
     let byteFallback: [Int32]
     /// Special/user-defined tokens matchable in text: first scalar → (scalars, id), longest first.
     let specials: [UInt32: [([Unicode.Scalar], Int32, Bool)]]
@@ -114,6 +117,7 @@ public final class Tokenizer: Sendable {
             // bytes are dropped.
             for b in 0..<256 { bt[b] = index[String(ByteUnicode.byteToScalar[b])] ?? -1 }
             byteToken = bt
+            spmMerges = [:]
             var m: [UInt64: UInt64] = [:]
             m.reserveCapacity(spec.merges?.count ?? 0)
             for (rank, line) in (spec.merges ?? []).enumerated() {
@@ -147,6 +151,11 @@ public final class Tokenizer: Sendable {
             }
             spmVocab = index
             spmScores = spec.scores ?? (0..<n).map { -Float($0) }
+            var ranks: [[UInt8]: Int32] = [:]
+            if spec.scores == nil, let merges = spec.merges {
+                for (r, m) in merges.enumerated() where ranks[Array(m.utf8)] == nil { ranks[Array(m.utf8)] = Int32(r) }
+            }
+            spmMerges = ranks
             byteFallback = bf
             pieceBytes = spec.tokens.enumerated().map { i, t in
                 if types[i] == 6, let b = bf.firstIndex(of: Int32(i)) { return [UInt8(b)] }
@@ -254,8 +263,15 @@ public final class Tokenizer: Sendable {
         next[n - 1] = -1
         var version = [Int32](repeating: 0, count: n)
         var heap = PairHeap()
+        let byRank = !spmMerges.isEmpty
         func consider(_ l: Int32, _ r: Int32) {
-            guard l >= 0, r >= 0, let id = spmVocab[syms[Int(l)] + syms[Int(r)]] else { return }
+            guard l >= 0, r >= 0 else { return }
+            if byRank {
+                guard let rank = spmMerges[syms[Int(l)] + [0x20] + syms[Int(r)]] else { return }
+                heap.push(.init(key: Int64(rank), left: l, right: r, stamp: version[Int(l)], stampRight: version[Int(r)]))
+                return
+            }
+            guard let id = spmVocab[syms[Int(l)] + syms[Int(r)]] else { return }
             // Highest score first: key = -score as an order-preserving integer.
             let score = spmScores[Int(id)]
             heap.push(.init(key: -Int64(orderedBits(score)), left: l, right: r, stamp: version[Int(l)], stampRight: version[Int(r)]))

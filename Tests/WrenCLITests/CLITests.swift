@@ -114,3 +114,51 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.stderr.contains("not a .wren file"), r.stderr)
     }
 }
+
+final class TokenizeCLITests: XCTestCase {
+    func model() throws -> String {
+        guard let p = realModelPath() else { throw XCTSkip("run tools/fetch-model.sh") }
+        return p
+    }
+
+    func testTokenizeAndDetokenize() throws {
+        let m = try model()
+        var r = try runWren(["tokenize", "-m", m, "--json", "Hello world"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout, "[19556, 905]\n")
+        r = try runWren(["tokenize", "-m", m, "--json"], stdin: "<|im_start|>user\n")
+        XCTAssertEqual(r.stdout, "[1, 4093, 198]\n")
+        r = try runWren(["tokenize", "-m", m, "--json", "--no-special", "<|im_start|>"])
+        XCTAssertNotEqual(r.stdout, "[1]\n")
+        r = try runWren(["tokenize", "-m", m, "Hi"])
+        XCTAssertEqual(r.stdout, "26843\t\"Hi\"\n")
+        r = try runWren(["detokenize", "-m", m], stdin: "[1, 4093, 198, 19556, 905]")
+        XCTAssertEqual(r.stdout, "<|im_start|>user\nHello world")
+        r = try runWren(["detokenize", "-m", m, "--skip-special", "1", "19556"])
+        XCTAssertEqual(r.stdout, "Hello")
+        r = try runWren(["detokenize", "-m", m, "99999999"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("outside the vocabulary"), r.stderr)
+        r = try runWren(["detokenize", "-m", m, "12x"])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("not a token id: \"12x\""), r.stderr)
+    }
+
+    func testInvalidUTF8OnStdin() throws {
+        let m = try model()
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wren")
+        let p = Process()
+        p.executableURL = exe
+        p.arguments = ["tokenize", "-m", m]
+        let inp = Pipe(), err = Pipe()
+        p.standardInput = inp
+        p.standardError = err
+        p.standardOutput = Pipe()
+        try p.run()
+        inp.fileHandleForWriting.write(Data([0x66, 0xFF, 0x67]))
+        try inp.fileHandleForWriting.close()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 1)
+        XCTAssertTrue(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("invalid UTF-8"))
+    }
+}

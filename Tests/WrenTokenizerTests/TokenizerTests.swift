@@ -158,3 +158,33 @@ final class TokenizerTests: XCTestCase {
         #endif
     }
 }
+
+/// A SentencePiece-style BPE (LLaMA-2's tokenizer.json layout) trained with HF
+/// `tokenizers` (tools/make_spm_hf_fixture.py), imported from tokenizer.json.
+final class HFSentencePieceTests: XCTestCase {
+    struct Fixture: Decodable {
+        var strings: [String]
+        var ids: [[Int32]]
+        var decoded: [String]
+    }
+
+    func testImportedTokenizerJSONMatchesHF() throws {
+        let dir = fixturePath("spm-hf")
+        let fx = try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: URL(fileURLWithPath: dir + "/ids.json")))
+        let meta = try HFImporter.tokenizer(directory: dir, vocabSize: 0)
+        XCTAssertEqual(meta.model, "llama")
+        XCTAssertTrue(meta.addBOS)
+        let tok = try Tokenizer(TokenizerSpec(meta))
+        var bad = 0
+        for (i, s) in fx.strings.enumerated() {
+            let got = tok.encode(s, addSpecial: false)
+            if got != fx.ids[i] {
+                bad += 1
+                if bad <= 3 { XCTFail("\(s.debugDescription)\n got  \(got)\n want \(fx.ids[i])") }
+            }
+            XCTAssertEqual(try tok.decode(fx.ids[i]), fx.decoded[i])
+        }
+        XCTAssertEqual(bad, 0)
+        XCTAssertEqual(tok.encode("Wren runs").first, 1, "BOS from tokenizer_config.json")
+    }
+}
