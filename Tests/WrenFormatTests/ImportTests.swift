@@ -33,6 +33,22 @@ final class ImportTests: XCTestCase {
         }
     }
 
+    /// GGUF version 2 (same layout as 3 for little-endian files) imports identically.
+    func testGGUFVersion2() throws {
+        let model = TinyModel(seed: 12)
+        let tensors = model.weights.map { w in
+            GGUFWriter.Tensor(name: w.name, typeID: TinyModel.dtype(for: w.shape, .q4_0).rawValue, ne: w.shape.reversed(),
+                              bytes: Quant.quantize(TinyModel.dtype(for: w.shape, .q4_0), w.values))
+        }
+        let v2 = dir + "/v2.gguf", v3 = dir + "/v3.gguf"
+        FileManager.default.createFile(atPath: v2, contents: Data(GGUFWriter.encode(metadata: model.ggufMetadata(), tensors: tensors, version: 2)))
+        FileManager.default.createFile(atPath: v3, contents: Data(GGUFWriter.encode(metadata: model.ggufMetadata(), tensors: tensors, version: 3)))
+        XCTAssertEqual(try GGUFFile(path: v2).version, 2)
+        _ = try ModelConverter.convert(try ModelSource.open(v2), to: dir + "/a.wren")
+        _ = try ModelConverter.convert(try ModelSource.open(v3), to: dir + "/b.wren")
+        XCTAssertEqual(try WrenFile(path: dir + "/a.wren").tensors, try WrenFile(path: dir + "/b.wren").tensors)
+    }
+
     /// Non-default GGUF alignment is honoured.
     func testGGUFAlignment() throws {
         let model = TinyModel(seed: 2)
