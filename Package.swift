@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "WrenKernels", dependencies: ["CBLAS"]),
         .target(name: "WrenFormat", dependencies: ["WrenKernels", "CZstd"]),
         .target(name: "WrenTokenizer"),
-        .target(name: "WrenEngine", dependencies: ["WrenKernels", "WrenFormat", "WrenTokenizer"]),
+        .target(name: "WrenEngine", dependencies: ["WrenKernels", "WrenFormat", "WrenTokenizer", "CBLAS"]),
         .target(name: "WrenTuning", dependencies: ["WrenEngine"]),
         .executableTarget(name: "WrenCLI", dependencies: [
             "WrenFormat", "WrenEngine", "WrenTokenizer", "WrenTuning",
@@ -36,6 +36,7 @@ let package = Package(
         .testTarget(name: "WrenKernelsTests", dependencies: ["WrenKernels", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenFormatTests", dependencies: ["WrenFormat", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenTokenizerTests", dependencies: ["WrenTokenizer", "WrenEngine", "WrenFormat", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "WrenEngineTests", dependencies: ["WrenEngine", "WrenFormat", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenCLITests", dependencies: ["WrenCLI", "WrenFormat", "TestSupport"]),
     ]
 )

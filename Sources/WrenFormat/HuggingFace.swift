@@ -24,7 +24,7 @@ public enum HFImporter {
             if let def { return def }
             throw FormatError.missingField(path: path, field: key)
         }
-        guard let n = v as? NSNumber, !(v is Bool), let i = Int(exactly: n.doubleValue) else {
+        guard let n = v as? NSNumber, !isJSONBool(v), let i = Int(exactly: n.doubleValue) else {
             throw FormatError.wrongFieldType(path: path, field: key, expected: "an integer")
         }
         return i
@@ -35,7 +35,7 @@ public enum HFImporter {
             if let def { return def }
             throw FormatError.missingField(path: path, field: key)
         }
-        guard let n = v as? NSNumber, !(v is Bool) else {
+        guard let n = v as? NSNumber, !isJSONBool(v) else {
             throw FormatError.wrongFieldType(path: path, field: key, expected: "a number")
         }
         return n.doubleValue

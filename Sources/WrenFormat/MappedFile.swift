@@ -119,3 +119,11 @@ public struct ByteReader {
         offset += pad
     }
 }
+
+/// True when a JSONSerialization value is a JSON boolean (on Linux, `0 is Bool`
+/// is also true for numbers, so the type is checked instead).
+public func isJSONBool(_ v: Any) -> Bool {
+    !(type(of: v) == NSNumber.self) && v is Bool
+}
+
+import Foundation

@@ -199,3 +199,13 @@ public struct TinyModel {
         return try JSONSerialization.data(withJSONObject: tj)
     }
 }
+
+extension TinyModel {
+    /// Writes this model as a .wren file with 2-D weights in `dtype` (via a GGUF, as a user would).
+    public func writeWren(to path: String, dtype: DType) throws {
+        let g = path + ".gguf"
+        writeGGUF(to: g, dtype: dtype)
+        defer { try? FileManager.default.removeItem(atPath: g) }
+        _ = try ModelConverter.convert(try ModelSource.open(g), to: path, options: .init(overwrite: true))
+    }
+}

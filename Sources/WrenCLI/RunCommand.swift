@@ -1,0 +1,212 @@
+// `wren run`: generate text from a prompt (argument or all of stdin),
+// streamed to stdout; or serve a JSON-lines stream of requests (--jsonl).
+
+import ArgumentParser
+import Foundation
+import WrenEngine
+import WrenFormat
+import WrenTokenizer
+
+struct SamplingOptions: ParsableArguments {
+    @Option(name: .short, help: "Tokens to generate at most (>= 0).")
+    var n = 128
+
+    @Option(name: .customLong("temp"), help: "Temperature; 0 = greedy.")
+    var temperature: Float = 0.8
+
+    @Option(name: .customLong("top-k"), help: "Keep the k most likely tokens (0 = all).")
+    var topK = 40
+
+    @Option(name: .customLong("top-p"), help: "Nucleus sampling threshold in (0, 1].")
+    var topP: Float = 0.95
+
+    @Option(name: .customLong("min-p"), help: "Drop tokens below min-p × the top probability, in [0, 1].")
+    var minP: Float = 0.05
+
+    @Option(name: .customLong("repeat-penalty"), help: "Repetition penalty (1 = off).")
+    var repeatPenalty: Float = 1.0
+
+    @Option(name: .customLong("repeat-last-n"), help: "Tokens the penalties look back over.")
+    var repeatLastN = 64
+
+    @Option(name: .customLong("frequency-penalty"), help: "Subtract count × this from repeated tokens' logits.")
+    var frequencyPenalty: Float = 0
+
+    @Option(name: .customLong("presence-penalty"), help: "Subtract this from the logits of tokens already present.")
+    var presencePenalty: Float = 0
+
+    @Option(name: .customLong("logit-bias"), help: "TOKEN_ID=BIAS, repeatable (BIAS may be -inf).")
+    var logitBias: [String] = []
+
+    @Option(name: .shortAndLong, help: "Random seed (same seed, same text).")
+    var seed: UInt64 = 0xC0FFEE
+
+    @Option(name: .customLong("stop"), help: "Stop when the text contains this string (repeatable).")
+    var stop: [String] = []
+
+    func validate() throws {
+        guard n >= 0 else { throw ValidationError("-n must be >= 0 (got \(n))") }
+        do { try parameters().validate() } catch let e as EngineError { throw ValidationError(e.description) }
+    }
+
+    func parameters() throws -> SamplingParameters {
+        var p = SamplingParameters()
+        p.temperature = temperature
+        p.topK = topK
+        p.topP = topP
+        p.minP = minP
+        p.repeatPenalty = repeatPenalty
+        p.repeatLastN = repeatLastN
+        p.frequencyPenalty = frequencyPenalty
+        p.presencePenalty = presencePenalty
+        p.seed = seed
+        for b in logitBias {
+            let parts = b.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let id = Int32(parts[0]), let v = Float(parts[1].replacingOccurrences(of: "inf", with: "infinity")) else {
+                throw ValidationError("--logit-bias takes TOKEN_ID=BIAS (got \"\(b)\")")
+            }
+            p.logitBias[id] = v
+        }
+        return p
+    }
+
+    func options() throws -> GenerationOptions {
+        GenerationOptions(maxTokens: n, stop: stop, sampling: try parameters())
+    }
+}
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Generate text. The prompt is -p, or all of stdin; the text is streamed to stdout.",
+        discussion: "With --jsonl, each stdin line is a JSON request and each stdout line a JSON result (the model is loaded once).")
+
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var sampling: SamplingOptions
+
+    @Option(name: .shortAndLong, help: "The prompt (default: all of stdin).")
+    var prompt: String?
+
+    @Flag(help: "Read JSON requests, one per line, from stdin; write one JSON result per line.")
+    var jsonl = false
+
+    @Flag(help: "Print timings and statistics on stderr.")
+    var verbose = false
+
+    @Flag(name: .customLong("no-special"), help: "Do not parse special tokens in the prompt.")
+    var noSpecial = false
+
+    func run() throws {
+        do {
+            let (m, session) = try model.load()
+            let gen = try Generator(model: m, session: session)
+            if jsonl { try serveJSONL(gen); return }
+            let text: String
+            if let prompt { text = prompt } else {
+                guard let s = String(validating: readAllStdin(), as: UTF8.self) else { throw CLIError(message: "stdin: invalid UTF-8") }
+                text = s
+            }
+            guard !text.isEmpty else { throw EngineError.emptyPrompt }
+            var opts = try sampling.options()
+            opts.parseSpecial = !noSpecial
+            let out = FileHandle.standardOutput
+            let result = try gen.generate(prompt: text, options: opts) { piece, _ in
+                if !piece.isEmpty { out.write(Data(piece.utf8)) }
+                return true
+            }
+            if isatty(1) == 1 { out.write(Data("\n".utf8)) }
+            if result.stats.contextFull { stderrLine("wren: the context of \(session.contextLength) tokens is full; generation stopped (use -c to enlarge it)") }
+            if verbose { printStats(result) }
+        } catch { fail(error) }
+    }
+
+    func printStats(_ r: GenerationResult) {
+        let s = r.stats
+        stderrLine(String(format: "prompt: %d tokens (%d evaluated) in %.3f s, %.1f tokens/s; first token after %.3f s",
+                          s.promptTokens, s.promptTokensEvaluated, s.promptSeconds, s.promptTokensPerSecond, s.timeToFirstToken))
+        stderrLine(String(format: "generation: %d tokens in %.3f s, %.1f tokens/s; stop: %@", s.generatedTokens, s.generationSeconds,
+                          s.generationTokensPerSecond, r.stopReason.rawValue))
+    }
+
+    /// One request per line; errors become {"error": "line N: ..."} and the stream goes on.
+    func serveJSONL(_ gen: Generator) throws {
+        let defaults = try sampling.options()
+        var lineNo = 0
+        while let line = readLine(strippingNewline: true) {
+            lineNo += 1
+            if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
+            var obj: [String: Any]
+            do {
+                let req = try JSONRequest.parse(line, defaults: defaults)
+                var opts = req.options
+                opts.parseSpecial = !noSpecial
+                let r = try gen.generate(prompt: req.prompt, options: opts)
+                obj = ["text": r.text, "tokens": r.tokens.map(Int.init), "prompt_tokens": r.stats.promptTokens,
+                       "stop_reason": r.stopReason.rawValue,
+                       "timings": ["prompt_ms": r.stats.promptSeconds * 1000, "prompt_per_second": r.stats.promptTokensPerSecond,
+                                   "predicted_ms": r.stats.generationSeconds * 1000, "predicted_per_second": r.stats.generationTokensPerSecond,
+                                   "ttft_ms": r.stats.timeToFirstToken * 1000, "prompt_evaluated": r.stats.promptTokensEvaluated] as [String: Any]]
+                if r.stats.contextFull { obj["context_full"] = true }
+                if verbose { printStats(r) }
+            } catch let e as JSONRequest.Failure {
+                obj = ["error": "line \(lineNo): \(e.message)"]
+            } catch let e as EngineError {
+                obj = ["error": "line \(lineNo): \(e.description)"]
+            } catch {
+                obj = ["error": "line \(lineNo): \(error)"]
+            }
+            let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
+            FileHandle.standardOutput.write(data + Data("\n".utf8))
+        }
+    }
+}
+
+/// A --jsonl request: {"prompt": ..., "n_predict", "temperature", "top_k", "top_p", "min_p",
+/// "repeat_penalty", "frequency_penalty", "presence_penalty", "seed", "stop"}; all optional but prompt.
+struct JSONRequest {
+    struct Failure: Error { var message: String }
+    var prompt: String
+    var options: GenerationOptions
+
+    static func parse(_ line: String, defaults: GenerationOptions) throws -> JSONRequest {
+        guard let data = line.data(using: .utf8), let any = try? JSONSerialization.jsonObject(with: data),
+              let o = any as? [String: Any] else {
+            throw Failure(message: "not a JSON object")
+        }
+        guard let prompt = o["prompt"] else { throw Failure(message: "missing \"prompt\"") }
+        guard let p = prompt as? String else { throw Failure(message: "\"prompt\" must be a string") }
+        guard !p.isEmpty else { throw Failure(message: "\"prompt\" is empty") }
+        var opts = defaults
+        func number(_ k: String) throws -> Double? {
+            guard let v = o[k] else { return nil }
+            guard let n = v as? NSNumber, !isJSONBool(v) else { throw Failure(message: "\"\(k)\" must be a number") }
+            return n.doubleValue
+        }
+        func integer(_ k: String) throws -> Int? {
+            guard let d = try number(k) else { return nil }
+            guard let i = Int(exactly: d) else { throw Failure(message: "\"\(k)\" must be an integer") }
+            return i
+        }
+        if let n = try integer("n_predict") {
+            guard n >= 0 else { throw Failure(message: "\"n_predict\" must be >= 0") }
+            opts.maxTokens = n
+        }
+        if let t = try number("temperature") { opts.sampling.temperature = Float(t) }
+        if let k = try integer("top_k") { opts.sampling.topK = k }
+        if let v = try number("top_p") { opts.sampling.topP = Float(v) }
+        if let v = try number("min_p") { opts.sampling.minP = Float(v) }
+        if let v = try number("repeat_penalty") { opts.sampling.repeatPenalty = Float(v) }
+        if let v = try number("frequency_penalty") { opts.sampling.frequencyPenalty = Float(v) }
+        if let v = try number("presence_penalty") { opts.sampling.presencePenalty = Float(v) }
+        if let s = try integer("seed") {
+            guard s >= 0 else { throw Failure(message: "\"seed\" must be >= 0") }
+            opts.sampling.seed = UInt64(s)
+        }
+        if let s = o["stop"] {
+            if let one = s as? String { opts.stop = [one] } else if let many = s as? [String] { opts.stop = many } else {
+                throw Failure(message: "\"stop\" must be a string or an array of strings")
+            }
+        }
+        do { try opts.sampling.validate() } catch let e as EngineError { throw Failure(message: e.description) }
+        return JSONRequest(prompt: p, options: opts)
+    }
+}

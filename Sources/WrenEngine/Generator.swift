@@ -1,0 +1,191 @@
+// Text generation: prompt → tokens → prefill → sample/decode loop, streamed
+// piece by piece (never a broken UTF-8 character, never part of a stop
+// string), with timings. A callback API for the CLI and an AsyncSequence
+// for apps; both cancellable.
+
+import Dispatch
+import WrenTokenizer
+
+public struct GenerationOptions: Sendable {
+    /// Tokens to generate at most (nil: until EOS or the context is full).
+    public var maxTokens: Int? = 128
+    /// Generation stops when the text contains one of these; the stop string is not returned.
+    public var stop: [String] = []
+    public var sampling = SamplingParameters()
+    /// Parse special tokens (e.g. `<|im_start|>`) in the prompt.
+    public var parseSpecial = true
+    public init(maxTokens: Int? = 128, stop: [String] = [], sampling: SamplingParameters = SamplingParameters()) {
+        self.maxTokens = maxTokens
+        self.stop = stop
+        self.sampling = sampling
+    }
+}
+
+public enum StopReason: String, Sendable {
+    /// An end-of-generation token.
+    case eos
+    /// `maxTokens` reached, or the context filled up (`GenerationStats.contextFull`).
+    case length
+    /// A stop string appeared.
+    case stop
+    /// The caller cancelled.
+    case cancelled
+}
+
+public struct GenerationStats: Sendable {
+    public var promptTokens = 0
+    /// Prompt tokens actually evaluated (the rest were reused from the KV cache).
+    public var promptTokensEvaluated = 0
+    public var generatedTokens = 0
+    public var promptSeconds = 0.0
+    public var generationSeconds = 0.0
+    public var timeToFirstToken = 0.0
+    public var contextFull = false
+    public var promptTokensPerSecond: Double { promptSeconds > 0 ? Double(promptTokensEvaluated) / promptSeconds : 0 }
+    public var generationTokensPerSecond: Double { generationSeconds > 0 ? Double(max(0, generatedTokens - 1)) / generationSeconds : 0 }
+}
+
+public struct GenerationResult: Sendable {
+    public var text: String
+    public var tokens: [Int32]
+    public var stopReason: StopReason
+    public var stats: GenerationStats
+}
+
+public enum GenerationEvent: Sendable {
+    /// New text (may be empty while a character or a possible stop string is held back) and the token.
+    case piece(String, token: Int32)
+    case done(GenerationResult)
+}
+
+public final class Generator: @unchecked Sendable {
+    public let model: LlamaModel
+    public let session: InferenceSession
+    /// Tokens currently in the session's KV cache, for prefix reuse across calls.
+    private var cached: [Int32] = []
+    /// Ids that end generation: EOS and end-of-turn control tokens.
+    public let endTokens: Set<Int32>
+
+    public init(model: LlamaModel, session: InferenceSession? = nil, contextLength: Int? = nil, threads: Int? = nil) throws {
+        self.model = model
+        self.session = try session ?? InferenceSession(model: model, contextLength: contextLength, threads: threads)
+        var ends = Set<Int32>()
+        if let e = model.tokenizer.eosID { ends.insert(e) }
+        for name in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "</s>", "<end_of_turn>"] {
+            if let i = model.tokenizer.pieces.firstIndex(of: name), model.tokenizer.isControl(Int32(i)) { ends.insert(Int32(i)) }
+        }
+        endTokens = ends
+    }
+
+    /// Tokenizes `prompt` as the model expects (BOS per its flags, special tokens parsed).
+    public func tokenize(_ prompt: String, parseSpecial: Bool = true) -> [Int32] {
+        model.tokenizer.encode(prompt, addSpecial: true, parseSpecial: parseSpecial)
+    }
+
+    /// Generates from `prompt`, calling `onPiece` with each piece of text as it is decided.
+    /// Return false from `onPiece` to stop (reason `.cancelled`).
+    public func generate(prompt: String, options: GenerationOptions = .init(),
+                         onPiece: (String, Int32) -> Bool = { _, _ in true }) throws -> GenerationResult {
+        try generate(tokens: tokenize(prompt, parseSpecial: options.parseSpecial), options: options, onPiece: onPiece)
+    }
+
+    public func generate(tokens prompt: [Int32], options: GenerationOptions = .init(),
+                         onPiece: (String, Int32) -> Bool = { _, _ in true }) throws -> GenerationResult {
+        try options.sampling.validate()
+        if let m = options.maxTokens, m < 0 { throw EngineError.invalidParameter("the number of tokens to predict must be >= 0 (got \(m))") }
+        guard !prompt.isEmpty else { throw EngineError.emptyPrompt }
+        guard prompt.count <= session.contextLength else {
+            throw EngineError.promptTooLong(tokens: prompt.count, context: session.contextLength)
+        }
+        var stats = GenerationStats()
+        stats.promptTokens = prompt.count
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+
+        // Reuse the common prefix of the KV cache; evaluate at least the last prompt token.
+        var common = 0
+        while common < min(cached.count, prompt.count - 1), cached[common] == prompt[common] { common += 1 }
+        session.truncate(to: min(common, session.position))
+        cached = Array(prompt[..<session.position])
+        let rest = Array(prompt[session.position...])
+        stats.promptTokensEvaluated = rest.count
+        var logits = try session.evaluate(rest)
+        cached += rest
+        stats.promptSeconds = now()
+
+        var sampler = Sampler(options.sampling)
+        var history = prompt
+        var out: [Int32] = []
+        var decoder = StreamingDecoder(model.tokenizer, skipSpecial: true, atStart: false)
+        var text = ""            // all generated text
+        var emitted = 0          // characters of `text` already handed out
+        var reason = StopReason.length
+        let maxLen = options.stop.map(\.count).max() ?? 0
+        let genStart = now()
+        loop: while true {
+            if let m = options.maxTokens, out.count >= m { reason = .length; break }
+            let tok = sampler.sample(logits, history: history[...])
+            if out.isEmpty { stats.timeToFirstToken = now() }
+            out.append(tok)
+            history.append(tok)
+            if endTokens.contains(tok) { reason = .eos; break }
+            text += try decoder.append(tok)
+            // Stop strings: cut at the first occurrence; otherwise hold back a possible prefix.
+            var safeEnd = text.count
+            if !options.stop.isEmpty {
+                for s in options.stop where !s.isEmpty {
+                    if let r = text.range(of: s) {
+                        text = String(text[..<r.lowerBound])
+                        let piece = String(text.dropFirst(emitted))
+                        emitted = text.count
+                        _ = onPiece(piece, tok)
+                        reason = .stop
+                        break loop
+                    }
+                }
+                for k in stride(from: min(maxLen - 1, text.count), to: 0, by: -1) {
+                    let suffix = String(text.suffix(k))
+                    if options.stop.contains(where: { $0.hasPrefix(suffix) }) { safeEnd = text.count - k; break }
+                }
+            }
+            let piece = String(text.dropFirst(emitted).prefix(max(0, safeEnd - emitted)))
+            emitted += piece.count
+            if !onPiece(piece, tok) { reason = .cancelled; break }
+            if session.position >= session.contextLength { reason = .length; stats.contextFull = true; break }
+            logits = try session.evaluate([tok])
+            cached.append(tok)
+        }
+        text += decoder.flush()
+        if reason != .stop && emitted < text.count {
+            let rest = String(text.dropFirst(emitted))
+            emitted = text.count
+            _ = onPiece(rest, out.last ?? -1)
+        }
+        stats.generatedTokens = out.count
+        stats.generationSeconds = now() - genStart
+        return GenerationResult(text: text, tokens: out, stopReason: reason, stats: stats)
+    }
+
+    /// Generation as an AsyncSequence of pieces followed by `.done`; cancelling the
+    /// consuming task stops generation after the current token.
+    public func stream(prompt: String, options: GenerationOptions = .init()) -> AsyncThrowingStream<GenerationEvent, Error> {
+        AsyncThrowingStream { continuation in
+            let worker = Thread { [self] in
+                do {
+                    let result = try self.generate(prompt: prompt, options: options) { piece, tok in
+                        if case .terminated = continuation.yield(.piece(piece, token: tok)) { return false }
+                        return true
+                    }
+                    continuation.yield(.done(result))
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            worker.stackSize = 8 << 20
+            worker.start()
+        }
+    }
+}
+
+import Foundation

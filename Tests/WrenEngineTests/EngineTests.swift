@@ -1,0 +1,275 @@
+// The engine on tiny random models (fast, bounds-checked in debug): the
+// forward pass against a naive double-precision reference written here,
+// batch vs one-token agreement, KV-cache reuse, every dtype, RoPE scaling,
+// sampler behaviour, stop strings, limits.
+
+import Foundation
+import TestSupport
+@testable import WrenEngine
+import WrenFormat
+import WrenKernels
+import XCTest
+
+/// Naive llama forward in Double with no KV cache (recomputes everything), from the float weights.
+struct NaiveLlama {
+    let c: ModelConfig
+    let w: [String: [Float]]
+    let ropeScale: Double
+
+    init(_ m: TinyModel, ropeScale: Double = 1) {
+        c = m.config
+        var d: [String: [Float]] = [:]
+        for x in m.weights { d[x.name] = x.values }
+        w = d
+        self.ropeScale = ropeScale
+    }
+
+    func matvec(_ name: String, _ x: [Double], rows: Int) -> [Double] {
+        let m = w[name]!, n = x.count
+        return (0..<rows).map { r in (0..<n).reduce(0.0) { $0 + Double(m[r * n + $1]) * x[$1] } }
+    }
+
+    func norm(_ x: [Double], _ name: String) -> [Double] {
+        let ms = x.reduce(0) { $0 + $1 * $1 } / Double(x.count)
+        let s = 1 / (ms + Double(c.rmsNormEps)).squareRoot()
+        return x.enumerated().map { $0.element * s * Double(w[name]![$0.offset]) }
+    }
+
+    func rope(_ v: inout [Double], heads: Int, pos: Int) {
+        let hd = c.headDim
+        for h in 0..<heads {
+            for i in 0..<(c.ropeDimensionCount / 2) {
+                let theta = Double(pos) / ropeScale * pow(Double(c.ropeFreqBase), -2 * Double(i) / Double(c.ropeDimensionCount))
+                let a = v[h * hd + 2 * i], b = v[h * hd + 2 * i + 1]
+                v[h * hd + 2 * i] = a * cos(theta) - b * sin(theta)
+                v[h * hd + 2 * i + 1] = a * sin(theta) + b * cos(theta)
+            }
+        }
+    }
+
+    /// Logits at every position.
+    func logits(_ ids: [Int32]) -> [[Double]] {
+        let dim = c.embeddingLength, hd = c.headDim, H = c.headCount, KV = c.headCountKV
+        var xs: [[Double]] = ids.map { id in (0..<dim).map { Double(w["token_embd.weight"]![Int(id) * dim + $0]) } }
+        for l in 0..<c.blockCount {
+            let p = "blk.\(l)."
+            var qs: [[Double]] = [], ks: [[Double]] = [], vs: [[Double]] = []
+            for (t, x) in xs.enumerated() {
+                let h = norm(x, p + "attn_norm.weight")
+                var q = matvec(p + "attn_q.weight", h, rows: H * hd), k = matvec(p + "attn_k.weight", h, rows: KV * hd)
+                rope(&q, heads: H, pos: t)
+                rope(&k, heads: KV, pos: t)
+                qs.append(q); ks.append(k); vs.append(matvec(p + "attn_v.weight", h, rows: KV * hd))
+            }
+            for t in 0..<xs.count {
+                var att = [Double](repeating: 0, count: H * hd)
+                for h in 0..<H {
+                    let kv = h / (H / KV)
+                    var s = (0...t).map { j in (0..<hd).reduce(0.0) { $0 + qs[t][h * hd + $1] * ks[j][kv * hd + $1] } / Double(hd).squareRoot() }
+                    let m = s.max()!
+                    s = s.map { exp($0 - m) }
+                    let z = s.reduce(0, +)
+                    for j in 0...t { for d in 0..<hd { att[h * hd + d] += s[j] / z * vs[j][kv * hd + d] } }
+                }
+                let o = matvec(p + "attn_output.weight", att, rows: dim)
+                xs[t] = zip(xs[t], o).map(+)
+                let h2 = norm(xs[t], p + "ffn_norm.weight")
+                let g = matvec(p + "ffn_gate.weight", h2, rows: c.feedForwardLength), u = matvec(p + "ffn_up.weight", h2, rows: c.feedForwardLength)
+                let a = zip(g, u).map { $0 / (1 + exp(-$0)) * $1 }
+                xs[t] = zip(xs[t], matvec(p + "ffn_down.weight", a, rows: dim)).map(+)
+            }
+        }
+        let head = c.tiedEmbeddings ? "token_embd.weight" : "output.weight"
+        return xs.map { matvec(head, norm($0, "output_norm.weight"), rows: c.vocabSize) }
+    }
+}
+
+final class EngineTests: XCTestCase {
+    var dir = ""
+    override func setUp() { dir = tempDirectory(name) }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func load(_ tiny: TinyModel, _ dtype: DType = .f32, threads: Int = 2, ropeScale: Float? = nil) throws -> (LlamaModel, InferenceSession) {
+        let p = "\(dir)/m-\(dtype)-\(UInt32.random(in: 0...UInt32.max)).wren"
+        try tiny.writeWren(to: p, dtype: dtype)
+        let m = try LlamaModel(path: p, ropeScale: ropeScale)
+        return (m, try InferenceSession(model: m, contextLength: 64, threads: threads, maxBatch: 8))
+    }
+
+    /// f32 weights: every position's logits match the double-precision reference (tolerance 1e-4:
+    /// f32 rounding over dims ≤ 64 and 2 layers stays near 1e-6 relative).
+    func testForwardMatchesNaiveReference() throws {
+        for tied in [true, false] {
+            let tiny = TinyModel(seed: tied ? 31 : 32, tied: tied)
+            let (_, s) = try load(tiny)
+            let ids: [Int32] = [5, 17, 3, 40, 63, 0, 12, 12, 9, 30, 1, 2]     // 12 tokens: spans two batches of 8
+            let got = try s.evaluate(ids, allLogits: true)
+            let want = NaiveLlama(tiny).logits(ids)
+            let V = tiny.config.vocabSize
+            for t in 0..<ids.count {
+                for v in 0..<V {
+                    XCTAssertEqual(Double(got[t * V + v]), want[t][v], accuracy: 1e-4 + 1e-4 * abs(want[t][v]), "pos \(t) id \(v)")
+                }
+            }
+        }
+    }
+
+    /// One batch, chunked batches, and one token at a time give the same logits; thread count does not matter.
+    func testBatchVersusSingleTokenAndThreads() throws {
+        let tiny = TinyModel(seed: 4)
+        let ids: [Int32] = (0..<20).map { Int32(($0 * 7 + 3) % 64) }
+        let (_, a) = try load(tiny, .q4_1, threads: 1)
+        let batch = try a.evaluate(ids)
+        let (_, b) = try load(tiny, .q4_1, threads: 2)
+        var single: [Float] = []
+        for id in ids { single = try b.evaluate([id]) }
+        for i in 0..<batch.count { XCTAssertEqual(batch[i], single[i], accuracy: 1e-4, "logit \(i)") }
+        // Same thread-independence for the matvec path.
+        let (_, c) = try load(tiny, .q4_1, threads: 1)
+        var single1: [Float] = []
+        for id in ids { single1 = try c.evaluate([id]) }
+        XCTAssertEqual(single, single1, "results must not depend on the thread count")
+    }
+
+    /// Every stored dtype runs exactly: the logits equal the double-precision reference
+    /// run on the same weights dequantized (the exact path: f32 activations).
+    func testEveryDTypeIsExact() throws {
+        let tiny = TinyModel(seed: 6, tied: false)
+        let ids: [Int32] = [3, 9, 27, 17, 11]
+        for dt in DType.allCases {
+            let (_, s) = try load(tiny, dt)
+            let got = try s.evaluate(ids, allLogits: true)
+            var deq = tiny
+            deq.weights = tiny.weights.map { w in
+                let t = TinyModel.dtype(for: w.shape, dt)
+                return (w.name, w.shape, Quant.dequantize(t, Quant.quantize(t, w.values), count: w.values.count))
+            }
+            let want = NaiveLlama(deq).logits(ids)
+            var worst = 0.0
+            for t in 0..<ids.count { for v in 0..<64 { worst = max(worst, abs(Double(got[t * 64 + v]) - want[t][v]) / (1 + abs(want[t][v]))) } }
+            XCTAssertLessThan(worst, 1e-4, "\(dt): worst relative logit difference \(worst)")
+        }
+    }
+
+    func testRopeLinearScalingMatchesReference() throws {
+        let tiny = TinyModel(seed: 8)
+        let (_, s) = try load(tiny, ropeScale: 2)
+        let ids: [Int32] = [1, 2, 3, 4, 5, 6]
+        let got = try s.evaluate(ids, allLogits: true)
+        let want = NaiveLlama(tiny, ropeScale: 2).logits(ids)
+        for t in 0..<ids.count { for v in 0..<64 { XCTAssertEqual(Double(got[t * 64 + v]), want[t][v], accuracy: 1e-4 + 1e-4 * abs(want[t][v])) } }
+        let r = RopeSettings(freqBase: 10000, dimensions: 8, scaling: .ntk, factor: 4)
+        XCTAssertEqual(Double(r.inverseFrequencies()[1]), pow(10000 * pow(4, 8.0 / 6.0), -2.0 / 8), accuracy: 1e-9)
+    }
+
+    func testGreedyGenerationReusesCacheAndStops() throws {
+        let tiny = TinyModel(seed: 10)
+        let (m, s) = try load(tiny)
+        let g = try Generator(model: m, session: s)
+        var opts = GenerationOptions(maxTokens: 12, sampling: .greedy)
+        let a = try g.generate(prompt: "abc", options: opts)
+        XCTAssertEqual(a.tokens.count, a.stopReason == .eos ? a.tokens.count : 12)
+        let b = try g.generate(prompt: "abc", options: opts)            // reuses the cached prefix
+        XCTAssertEqual(a.tokens, b.tokens)
+        XCTAssertEqual(b.stats.promptTokensEvaluated, 1)
+        let (m2, s2) = try load(tiny)
+        let fresh = try Generator(model: m2, session: s2).generate(prompt: "abc", options: opts)
+        XCTAssertEqual(fresh.tokens, a.tokens)
+        // Stop strings: cut before the first occurrence, never emitted.
+        let text = a.text
+        if text.count > 4 {
+            let stop = String(text.dropFirst(2).prefix(2))
+            opts.stop = [stop]
+            var streamed = ""
+            let r = try g.generate(prompt: "abc", options: opts) { piece, _ in streamed += piece; return true }
+            XCTAssertEqual(r.stopReason, .stop)
+            XCTAssertEqual(r.text, String(text[..<text.range(of: stop)!.lowerBound]))
+            XCTAssertEqual(streamed, r.text)
+        }
+    }
+
+    func testLimits() throws {
+        let tiny = TinyModel(seed: 12)
+        let (m, s) = try load(tiny)
+        let g = try Generator(model: m, session: s)
+        var long = "a"
+        while m.tokenizer.encode(long).count <= 64 { long += " x" }
+        XCTAssertThrowsError(try g.generate(prompt: long)) { e in
+            XCTAssertEqual(e as? EngineError, .promptTooLong(tokens: m.tokenizer.encode(long).count, context: 64))
+        }
+        XCTAssertThrowsError(try g.generate(prompt: "")) { XCTAssertEqual($0 as? EngineError, .emptyPrompt) }
+        var p = SamplingParameters(); p.topP = 2
+        XCTAssertThrowsError(try g.generate(prompt: "ab", options: .init(sampling: p)))
+        // The context fills during generation: stops cleanly with reason length.
+        var opts = GenerationOptions(maxTokens: nil, sampling: .greedy)
+        opts.sampling.logitBias = [2: -.infinity, 0: -.infinity]     // no EOS
+        let r = try g.generate(prompt: String(repeating: "ab", count: 25), options: opts)
+        XCTAssertTrue(r.stats.contextFull)
+        XCTAssertEqual(r.stopReason, .length)
+        XCTAssertEqual(s.position, 64)
+        XCTAssertThrowsError(try s.evaluate([70])) { _ in }
+    }
+
+    func testSampler() {
+        let logits: [Float] = [1, 3, 2, 0.5, 2.9]
+        var greedy = Sampler(.greedy)
+        XCTAssertEqual(greedy.sample(logits), 1)
+        var p = SamplingParameters()
+        p.temperature = 1; p.topK = 2; p.topP = 1; p.minP = 0; p.seed = 5
+        var s = Sampler(p)
+        var seen = Set<Int32>()
+        for _ in 0..<200 { seen.insert(s.sample(logits)) }
+        XCTAssertEqual(seen, [1, 4], "top-k 2 keeps ids 1 and 4")
+        // Same seed, same draws.
+        var a = Sampler(p), b = Sampler(p)
+        XCTAssertEqual((0..<50).map { _ in a.sample(logits) }, (0..<50).map { _ in b.sample(logits) })
+        // min-p: 0.5 of the top probability drops ids 0 and 3.
+        p.topK = 0; p.minP = 0.5
+        var m = Sampler(p)
+        seen = []
+        for _ in 0..<300 { seen.insert(m.sample(logits)) }
+        XCTAssertFalse(seen.contains(0) || seen.contains(3))
+        // top-p 0.5: only the best token survives (p(1) ≈ 0.41 < 0.5, then id 4 ≈ 0.37).
+        p.minP = 0; p.topP = 0.5
+        var tp = Sampler(p)
+        seen = []
+        for _ in 0..<300 { seen.insert(tp.sample(logits)) }
+        XCTAssertEqual(seen, [1, 4])
+        // Bias and penalties.
+        var bias = SamplingParameters.greedy
+        bias.logitBias = [1: -.infinity]
+        var sb = Sampler(bias)
+        XCTAssertEqual(sb.sample(logits), 4)
+        var pen = SamplingParameters.greedy
+        pen.repeatPenalty = 1.5
+        var sp = Sampler(pen)
+        XCTAssertEqual(sp.sample(logits, history: [1]), 4, "3/1.5 = 2 < 2.9")
+        XCTAssertEqual(Sampler.topK([0, 5, 5, 1], 2).map(\.id), [1, 2])
+    }
+
+    func testAsyncStreamAndCancellation() async throws {
+        let tiny = TinyModel(seed: 14)
+        let (m, s) = try load(tiny)
+        let g = try Generator(model: m, session: s)
+        var pieces = 0
+        var done: GenerationResult?
+        var opts = GenerationOptions(maxTokens: 8, sampling: .greedy)
+        opts.sampling.logitBias = [2: -.infinity, 0: -.infinity]
+        for try await e in g.stream(prompt: "ab", options: opts) {
+            switch e {
+            case .piece: pieces += 1
+            case .done(let r): done = r
+            }
+        }
+        XCTAssertEqual(pieces, 8)
+        XCTAssertEqual(done?.tokens.count, 8)
+        // Breaking out of the loop cancels generation.
+        opts.maxTokens = nil
+        var n = 0
+        for try await e in g.stream(prompt: "ab", options: opts) {
+            if case .piece = e { n += 1 }
+            if n == 3 { break }
+        }
+        XCTAssertEqual(n, 3)
+    }
+}
