@@ -8,7 +8,7 @@ import WrenFormat
 import WrenTokenizer
 
 struct SamplingOptions: ParsableArguments {
-    @Option(name: .short, help: "Tokens to generate at most (>= 0).")
+    @Option(name: [.short, .customLong("n-predict")], help: "Tokens to generate at most (>= 0).")
     var n = 128
 
     @Option(name: .customLong("temp"), help: "Temperature; 0 = greedy.")

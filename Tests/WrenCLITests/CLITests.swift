@@ -162,3 +162,91 @@ final class TokenizeCLITests: XCTestCase {
         XCTAssertTrue(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("invalid UTF-8"))
     }
 }
+
+final class RunCLITests: XCTestCase {
+    var dir = ""
+    var model = ""
+    override func setUpWithError() throws {
+        dir = tempDirectory(name)
+        model = dir + "/tiny.wren"
+        try TinyModel(seed: 3).writeWren(to: model, dtype: .q8_0)
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func testRunFromArgumentAndStdinIsDeterministic() throws {
+        let a = try runWren(["run", "-m", model, "-p", "abc", "-n", "10", "--temp", "0"])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        let b = try runWren(["run", "-m", model, "-n", "10", "--temp", "0"], stdin: "abc")
+        XCTAssertEqual(a.stdout, b.stdout, "prompt from stdin = prompt from -p")
+        XCTAssertEqual(a.stderr, "", "nothing on stderr without --verbose")
+        let s1 = try runWren(["run", "-m", model, "-p", "abc", "-n", "10", "--seed", "7", "--temp", "1.2"])
+        let s2 = try runWren(["run", "-m", model, "-p", "abc", "-n", "10", "--seed", "7", "--temp", "1.2"])
+        XCTAssertEqual(s1.stdout, s2.stdout, "same seed, same text")
+        let v = try runWren(["run", "-m", model, "-p", "abc", "-n", "4", "--verbose"])
+        XCTAssertTrue(v.stderr.contains("tokens/s"), v.stderr)
+    }
+
+    func testJSONL() throws {
+        let input = """
+        {"prompt": "abc", "n_predict": 5, "temperature": 0}
+        not json
+        {"n_predict": 3}
+        {"prompt": "abc", "n_predict": 5, "temperature": 0, "top_p": 2}
+        {"prompt": "abc", "n_predict": 5, "temperature": 0, "stop": ["zzzz"]}
+
+        """
+        let r = try runWren(["run", "-m", model, "--jsonl"], stdin: input)
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let lines = r.stdout.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        XCTAssertEqual(lines.count, 5)
+        XCTAssertEqual((lines[0]["tokens"] as! [Int]).count, 5)
+        XCTAssertEqual(lines[0]["stop_reason"] as? String, "length")
+        XCTAssertNotNil(lines[0]["timings"] as? [String: Any])
+        XCTAssertEqual(lines[1]["error"] as? String, "line 2: not a JSON object")
+        XCTAssertEqual(lines[2]["error"] as? String, "line 3: missing \"prompt\"")
+        XCTAssertTrue((lines[3]["error"] as? String ?? "").hasPrefix("line 4: top-p must be in (0, 1]"))
+        XCTAssertEqual(lines[4]["text"] as? String, lines[0]["text"] as? String)
+    }
+
+    func testLogitsJSON() throws {
+        let r = try runWren(["logits", "-m", model, "--json", "--top", "3", "--all-positions", "abc"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let j = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        let toks = j["tokens"] as! [Int]
+        XCTAssertEqual((j["top"] as! [[Double]]).count, 3)
+        XCTAssertEqual((j["positions"] as! [Any]).count, toks.count)
+    }
+
+    func testBadInput() throws {
+        func expect(_ args: [String], stdin: String? = nil, _ text: String, line: UInt = #line) throws {
+            let r = try runWren(args, stdin: stdin)
+            XCTAssertNotEqual(r.status, 0, line: line)
+            XCTAssertTrue(r.stderr.contains(text), "\(r.stderr)", line: line)
+            XCTAssertEqual(r.stdout, "", line: line)
+        }
+        try expect(["run", "-m", model, "-p", "abc", "--n-predict=-3"], "-n must be >= 0")
+        try expect(["run", "-m", model, "-p", "abc", "--top-p", "2"], "top-p must be in (0, 1]")
+        try expect(["run", "-m", model], stdin: "", "the prompt is empty")
+        try expect(["run", "-m", model, "-p", String(repeating: "q ", count: 200), "-c", "16"], "the prompt is")
+        try expect(["run", "-m", dir + "/tiny.wren.gguf.missing", "-p", "x"], "No such file")
+        try Data("not a model".utf8).write(to: URL(fileURLWithPath: dir + "/junk.wren"))
+        try expect(["run", "-m", dir + "/junk.wren", "-p", "x"], "not a .wren file")
+        try expect(["run", "-m", model, "-p", "x", "--bogus"], "bogus")
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wren")
+        let p = Process()
+        p.executableURL = exe
+        p.arguments = ["run", "-m", model]
+        let inp = Pipe(), err = Pipe()
+        p.standardInput = inp; p.standardError = err; p.standardOutput = Pipe()
+        try p.run()
+        inp.fileHandleForWriting.write(Data([0x61, 0xC3]))
+        try inp.fileHandleForWriting.close()
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 1)
+        XCTAssertTrue(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("invalid UTF-8"))
+        // The context filling during generation is a notice, not a failure.
+        let r = try runWren(["run", "-m", model, "-p", "abc", "-n", "100", "-c", "12", "--temp", "0", "--logit-bias", "2=-inf", "--logit-bias", "0=-inf"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("context of 12 tokens is full"), r.stderr)
+    }
+}
