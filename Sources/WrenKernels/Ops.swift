@@ -74,24 +74,43 @@ public enum Ops {
         if chunks == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: work) }
     }
 
-    /// Y[t, r] = W[r,:] · X[t,:] for `tokens` rows of X: dequantizes W (rows × n) into
-    /// `scratch` (≥ rows·n floats) and calls OpenBLAS sgemm.
+    /// Y[t, r] = W[r,:] · X[t,:] for `tokens` rows of X (Y is tokens × rows).
+    /// Each weight row is dequantized once and dotted with every token's input
+    /// while it is hot in cache; rows are split across `threads` workers.
+    /// (`scratch` is kept for the OpenBLAS variant `matmulBLAS`.)
     public static func matmul(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>, tokens: Int,
                               y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
         if tokens == 1 { matvec(dtype, w, rows: rows, n: n, x: x, y: y, threads: threads); return }
+        let rowBytes = dtype.byteCount(elements: n)!
+        let W = SendableRawPointer(w), X = SendableRawPointer(UnsafeRawPointer(x)), Y = SendablePointer(y)
+        let chunks = max(1, min(threads, rows / 16))
+        let per = (rows + chunks - 1) / chunks
+        let work: @Sendable (Int) -> Void = { c in
+            let r0 = c * per, r1 = min(rows, r0 + per)
+            guard r0 < r1 else { return }
+            let xp = X.p.assumingMemoryBound(to: Float.self)
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { tmp in
+                for r in r0..<r1 {
+                    let row: UnsafePointer<Float>
+                    if dtype == .f32 { row = W.p.advanced(by: r * rowBytes).assumingMemoryBound(to: Float.self) } else {
+                        Quant.dequantize(dtype, W.p + r * rowBytes, tmp.baseAddress!, count: n)
+                        row = UnsafePointer(tmp.baseAddress!)
+                    }
+                    for t in 0..<tokens { Y.p[t * rows + r] = dot(row, xp + t * n, n) }
+                }
+            }
+        }
+        if chunks == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: work) }
+    }
+
+    /// The same product through OpenBLAS sgemm on W dequantized into `scratch` (≥ rows·n floats).
+    public static func matmulBLAS(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>, tokens: Int,
+                                  y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
         let wf: UnsafePointer<Float>
         if dtype == .f32 {
             wf = w.assumingMemoryBound(to: Float.self)
         } else {
-            let rowBytes = dtype.byteCount(elements: n)!
-            let S = SendablePointer(scratch), W = SendableRawPointer(w)
-            let chunks = max(1, min(threads, rows / 64))
-            let per = (rows + chunks - 1) / chunks
-            DispatchQueue.concurrentPerform(iterations: chunks) { c in
-                for r in (c * per)..<min(rows, (c + 1) * per) {
-                    Quant.dequantize(dtype, W.p + r * rowBytes, S.p + r * n, count: n)
-                }
-            }
+            Quant.dequantize(dtype, w, scratch, count: rows * n)
             wf = UnsafePointer(scratch)
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(n),
