@@ -95,11 +95,19 @@ struct Run: ParsableCommand {
     @Flag(name: .customLong("no-special"), help: "Do not parse special tokens in the prompt.")
     var noSpecial = false
 
+    @Flag(help: "Treat the prompt as one user message and format it with the chat template.")
+    var chat = false
+
+    @OptionGroup var template: ChatTemplateOptions
+
     func run() throws {
         do {
             let (m, session) = try model.load()
             let gen = try Generator(model: m, session: session)
-            if jsonl { try serveJSONL(gen); return }
+            // The template is needed for --chat, and (lazily) for "messages" requests.
+            let formatter: ChatFormatter? = chat || jsonl ? (try? template.formatter(m)) : nil
+            if chat && formatter == nil { _ = try template.formatter(m) }   // rethrow the reason
+            if jsonl { try serveJSONL(gen, formatter); return }
             let text: String
             if let prompt { text = prompt } else {
                 guard let s = String(validating: readAllStdin(), as: UTF8.self) else { throw CLIError(message: "stdin: invalid UTF-8") }
@@ -109,7 +117,13 @@ struct Run: ParsableCommand {
             var opts = try sampling.options()
             opts.parseSpecial = !noSpecial
             let out = FileHandle.standardOutput
-            let result = try gen.generate(prompt: text, options: opts) { piece, _ in
+            var promptTokens = gen.tokenize(text, parseSpecial: !noSpecial)
+            if chat, let formatter {
+                var msgs = template.system.map { [ChatMessage(role: "system", content: $0)] } ?? []
+                msgs.append(ChatMessage(role: "user", content: text.hasSuffix("\n") ? String(text.dropLast()) : text))
+                promptTokens = try formatter.tokens(msgs)
+            }
+            let result = try gen.generate(tokens: promptTokens, options: opts) { piece, _ in
                 if !piece.isEmpty { out.write(Data(piece.utf8)) }
                 return true
             }
@@ -128,7 +142,7 @@ struct Run: ParsableCommand {
     }
 
     /// One request per line; errors become {"error": "line N: ..."} and the stream goes on.
-    func serveJSONL(_ gen: Generator) throws {
+    func serveJSONL(_ gen: Generator, _ formatter: ChatFormatter?) throws {
         let defaults = try sampling.options()
         var lineNo = 0
         while let line = readLine(strippingNewline: true) {
@@ -139,7 +153,14 @@ struct Run: ParsableCommand {
                 let req = try JSONRequest.parse(line, defaults: defaults)
                 var opts = req.options
                 opts.parseSpecial = !noSpecial
-                let r = try gen.generate(prompt: req.prompt, options: opts)
+                let tokens: [Int32]
+                if let msgs = req.messages {
+                    guard let formatter else { throw JSONRequest.Failure(message: "\"messages\" needs a chat template: \((try? template.formatter(gen.model)).map { _ in "" } ?? "this model has none; pass --chat-template")") }
+                    tokens = try formatter.tokens(msgs)
+                } else {
+                    tokens = gen.tokenize(req.prompt, parseSpecial: !noSpecial)
+                }
+                let r = try gen.generate(tokens: tokens, options: opts)
                 obj = ["text": r.text, "tokens": r.tokens.map(Int.init), "prompt_tokens": r.stats.promptTokens,
                        "stop_reason": r.stopReason.rawValue,
                        "timings": ["prompt_ms": r.stats.promptSeconds * 1000, "prompt_per_second": r.stats.promptTokensPerSecond,
@@ -150,6 +171,8 @@ struct Run: ParsableCommand {
             } catch let e as JSONRequest.Failure {
                 obj = ["error": "line \(lineNo): \(e.message)"]
             } catch let e as EngineError {
+                obj = ["error": "line \(lineNo): \(e.description)"]
+            } catch let e as JinjaError {
                 obj = ["error": "line \(lineNo): \(e.description)"]
             } catch {
                 obj = ["error": "line \(lineNo): \(error)"]
@@ -165,6 +188,7 @@ struct Run: ParsableCommand {
 struct JSONRequest {
     struct Failure: Error { var message: String }
     var prompt: String
+    var messages: [ChatMessage]?
     var options: GenerationOptions
 
     static func parse(_ line: String, defaults: GenerationOptions) throws -> JSONRequest {
@@ -172,9 +196,19 @@ struct JSONRequest {
               let o = any as? [String: Any] else {
             throw Failure(message: "not a JSON object")
         }
-        guard let prompt = o["prompt"] else { throw Failure(message: "missing \"prompt\"") }
+        var messages: [ChatMessage]? = nil
+        if let m = o["messages"] {
+            guard let list = m as? [[String: Any]], !list.isEmpty else { throw Failure(message: "\"messages\" must be a non-empty array of {\"role\", \"content\"} objects") }
+            messages = try list.enumerated().map { i, d in
+                guard let role = d["role"] as? String, let content = d["content"] as? String else {
+                    throw Failure(message: "messages[\(i)] needs string \"role\" and \"content\"")
+                }
+                return ChatMessage(role: role, content: content)
+            }
+        }
+        guard let prompt = o["prompt"] ?? (messages != nil ? "" : nil) else { throw Failure(message: "missing \"prompt\" (or \"messages\")") }
         guard let p = prompt as? String else { throw Failure(message: "\"prompt\" must be a string") }
-        guard !p.isEmpty else { throw Failure(message: "\"prompt\" is empty") }
+        guard !p.isEmpty || messages != nil else { throw Failure(message: "\"prompt\" is empty") }
         var opts = defaults
         func number(_ k: String) throws -> Double? {
             guard let v = o[k] else { return nil }
@@ -207,6 +241,6 @@ struct JSONRequest {
             }
         }
         do { try opts.sampling.validate() } catch let e as EngineError { throw Failure(message: e.description) }
-        return JSONRequest(prompt: p, options: opts)
+        return JSONRequest(prompt: p, messages: messages, options: opts)
     }
 }

@@ -203,7 +203,7 @@ final class RunCLITests: XCTestCase {
         XCTAssertEqual(lines[0]["stop_reason"] as? String, "length")
         XCTAssertNotNil(lines[0]["timings"] as? [String: Any])
         XCTAssertEqual(lines[1]["error"] as? String, "line 2: not a JSON object")
-        XCTAssertEqual(lines[2]["error"] as? String, "line 3: missing \"prompt\"")
+        XCTAssertEqual(lines[2]["error"] as? String, "line 3: missing \"prompt\" (or \"messages\")")
         XCTAssertTrue((lines[3]["error"] as? String ?? "").hasPrefix("line 4: top-p must be in (0, 1]"))
         XCTAssertEqual(lines[4]["text"] as? String, lines[0]["text"] as? String)
     }
@@ -248,5 +248,50 @@ final class RunCLITests: XCTestCase {
         let r = try runWren(["run", "-m", model, "-p", "abc", "-n", "100", "-c", "12", "--temp", "0", "--logit-bias", "2=-inf", "--logit-bias", "0=-inf"])
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stderr.contains("context of 12 tokens is full"), r.stderr)
+    }
+}
+
+final class ChatCLITests: XCTestCase {
+    var dir = ""
+    var model = ""
+    override func setUpWithError() throws {
+        dir = tempDirectory(name)
+        model = dir + "/tiny.wren"
+        try TinyModel(seed: 5).writeWren(to: model, dtype: .f16)
+    }
+    override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
+
+    func testChatInAPipe() throws {
+        let r = try runWren(["chat", "-m", model, "--temp", "0", "-n", "6", "--system", "sys"], stdin: "hello\n\n/reset\nagain\n/exit\nnever\n")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertEqual(r.stdout.filter { $0 == "\n" }.count, 2, "one reply per user turn: \(r.stdout.debugDescription)")
+        XCTAssertTrue(r.stderr.contains("history cleared"))
+    }
+
+    func testContextFullDropsOldTurns() throws {
+        let r = try runWren(["chat", "-m", model, "--temp", "0", "-n", "4", "-c", "48", "--system", "s"],
+                            stdin: "abc abc abc\nabd abd abd\nabe abe abe\nabf abf\n")
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stderr.contains("context full: dropped"), r.stderr)
+    }
+
+    func testRunChatAndJSONLMessages() throws {
+        let a = try runWren(["run", "-m", model, "--chat", "-p", "hey", "--temp", "0", "-n", "5"])
+        let b = try runWren(["run", "-m", model, "-p", "<|im_start|>user\nhey<|im_end|>\n", "--temp", "0", "-n", "5"])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        XCTAssertEqual(a.stdout, b.stdout, "--chat renders the model's template")
+        let j = try runWren(["run", "-m", model, "--jsonl"], stdin: """
+        {"messages": [{"role": "user", "content": "hey"}], "n_predict": 5, "temperature": 0}
+        {"messages": [{"role": "user"}]}
+
+        """)
+        let lines = j.stdout.split(separator: "\n").map { try! JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+        XCTAssertEqual(lines[0]["text"] as? String, a.stdout)
+        XCTAssertEqual(lines[1]["error"] as? String, "line 2: messages[0] needs string \"role\" and \"content\"")
+        let bad = try runWren(["run", "-m", model, "--chat", "--chat-template", "nonesuch", "-p", "x"])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("unknown chat template \"nonesuch\""), bad.stderr)
+        let robin = try runWren(["run", "-m", model, "--chat", "--chat-template", "robin", "--system", "s", "-p", "x", "-n", "2"])
+        XCTAssertEqual(robin.status, 0, robin.stderr)
     }
 }
