@@ -14,7 +14,7 @@ struct Wren: ParsableCommand {
         commandName: "wren",
         abstract: "Run and tune LLaMA-family models on a CPU.",
         version: "0.1.0",
-        subcommands: [Run.self, Chat.self, Logits.self, Convert.self, Inspect.self, Export.self, Tokenize.self, Detokenize.self])
+        subcommands: [Run.self, Chat.self, Bench.self, Logits.self, Convert.self, Inspect.self, Export.self, Tokenize.self, Detokenize.self])
 }
 
 /// Prints a library error as one line and exits 1.

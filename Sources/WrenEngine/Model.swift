@@ -73,7 +73,22 @@ public struct RopeSettings: Sendable, Equatable {
 public final class LlamaModel: @unchecked Sendable {
     public let file: WrenFile
     public let config: ModelConfig
-    public let tokenizer: Tokenizer
+    /// Built on first use (a 49k-token vocabulary takes tens of milliseconds), so that
+    /// opening a model only maps it and checks its tables.
+    public var tokenizer: Tokenizer {
+        tokenizerLock.lock()
+        defer { tokenizerLock.unlock() }
+        if let t = tokenizerStorage { return t }
+        // The metadata was validated in init; building cannot fail for a supported model kind.
+        guard let t = try? Tokenizer(TokenizerSpec(tokenizerMetadata)) else {
+            preconditionFailure("\(file.path): tokenizer metadata validated at load but rejected by the tokenizer")
+        }
+        tokenizerStorage = t
+        return t
+    }
+    private var tokenizerStorage: Tokenizer?
+    private let tokenizerLock = NSLock()
+    let tokenizerMetadata: TokenizerMetadata
     public let embedding: WeightMatrix
     public let output: WeightMatrix
     public let outputNorm: [Float]
@@ -85,7 +100,10 @@ public final class LlamaModel: @unchecked Sendable {
         let f = try WrenFile(path: path)
         file = f
         config = try ModelConfig(metadata: f.metadata, path: path)
-        tokenizer = try Tokenizer(file: f)
+        tokenizerMetadata = try TokenizerMetadata(metadata: f.metadata, path: path)
+        guard ["gpt2", "llama"].contains(tokenizerMetadata.model) else {
+            throw EngineError.unsupported("\(path): tokenizer model \(tokenizerMetadata.model) is not supported")
+        }
         let c = config
         switch c.ropeScalingType {
         case .none, .linear, .ntk: break
@@ -120,8 +138,8 @@ public final class LlamaModel: @unchecked Sendable {
         guard embedding.rows == c.vocabSize, embedding.cols == c.embeddingLength, output.rows == c.vocabSize else {
             throw FormatError.invalid(path: path, field: TensorNames.tokenEmbedding, reason: "shape does not match vocab_size × embedding_length")
         }
-        guard tokenizer.vocabularySize <= c.vocabSize else {
-            throw FormatError.invalid(path: path, field: "tokenizer.tokens", reason: "\(tokenizer.vocabularySize) tokens for a \(c.vocabSize)-row embedding")
+        guard tokenizerMetadata.tokens.count <= c.vocabSize else {
+            throw FormatError.invalid(path: path, field: "tokenizer.tokens", reason: "\(tokenizerMetadata.tokens.count) tokens for a \(c.vocabSize)-row embedding")
         }
     }
 }

@@ -295,3 +295,20 @@ final class ChatCLITests: XCTestCase {
         XCTAssertEqual(robin.status, 0, robin.stderr)
     }
 }
+
+final class BenchCLITests: XCTestCase {
+    func testBenchJSON() throws {
+        let dir = tempDirectory(name)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = dir + "/tiny.wren"
+        try TinyModel(seed: 2).writeWren(to: model, dtype: .q4_1)
+        let r = try runWren(["bench", "-m", model, "-p", "16,32", "-n", "8", "-t", "1,2", "-r", "2", "--json"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let a = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [[String: Any]]
+        XCTAssertEqual(a.map { $0["test"] as! String }, ["pp16", "pp32", "tg8", "pp16", "pp32", "tg8"])
+        XCTAssertEqual(a.map { $0["threads"] as! Int }, [1, 1, 1, 2, 2, 2])
+        XCTAssertTrue(a.allSatisfy { ($0["tokens_per_s"] as! Double) > 0 && ($0["repetitions"] as! Int) == 2 && $0["stddev"] != nil })
+        let bad = try runWren(["bench", "-m", model, "-p", "x"])
+        XCTAssertNotEqual(bad.status, 0)
+    }
+}
