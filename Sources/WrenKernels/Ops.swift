@@ -4,6 +4,7 @@
 // softmax, SwiGLU. Each optimised loop keeps a naive reference here for tests.
 
 import CBLAS
+import CWrenKernels
 import Dispatch
 
 /// Sendable wrapper for raw pointers handed to parallel workers.
@@ -48,59 +49,66 @@ public enum Ops {
     }
 
     /// y[r] = W[r,:] · x for `rows` rows of `n` elements stored as `dtype` at `w`.
-    /// Rows are split across `threads` workers in contiguous blocks; each row is
-    /// dequantized exactly into scratch and dotted in f32 (the exact path).
+    /// Rows are split across `threads` workers in contiguous blocks. f32 activations
+    /// against exactly dequantized weights (the exact path): quantized rows use the
+    /// fused kernels of CWrenKernels (d·Σq·x + m·Σx per block), f16/bf16 rows are
+    /// converted into scratch and dotted.
     public static func matvec(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>,
                               y: UnsafeMutablePointer<Float>, threads: Int) {
-        let rowBytes = dtype.byteCount(elements: n)!
-        let W = SendableRawPointer(w), X = SendableRawPointer(UnsafeRawPointer(x)), Y = SendablePointer(y)
-        let chunks = max(1, min(threads, rows / 16))
-        let per = (rows + chunks - 1) / chunks
-        let work: @Sendable (Int) -> Void = { c in
-            let r0 = c * per, r1 = min(rows, r0 + per)
-            guard r0 < r1 else { return }
-            let xp = X.p.assumingMemoryBound(to: Float.self)
-            if dtype == .f32 {
-                for r in r0..<r1 { Y.p[r] = dot(W.p.advanced(by: r * rowBytes).assumingMemoryBound(to: Float.self), xp, n) }
-                return
-            }
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { tmp in
-                for r in r0..<r1 {
-                    Quant.dequantize(dtype, W.p + r * rowBytes, tmp.baseAddress!, count: n)
-                    Y.p[r] = dot(tmp.baseAddress!, xp, n)
-                }
-            }
+        matmul(dtype, w, rows: rows, n: n, x: x, tokens: 1, y: y, threads: threads)
+    }
+
+    /// Σ over each 32-element block of `x` (n/32 values), for the fused quantized dots.
+    static func blockSums(_ x: UnsafePointer<Float>, _ n: Int, _ out: UnsafeMutablePointer<Float>) {
+        for b in 0..<(n / 32) {
+            var s: Float = 0
+            for j in 0..<32 { s += x[32 * b + j] }
+            out[b] = s
         }
-        if chunks == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: work) }
+    }
+
+    /// Dot of weight row `r` (in `dtype`) with `x`; `xsum` holds x's block sums, `tmp` n floats of scratch.
+    @inline(__always)
+    static func rowDot(_ dtype: DType, _ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ xsum: UnsafePointer<Float>,
+                       _ n: Int, _ tmp: UnsafeMutablePointer<Float>) -> Float {
+        switch dtype {
+        case .f32: return dot(row.assumingMemoryBound(to: Float.self), x, n)
+        case .q4_1: return wren_dot_q4_1(row, x, xsum, Int32(n / 32))
+        case .q4_0: return wren_dot_q4_0(row, x, xsum, Int32(n / 32))
+        case .q8_0: return wren_dot_q8_0(row, x, Int32(n / 32))
+        case .f16, .bf16:
+            Quant.dequantize(dtype, row, tmp, count: n)
+            return dot(tmp, x, n)
+        }
     }
 
     /// Y[t, r] = W[r,:] · X[t,:] for `tokens` rows of X (Y is tokens × rows).
-    /// Each weight row is dequantized once and dotted with every token's input
-    /// while it is hot in cache; rows are split across `threads` workers.
-    /// (`scratch` is kept for the OpenBLAS variant `matmulBLAS`.)
+    /// Each weight row is read once and dotted with every token's input while it
+    /// is hot in cache; rows are split across `threads` workers; a worker writes
+    /// only its own rows, so results do not depend on the thread count.
     public static func matmul(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>, tokens: Int,
-                              y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int) {
-        if tokens == 1 { matvec(dtype, w, rows: rows, n: n, x: x, y: y, threads: threads); return }
+                              y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>? = nil, threads: Int) {
         let rowBytes = dtype.byteCount(elements: n)!
-        let W = SendableRawPointer(w), X = SendableRawPointer(UnsafeRawPointer(x)), Y = SendablePointer(y)
-        let chunks = max(1, min(threads, rows / 16))
-        let per = (rows + chunks - 1) / chunks
-        let work: @Sendable (Int) -> Void = { c in
-            let r0 = c * per, r1 = min(rows, r0 + per)
-            guard r0 < r1 else { return }
-            let xp = X.p.assumingMemoryBound(to: Float.self)
-            withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { tmp in
-                for r in r0..<r1 {
-                    let row: UnsafePointer<Float>
-                    if dtype == .f32 { row = W.p.advanced(by: r * rowBytes).assumingMemoryBound(to: Float.self) } else {
-                        Quant.dequantize(dtype, W.p + r * rowBytes, tmp.baseAddress!, count: n)
-                        row = UnsafePointer(tmp.baseAddress!)
+        let nb = n / 32
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, tokens * nb)) { sums in
+            if dtype.isQuantized { for t in 0..<tokens { blockSums(x + t * n, n, sums.baseAddress! + t * nb) } }
+            let W = SendableRawPointer(w), X = SendableRawPointer(UnsafeRawPointer(x)), Y = SendablePointer(y)
+            let XS = SendableRawPointer(UnsafeRawPointer(sums.baseAddress!))
+            let chunks = max(1, min(threads, rows / 16))
+            let per = (rows + chunks - 1) / chunks
+            let work: @Sendable (Int) -> Void = { c in
+                let r0 = c * per, r1 = min(rows, r0 + per)
+                guard r0 < r1 else { return }
+                let xp = X.p.assumingMemoryBound(to: Float.self), xs = XS.p.assumingMemoryBound(to: Float.self)
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { tmp in
+                    for r in r0..<r1 {
+                        let row = W.p + r * rowBytes
+                        for t in 0..<tokens { Y.p[t * rows + r] = rowDot(dtype, row, xp + t * n, xs + t * nb, n, tmp.baseAddress!) }
                     }
-                    for t in 0..<tokens { Y.p[t * rows + r] = dot(row, xp + t * n, n) }
                 }
             }
+            if chunks == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: work) }
         }
-        if chunks == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: work) }
     }
 
     /// The same product through OpenBLAS sgemm on W dequantized into `scratch` (≥ rows·n floats).
