@@ -156,7 +156,7 @@ public final class InferenceSession: @unchecked Sendable {
                     for d in 0..<hd { out[d] += a * vv[d] }
                 }
             }
-            if threads > 1 && jobs > 1 { DispatchQueue.concurrentPerform(iterations: jobs, execute: work) } else { for j in 0..<jobs { work(j) } }
+            WorkerPool.shared(threads).run(jobs, work)
             mm(w.o, att, T, proj)
             for i in 0..<(T * dim) { x[i] += proj[i] }
             w.ffnNorm.withUnsafeBufferPointer { nw in
@@ -171,8 +171,16 @@ public final class InferenceSession: @unchecked Sendable {
         position += T
     }
 
+    /// Prompt chunks of at least this many tokens go through OpenBLAS sgemm on
+    /// dequantized weights; smaller ones (and decode) through the fused row dots.
+    static let blasMinTokens = Int(ProcessInfo.processInfo.environment["WREN_BLAS_MIN_TOKENS"] ?? "") ?? 16
+
     @inline(__always) func mm(_ w: WeightMatrix, _ input: UnsafeMutablePointer<Float>, _ T: Int, _ out: UnsafeMutablePointer<Float>) {
-        Ops.matmul(w.dtype, w.data, rows: w.rows, n: w.cols, x: input, tokens: T, y: out, scratch: wScratch, threads: threads)
+        if T >= Self.blasMinTokens {
+            Ops.matmulBLAS(w.dtype, w.data, rows: w.rows, n: w.cols, x: input, tokens: T, y: out, scratch: wScratch, threads: threads)
+        } else {
+            Ops.matmul(w.dtype, w.data, rows: w.rows, n: w.cols, x: input, tokens: T, y: out, scratch: wScratch, threads: threads)
+        }
     }
 }
 

@@ -107,18 +107,26 @@ public enum Ops {
                     }
                 }
             }
-            if chunks == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: chunks, execute: work) }
+            WorkerPool.shared(threads).run(chunks, work)
         }
     }
 
     /// The same product through OpenBLAS sgemm on W dequantized into `scratch` (≥ rows·n floats).
     public static func matmulBLAS(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>, tokens: Int,
-                                  y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>) {
+                                  y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int = 1) {
         let wf: UnsafePointer<Float>
         if dtype == .f32 {
             wf = w.assumingMemoryBound(to: Float.self)
         } else {
-            Quant.dequantize(dtype, w, scratch, count: rows * n)
+            let rowBytes = dtype.byteCount(elements: n)!
+            let S = SendablePointer(scratch), W = SendableRawPointer(w)
+            let chunks = max(1, min(threads, rows / 64))
+            let per = (rows + chunks - 1) / chunks
+            let work: @Sendable (Int) -> Void = { c in
+                let r0 = c * per, r1 = min(rows, r0 + per)
+                if r0 < r1 { Quant.dequantize(dtype, W.p + r0 * rowBytes, S.p + r0 * n, count: (r1 - r0) * n) }
+            }
+            WorkerPool.shared(threads).run(chunks, work)
             wf = UnsafePointer(scratch)
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(n),
