@@ -47,6 +47,22 @@ static float dot_q8_0_scalar(const uint8_t *r, const float *x, int blocks) {
     return s;
 }
 
+static float dot_f16_scalar(const uint8_t *r, const float *x, int n) {
+    float s = 0;
+    for (int j = 0; j < n; j++) s += f16_to_f32_scalar(load_u16(r + 2 * j)) * x[j];
+    return s;
+}
+
+static float dot_bf16_scalar(const uint8_t *r, const float *x, int n) {
+    float s = 0;
+    for (int j = 0; j < n; j++) {
+        uint32_t bits = (uint32_t)load_u16(r + 2 * j) << 16;
+        float w; memcpy(&w, &bits, 4);
+        s += w * x[j];
+    }
+    return s;
+}
+
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define SIMD_FN __attribute__((target("avx2,fma,f16c")))
@@ -107,6 +123,36 @@ SIMD_FN static float dot_q8_0_avx2(const uint8_t *r, const float *x, int blocks)
     return hsum256(acc);
 }
 
+SIMD_FN static float dot_f16_avx2(const uint8_t *r, const float *x, int n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 16 <= n; j += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r + 2 * j))), _mm256_loadu_ps(x + j), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r + 2 * j + 16))), _mm256_loadu_ps(x + j + 8), a1);
+    }
+    float s = hsum256(_mm256_add_ps(a0, a1));
+    for (; j < n; j++) s += _cvtsh_ss(load_u16(r + 2 * j)) * x[j];
+    return s;
+}
+
+SIMD_FN static float dot_bf16_avx2(const uint8_t *r, const float *x, int n) {
+    __m256 a0 = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256i w = _mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(r + 2 * j))), 16);
+        a0 = _mm256_fmadd_ps(_mm256_castsi256_ps(w), _mm256_loadu_ps(x + j), a0);
+    }
+    float s = hsum256(a0);
+    for (; j < n; j++) { uint32_t bits = (uint32_t)load_u16(r + 2 * j) << 16; float w; memcpy(&w, &bits, 4); s += w * x[j]; }
+    return s;
+}
+
+SIMD_FN static void f16_to_f32_avx2(const uint8_t *r, float *dst, int n) {
+    int j = 0;
+    for (; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(r + 2 * j))));
+    for (; j < n; j++) dst[j] = _cvtsh_ss(load_u16(r + 2 * j));
+}
+
 static int simd_state = -1;
 void wren_kernels_force_scalar(int on) { simd_state = on ? 0 : -1; }
 int wren_kernels_simd(void) {
@@ -142,4 +188,26 @@ float wren_dot_q8_0(const void *row, const float *x, int blocks) {
     if (wren_kernels_simd()) return dot_q8_0_avx2(row, x, blocks);
 #endif
     return dot_q8_0_scalar(row, x, blocks);
+}
+
+float wren_dot_f16(const void *row, const float *x, int n) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) return dot_f16_avx2(row, x, n);
+#endif
+    return dot_f16_scalar(row, x, n);
+}
+
+float wren_dot_bf16(const void *row, const float *x, int n) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) return dot_bf16_avx2(row, x, n);
+#endif
+    return dot_bf16_scalar(row, x, n);
+}
+
+void wren_f16_to_f32(const void *src, float *dst, int n) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) { f16_to_f32_avx2(src, dst, n); return; }
+#endif
+    const uint8_t *r = src;
+    for (int j = 0; j < n; j++) dst[j] = f16_to_f32_scalar(load_u16(r + 2 * j));
 }

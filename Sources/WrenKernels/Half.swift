@@ -1,4 +1,6 @@
 // f16 and bf16 <-> f32 conversion, element-wise over buffers.
+import CWrenKernels
+
 // f16 uses Swift's Float16 (IEEE binary16, round-to-nearest-even).
 // bf16 rounds to nearest even and keeps NaNs quiet, as ggml's
 // ggml_compute_fp32_to_bf16 does, so our bytes match GGUF's.
@@ -29,10 +31,9 @@
 
 public enum HalfConvert {
     /// dst[i] = f32(src[i]) for `count` little-endian f16 values. src may be unaligned.
+    /// (CWrenKernels: F16C when the CPU has it, exact bit manipulation otherwise.)
     public static func f16ToF32(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, count: Int) {
-        for i in 0..<count {
-            dst[i] = floatFromF16(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
-        }
+        wren_f16_to_f32(src, dst, Int32(count))
     }
 
     /// dst (f16 bytes) = round(src[i]) for `count` values.

@@ -51,8 +51,8 @@ public enum Ops {
     /// y[r] = W[r,:] · x for `rows` rows of `n` elements stored as `dtype` at `w`.
     /// Rows are split across `threads` workers in contiguous blocks. f32 activations
     /// against exactly dequantized weights (the exact path): quantized rows use the
-    /// fused kernels of CWrenKernels (d·Σq·x + m·Σx per block), f16/bf16 rows are
-    /// converted into scratch and dotted.
+    /// fused kernels of CWrenKernels (d·Σq·x + m·Σx per block; f16/bf16 widened
+    /// in registers).
     public static func matvec(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>,
                               y: UnsafeMutablePointer<Float>, threads: Int) {
         matmul(dtype, w, rows: rows, n: n, x: x, tokens: 1, y: y, threads: threads)
@@ -76,9 +76,8 @@ public enum Ops {
         case .q4_1: return wren_dot_q4_1(row, x, xsum, Int32(n / 32))
         case .q4_0: return wren_dot_q4_0(row, x, xsum, Int32(n / 32))
         case .q8_0: return wren_dot_q8_0(row, x, Int32(n / 32))
-        case .f16, .bf16:
-            Quant.dequantize(dtype, row, tmp, count: n)
-            return dot(tmp, x, n)
+        case .f16: return wren_dot_f16(row, x, Int32(n))
+        case .bf16: return wren_dot_bf16(row, x, Int32(n))
         }
     }
 

@@ -14,6 +14,12 @@ float wren_dot_q4_1(const void *row, const float *x, const float *xsum, int bloc
 float wren_dot_q4_0(const void *row, const float *x, const float *xsum, int blocks);
 /// Same for q8_0 (34-byte blocks, w = d·q); `xsum` unused.
 float wren_dot_q8_0(const void *row, const float *x, int blocks);
+/// Σ f16(row[j])·x[j] over n elements (n a multiple of 8 takes the SIMD path).
+float wren_dot_f16(const void *row, const float *x, int n);
+/// Σ bf16(row[j])·x[j] over n elements.
+float wren_dot_bf16(const void *row, const float *x, int n);
+/// dst[j] = f16(src[j]) widened to f32, n elements.
+void wren_f16_to_f32(const void *src, float *dst, int n);
 /// 1 when the AVX2/FMA/F16C kernels are in use.
 int wren_kernels_simd(void);
 /// Tests: 1 forces the portable scalar kernels, 0 restores detection.
