@@ -312,3 +312,43 @@ final class BenchCLITests: XCTestCase {
         XCTAssertNotEqual(bad.status, 0)
     }
 }
+
+final class ChatInterruptTests: XCTestCase {
+    /// Ctrl-C (SIGINT) stops the current reply; the chat goes on with the next turn.
+    func testSigintStopsReplyNotChat() throws {
+        #if DEBUG
+        throw XCTSkip("runs in the release test build")
+        #else
+        guard let gguf = realModelPath() else { throw XCTSkip("run tools/fetch-model.sh") }
+        let dir = tempDirectory(name)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let model = dir + "/smol.wren"
+        _ = try ModelConverter.convert(try ModelSource.open(gguf), to: model)
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wren")
+        let p = Process()
+        p.executableURL = exe
+        p.arguments = ["chat", "-m", model, "-n", "2000", "-c", "2048", "--temp", "0.9", "--seed", "1", "--logit-bias", "2=-inf", "--logit-bias", "0=-inf"]
+        let inp = Pipe(), out = Pipe(), err = Pipe()
+        p.standardInput = inp; p.standardOutput = out; p.standardError = err
+        try p.run()
+        inp.fileHandleForWriting.write(Data("Write a very long story about a dragon.\n".utf8))
+        Thread.sleep(forTimeInterval: 2.0)
+        kill(p.processIdentifier, SIGINT)
+        Thread.sleep(forTimeInterval: 0.5)
+        inp.fileHandleForWriting.write(Data("Say hi.\n".utf8))
+        Thread.sleep(forTimeInterval: 1.5)
+        kill(p.processIdentifier, SIGINT)        // stops the second reply too (EOS is banned, so it would run on)
+        Thread.sleep(forTimeInterval: 0.5)
+        inp.fileHandleForWriting.write(Data("/exit\n".utf8))
+        try inp.fileHandleForWriting.close()
+        let deadline = Date().addingTimeInterval(120)
+        while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.1) }
+        if p.isRunning { p.terminate(); XCTFail("chat did not finish") }
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        XCTAssertEqual(p.terminationStatus, 0, e)
+        XCTAssertEqual(e.components(separatedBy: "(stopped)").count - 1, 2, e)
+        XCTAssertGreaterThanOrEqual(o.filter { $0 == "\n" }.count, 2, "a reply after the interrupted one: \(o.suffix(200))")
+        #endif
+    }
+}
