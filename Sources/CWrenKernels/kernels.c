@@ -153,6 +153,20 @@ SIMD_FN static void f16_to_f32_avx2(const uint8_t *r, float *dst, int n) {
     for (; j < n; j++) dst[j] = _cvtsh_ss(load_u16(r + 2 * j));
 }
 
+SIMD_FN static void f32_to_f16_avx2(const float *src, uint8_t *dst, int n) {
+    int j = 0;
+    for (; j + 8 <= n; j += 8) _mm_storeu_si128((__m128i *)(dst + 2 * j), _mm256_cvtps_ph(_mm256_loadu_ps(src + j), _MM_FROUND_TO_NEAREST_INT));
+    for (; j < n; j++) { uint16_t h = _cvtss_sh(src[j], _MM_FROUND_TO_NEAREST_INT); memcpy(dst + 2 * j, &h, 2); }
+}
+
+SIMD_FN static void axpy_f16_avx2(float a, const uint8_t *v, float *out, int n) {
+    __m256 av = _mm256_set1_ps(a);
+    int j = 0;
+    for (; j + 8 <= n; j += 8)
+        _mm256_storeu_ps(out + j, _mm256_fmadd_ps(av, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(v + 2 * j))), _mm256_loadu_ps(out + j)));
+    for (; j < n; j++) out[j] += a * _cvtsh_ss(load_u16(v + 2 * j));
+}
+
 static int simd_state = -1;
 void wren_kernels_force_scalar(int on) { simd_state = on ? 0 : -1; }
 int wren_kernels_simd(void) {
@@ -210,4 +224,39 @@ void wren_f16_to_f32(const void *src, float *dst, int n) {
 #endif
     const uint8_t *r = src;
     for (int j = 0; j < n; j++) dst[j] = f16_to_f32_scalar(load_u16(r + 2 * j));
+}
+
+static uint16_t f32_to_f16_scalar(float f) {
+    uint32_t x; memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, exp = (x >> 23) & 0xff, mant = x & 0x7fffff;
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
+    int e = (int)exp - 127 + 15;
+    if (e >= 31) return (uint16_t)(sign | 0x7c00);
+    if (e <= 0) {
+        if (e < -10) return (uint16_t)sign;
+        mant |= 0x800000;
+        int shift = 14 - e;
+        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (mant >> 13), rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+void wren_f32_to_f16(const float *src, void *dst, int n) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) { f32_to_f16_avx2(src, dst, n); return; }
+#endif
+    uint8_t *d = dst;
+    for (int j = 0; j < n; j++) { uint16_t h = f32_to_f16_scalar(src[j]); memcpy(d + 2 * j, &h, 2); }
+}
+
+void wren_axpy_f16(float a, const void *v, float *out, int n) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) { axpy_f16_avx2(a, v, out, n); return; }
+#endif
+    const uint8_t *r = v;
+    for (int j = 0; j < n; j++) out[j] += a * f16_to_f32_scalar(load_u16(r + 2 * j));
 }

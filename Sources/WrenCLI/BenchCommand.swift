@@ -28,6 +28,9 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print a JSON array, one object per test.")
     var json = false
 
+    @Option(name: .customLong("kv-type"), help: "KV cache type: f32 or f16.")
+    var kvType = "f16"
+
     func list(_ s: String, _ name: String) throws -> [Int] {
         let v = s.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard v.allSatisfy({ $0 != nil && $0! >= 0 }) else { throw ValidationError("-\(name) takes comma-separated non-negative integers") }
@@ -36,6 +39,7 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         guard r >= 1 else { throw ValidationError("-r must be at least 1") }
+        guard KVCacheType(rawValue: kvType) != nil else { throw ValidationError("--kv-type must be f32 or f16") }
         _ = try list(p, "p"); _ = try list(n, "n")
         if let t { guard try list(t, "t").allSatisfy({ $0 >= 1 && $0 <= 256 }) else { throw ValidationError("-t values must be in 1...256") } }
     }
@@ -62,7 +66,7 @@ struct Bench: ParsableCommand {
                 print("|---|---|---|")
             }
             for th in threads {
-                let s = try InferenceSession(model: m, contextLength: ctx, threads: th)
+                let s = try InferenceSession(model: m, contextLength: ctx, threads: th, kvType: KVCacheType(rawValue: kvType)!)
                 func record(_ name: String, _ rates: [Double]) {
                     let mean = rates.reduce(0, +) / Double(rates.count)
                     let sd = rates.count > 1 ? (rates.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(rates.count - 1)).squareRoot() : 0
@@ -101,7 +105,7 @@ struct Bench: ParsableCommand {
                 let d = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys])
                 print(String(decoding: d, as: UTF8.self))
             } else {
-                print(String(format: "peak RSS %.1f MB (context %d, f32 KV cache)", rssMB, ctx))
+                print(String(format: "peak RSS %.1f MB (context %d, %@ KV cache)", rssMB, ctx, kvType))
             }
         } catch { fail(error) }
     }

@@ -22,19 +22,25 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("rope-scale"), help: "Linear RoPE scaling factor (position interpolation), e.g. 2 to double the context.")
     var ropeScale: Float?
 
-    @Flag(help: "Use the exact path: weights dequantized exactly, f32 activations (currently the only path).")
+    @Flag(help: "Use the exact path: weights dequantized exactly, f32 activations (currently the only path), f32 KV cache.")
     var exact = false
+
+    @Option(name: .customLong("kv-type"), help: "KV cache type: f32 or f16 (default f16; f32 with --exact).")
+    var kvType: String?
 
     func validate() throws {
         if let ctx, ctx < 1 { throw ValidationError("-c must be at least 1") }
         if let threads, threads < 1 || threads > 256 { throw ValidationError("-t must be in 1...256") }
         if let ropeFreqBase, !(ropeFreqBase > 1) { throw ValidationError("--rope-freq-base must be > 1") }
         if let ropeScale, !(ropeScale > 0) { throw ValidationError("--rope-scale must be > 0") }
+        if let kvType, KVCacheType(rawValue: kvType) == nil { throw ValidationError("--kv-type must be f32 or f16 (got \(kvType))") }
     }
+
+    var kvCacheType: KVCacheType { kvType.flatMap(KVCacheType.init(rawValue:)) ?? (exact ? .f32 : .f16) }
 
     func load() throws -> (LlamaModel, InferenceSession) {
         let m = try LlamaModel(path: model, ropeFreqBase: ropeFreqBase, ropeScale: ropeScale)
-        return (m, try InferenceSession(model: m, contextLength: ctx, threads: threads))
+        return (m, try InferenceSession(model: m, contextLength: ctx, threads: threads, kvType: kvCacheType))
     }
 }
 

@@ -2,9 +2,16 @@
 // and the llama forward pass over a batch of tokens (a prompt chunk or one
 // decode token; the same code path serves both).
 
+import CWrenKernels
 import Dispatch
 import WrenFormat
 import WrenKernels
+
+/// Element type of the KV cache.
+public enum KVCacheType: String, Sendable, CaseIterable {
+    case f32, f16
+    var bytes: Int { self == .f32 ? 4 : 2 }
+}
 
 public final class InferenceSession: @unchecked Sendable {
     public let model: LlamaModel
@@ -14,19 +21,23 @@ public final class InferenceSession: @unchecked Sendable {
     public private(set) var position = 0
     /// Prompt tokens are evaluated in chunks of at most this many, bounding memory.
     public let maxBatch: Int
+    public let kvType: KVCacheType
 
     let invFreq: [Float]
     let kvDim: Int
     let qDim: Int
-    var keyCache: UnsafeMutablePointer<Float>
-    var valueCache: UnsafeMutablePointer<Float>
+    /// [layer][position][kvDim] elements of `kvType`.
+    var keyCache: UnsafeMutableRawPointer
+    var valueCache: UnsafeMutableRawPointer
     // Scratch, allocated once.
     let x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, scores: UnsafeMutablePointer<Float>
 
     /// - Parameters:
     ///   - contextLength: KV-cache capacity in tokens (default: the model's, capped at 4096).
     ///   - threads: worker threads for matrix products (default: active processors).
-    public init(model: LlamaModel, contextLength: Int? = nil, threads: Int? = nil, maxBatch: Int = 64) throws {
+    ///   - kvType: KV-cache element type (f16 halves its memory; f32 is bit-for-bit the exact path).
+    public init(model: LlamaModel, contextLength: Int? = nil, threads: Int? = nil, maxBatch: Int = 64, kvType: KVCacheType = .f16) throws {
+        self.kvType = kvType
         let c = model.config
         self.model = model
         let ctx = contextLength ?? min(c.contextLength, 4096)
@@ -44,8 +55,11 @@ public final class InferenceSession: @unchecked Sendable {
             p.initialize(repeating: 0, count: max(n, 1))
             return p
         }
-        keyCache = alloc(c.blockCount * ctx * kvDim)
-        valueCache = alloc(c.blockCount * ctx * kvDim)
+        let kvBytes = c.blockCount * ctx * kvDim * kvType.bytes
+        keyCache = UnsafeMutableRawPointer.allocate(byteCount: max(kvBytes, 1), alignment: 64)
+        valueCache = UnsafeMutableRawPointer.allocate(byteCount: max(kvBytes, 1), alignment: 64)
+        keyCache.initializeMemory(as: UInt8.self, repeating: 0, count: max(kvBytes, 1))
+        valueCache.initializeMemory(as: UInt8.self, repeating: 0, count: max(kvBytes, 1))
         let B = maxBatch
         x = alloc(B * c.embeddingLength); xb = alloc(B * max(c.embeddingLength, qDim)); q = alloc(B * qDim)
         k = alloc(B * kvDim); v = alloc(B * kvDim); att = alloc(B * qDim); proj = alloc(B * c.embeddingLength)
@@ -57,7 +71,9 @@ public final class InferenceSession: @unchecked Sendable {
     }
 
     deinit {
-        for p in [keyCache, valueCache, x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, scores] { p.deallocate() }
+        keyCache.deallocate()
+        valueCache.deallocate()
+        for p in [x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, scores] { p.deallocate() }
     }
 
     /// Forgets every evaluated token.
@@ -131,29 +147,43 @@ public final class InferenceSession: @unchecked Sendable {
                     Ops.rope(k + t * kvDim, heads: kvHeads, headDim: hd, rotary: model.rope.dimensions, position: pos, invFreq: f.baseAddress!)
                 }
             }
-            let kc = keyCache + l * ctx * kvDim, vc = valueCache + l * ctx * kvDim
+            let es = kvType.bytes
+            let kc = keyCache + l * ctx * kvDim * es, vc = valueCache + l * ctx * kvDim * es
             for t in 0..<T {
-                (kc + (start + t) * kvDim).update(from: k + t * kvDim, count: kvDim)
-                (vc + (start + t) * kvDim).update(from: v + t * kvDim, count: kvDim)
+                let kd = kc + (start + t) * kvDim * es, vd = vc + (start + t) * kvDim * es
+                if kvType == .f32 {
+                    kd.copyMemory(from: k + t * kvDim, byteCount: kvDim * 4)
+                    vd.copyMemory(from: v + t * kvDim, byteCount: kvDim * 4)
+                } else {
+                    wren_f32_to_f16(k + t * kvDim, kd, Int32(kvDim))
+                    wren_f32_to_f16(v + t * kvDim, vd, Int32(kvDim))
+                }
             }
             // Causal attention, one job per (token, head).
             let Q = SendablePointer(q), A = SendablePointer(att), S = SendablePointer(scores)
-            let KC = SendablePointer(kc), VC = SendablePointer(vc)
+            let KC = SendableRawPointer(UnsafeRawPointer(kc)), VC = SendableRawPointer(UnsafeRawPointer(vc))
             let jobs = T * heads
+            let f16 = kvType == .f16
             let work: @Sendable (Int) -> Void = { job in
                 let t = job / heads, h = job % heads
                 let kvh = h / group
                 let n = start + t + 1
                 let sc = S.p + job * ctx
                 let qv = Q.p + t * qDim + h * hd
-                for p in 0..<n { sc[p] = Ops.dot(qv, KC.p + p * kvDim + kvh * hd, hd) * scale }
+                for p in 0..<n {
+                    let kp = KC.p + (p * kvDim + kvh * hd) * es
+                    sc[p] = (f16 ? wren_dot_f16(kp, qv, Int32(hd)) : Ops.dot(kp.assumingMemoryBound(to: Float.self), qv, hd)) * scale
+                }
                 Ops.softmax(sc, n)
                 let out = A.p + t * qDim + h * hd
                 out.initialize(repeating: 0, count: hd)
                 for p in 0..<n {
                     let a = sc[p]
-                    let vv = VC.p + p * kvDim + kvh * hd
-                    for d in 0..<hd { out[d] += a * vv[d] }
+                    let vp = VC.p + (p * kvDim + kvh * hd) * es
+                    if f16 { wren_axpy_f16(a, vp, out, Int32(hd)) } else {
+                        let vv = vp.assumingMemoryBound(to: Float.self)
+                        for d in 0..<hd { out[d] += a * vv[d] }
+                    }
                 }
             }
             WorkerPool.shared(threads).run(jobs, work)

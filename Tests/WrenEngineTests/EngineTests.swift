@@ -89,11 +89,11 @@ final class EngineTests: XCTestCase {
     override func setUp() { dir = tempDirectory(name) }
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
-    func load(_ tiny: TinyModel, _ dtype: DType = .f32, threads: Int = 2, ropeScale: Float? = nil) throws -> (LlamaModel, InferenceSession) {
+    func load(_ tiny: TinyModel, _ dtype: DType = .f32, threads: Int = 2, ropeScale: Float? = nil, kv: KVCacheType = .f32) throws -> (LlamaModel, InferenceSession) {
         let p = "\(dir)/m-\(dtype)-\(UInt32.random(in: 0...UInt32.max)).wren"
         try tiny.writeWren(to: p, dtype: dtype)
         let m = try LlamaModel(path: p, ropeScale: ropeScale)
-        return (m, try InferenceSession(model: m, contextLength: 64, threads: threads, maxBatch: 8))
+        return (m, try InferenceSession(model: m, contextLength: 64, threads: threads, maxBatch: 8, kvType: kv))
     }
 
     /// f32 weights: every position's logits match the double-precision reference (tolerance 1e-4:
@@ -149,6 +149,18 @@ final class EngineTests: XCTestCase {
             for t in 0..<ids.count { for v in 0..<64 { worst = max(worst, abs(Double(got[t * 64 + v]) - want[t][v]) / (1 + abs(want[t][v]))) } }
             XCTAssertLessThan(worst, 1e-4, "\(dt): worst relative logit difference \(worst)")
         }
+    }
+
+    /// The f16 KV cache stays close to the exact path (k/v rounded to 11 bits: ~1e-3 relative).
+    func testF16KVCache() throws {
+        let tiny = TinyModel(seed: 15)
+        let ids: [Int32] = (0..<30).map { Int32(($0 * 11 + 5) % 64) }
+        let (_, a) = try load(tiny, .q8_0)
+        let (_, b) = try load(tiny, .q8_0, kv: .f16)
+        let x = try a.evaluate(ids, allLogits: true), y = try b.evaluate(ids, allLogits: true)
+        let worst = zip(x, y).map { abs($0 - $1) / (1 + abs($0)) }.max()!
+        XCTAssertLessThan(worst, 5e-3)
+        XCTAssertGreaterThan(worst, 0)
     }
 
     func testRopeLinearScalingMatchesReference() throws {

@@ -54,6 +54,23 @@ final class OpsTests: XCTestCase {
         checkAll(label: "scalar")
     }
 
+    /// f32→f16 conversion (rounding to nearest even) and the f16 axpy, SIMD and scalar.
+    func testF16ConversionAndAxpy() {
+        var rng = SeededRNG(seed: 21)
+        var x = (0..<37).map { _ in rng.normal() * 100 }
+        x += [0, -0, 65504, 70000, 1e-8, 6.1e-5, 5.96e-8, -2.98e-8, .infinity, 1.0009765625, 1.00048828125]
+        for scalar in [0, 1] {
+            wren_kernels_force_scalar(Int32(scalar))
+            defer { wren_kernels_force_scalar(0) }
+            var h = [UInt16](repeating: 0, count: x.count)
+            x.withUnsafeBufferPointer { xp in h.withUnsafeMutableBytes { wren_f32_to_f16(xp.baseAddress!, $0.baseAddress!, Int32(x.count)) } }
+            for i in x.indices { XCTAssertEqual(h[i], Float16(x[i]).bitPattern, "scalar=\(scalar) x=\(x[i])") }
+            var out = [Float](repeating: 1, count: x.count)
+            h.withUnsafeBytes { hp in out.withUnsafeMutableBufferPointer { wren_axpy_f16(0.5, hp.baseAddress!, $0.baseAddress!, Int32(x.count)) } }
+            for i in x.indices where x[i].isFinite && abs(x[i]) < 60000 { XCTAssertEqual(out[i], 1 + 0.5 * Float(Float16(bitPattern: h[i])), "scalar=\(scalar)") }
+        }
+    }
+
     func testDotMatchesNaive() {
         var rng = SeededRNG(seed: 3)
         for n in [1, 7, 33, 255] {

@@ -20,6 +20,10 @@ float wren_dot_f16(const void *row, const float *x, int n);
 float wren_dot_bf16(const void *row, const float *x, int n);
 /// dst[j] = f16(src[j]) widened to f32, n elements.
 void wren_f16_to_f32(const void *src, float *dst, int n);
+/// dst[j] = f16(src[j]) rounded to nearest even, n elements.
+void wren_f32_to_f16(const float *src, void *dst, int n);
+/// out[j] += a · f16(v[j]), n elements.
+void wren_axpy_f16(float a, const void *v, float *out, int n);
 /// 1 when the AVX2/FMA/F16C kernels are in use.
 int wren_kernels_simd(void);
 /// Tests: 1 forces the portable scalar kernels, 0 restores detection.
