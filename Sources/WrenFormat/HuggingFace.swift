@@ -287,9 +287,9 @@ public enum HFExporter {
         }
         var entries: [SafetensorsWriter.Entry] = []
         var original: [String: String] = [:]
-        for info in w.tensors {
+        for (index, info) in w.tensors.enumerated() {
             guard let hf = TensorNames.hfName(wren: info.name) else { continue }
-            let t = w.tensor(at: info.name == "" ? 0 : w.tensors.firstIndex(of: info)!)
+            let t = w.tensor(at: index)
             let outType = info.dtype.isQuantized ? floatType : info.dtype
             if info.dtype.isQuantized { original[hf] = info.dtype.name }
             var src = SourceTensor(name: info.name, dtype: info.dtype, shape: info.shape, data: t.data)

@@ -14,6 +14,11 @@ struct RunResult {
 
 /// Runs the built `wren` (next to the test bundle) with `args` and optional stdin.
 func runWren(_ args: [String], stdin: String? = nil) throws -> RunResult {
+    try runWren(args, stdinBytes: stdin.map { Array($0.utf8) })
+}
+
+/// Same, with raw stdin bytes (for invalid UTF-8).
+func runWren(_ args: [String], stdinBytes: [UInt8]?) throws -> RunResult {
     let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wren")
     let p = Process()
     p.executableURL = exe
@@ -23,7 +28,7 @@ func runWren(_ args: [String], stdin: String? = nil) throws -> RunResult {
     p.standardError = err
     p.standardInput = inp
     try p.run()
-    if let stdin { inp.fileHandleForWriting.write(Data(stdin.utf8)) }
+    if let stdinBytes { inp.fileHandleForWriting.write(Data(stdinBytes)) }
     try inp.fileHandleForWriting.close()
     let o = out.fileHandleForReading.readDataToEndOfFile()
     let e = err.fileHandleForReading.readDataToEndOfFile()
@@ -146,20 +151,9 @@ final class TokenizeCLITests: XCTestCase {
 
     func testInvalidUTF8OnStdin() throws {
         let m = try model()
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wren")
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = ["tokenize", "-m", m]
-        let inp = Pipe(), err = Pipe()
-        p.standardInput = inp
-        p.standardError = err
-        p.standardOutput = Pipe()
-        try p.run()
-        inp.fileHandleForWriting.write(Data([0x66, 0xFF, 0x67]))
-        try inp.fileHandleForWriting.close()
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 1)
-        XCTAssertTrue(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("invalid UTF-8"))
+        let r = try runWren(["tokenize", "-m", m], stdinBytes: [0x66, 0xFF, 0x67])
+        XCTAssertEqual(r.status, 1)
+        XCTAssertTrue(r.stderr.contains("invalid UTF-8"))
     }
 }
 
@@ -232,18 +226,9 @@ final class RunCLITests: XCTestCase {
         try Data("not a model".utf8).write(to: URL(fileURLWithPath: dir + "/junk.wren"))
         try expect(["run", "-m", dir + "/junk.wren", "-p", "x"], "not a .wren file")
         try expect(["run", "-m", model, "-p", "x", "--bogus"], "bogus")
-        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wren")
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = ["run", "-m", model]
-        let inp = Pipe(), err = Pipe()
-        p.standardInput = inp; p.standardError = err; p.standardOutput = Pipe()
-        try p.run()
-        inp.fileHandleForWriting.write(Data([0x61, 0xC3]))
-        try inp.fileHandleForWriting.close()
-        p.waitUntilExit()
-        XCTAssertEqual(p.terminationStatus, 1)
-        XCTAssertTrue(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("invalid UTF-8"))
+        let u = try runWren(["run", "-m", model], stdinBytes: [0x61, 0xC3])
+        XCTAssertEqual(u.status, 1)
+        XCTAssertTrue(u.stderr.contains("invalid UTF-8"))
         // The context filling during generation is a notice, not a failure.
         let r = try runWren(["run", "-m", model, "-p", "abc", "-n", "100", "-c", "12", "--temp", "0", "--logit-bias", "2=-inf", "--logit-bias", "0=-inf"])
         XCTAssertEqual(r.status, 0, r.stderr)
