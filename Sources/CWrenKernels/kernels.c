@@ -4,6 +4,7 @@
 // arithmetic, summed in a different order.
 #include "wren_kernels.h"
 #include <string.h>
+#include <math.h>
 
 static float f16_to_f32_scalar(uint16_t h) {
     uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
@@ -61,6 +62,52 @@ static float dot_bf16_scalar(const uint8_t *r, const float *x, int n) {
         s += w * x[j];
     }
     return s;
+}
+
+// ---- 8-bit activations: x quantized once per matmul to blocks of 32 int8
+// with a float scale d (x ≈ d·q) and s = d·Σq, as llama.cpp's q8_1 does.
+// (s = d·Σq, not the exact Σx: the q4_1 dot is then exactly w·x̂, whose
+// rounding errors partly cancel between d·q and m; measured on SmolLM2, the
+// exact Σx doubled the mean logit error.)
+static void quantize_q8_scalar(const float *x, int8_t *qs, float *d, float *s, int n) {
+    for (int b = 0; b < n / 32; b++, x += 32, qs += 32) {
+        float amax = 0;
+        for (int j = 0; j < 32; j++) { float a = x[j] < 0 ? -x[j] : x[j]; if (a > amax) amax = a; }
+        float db = amax / 127, id = db != 0 ? 127 / amax : 0;
+        int sum = 0;
+        for (int j = 0; j < 32; j++) { int q = (int)nearbyintf(x[j] * id); qs[j] = (int8_t)q; sum += q; }
+        d[b] = db; s[b] = db * (float)sum;
+    }
+}
+
+static float dot_q4_1_q8_scalar(const uint8_t *r, const int8_t *qs, const float *d, const float *s, int blocks) {
+    float acc = 0;
+    for (int b = 0; b < blocks; b++, r += 20, qs += 32) {
+        int sum = 0;
+        for (int j = 0; j < 16; j++) sum += (r[4 + j] & 15) * qs[j] + (r[4 + j] >> 4) * qs[j + 16];
+        acc += f16_to_f32_scalar(load_u16(r)) * d[b] * (float)sum + f16_to_f32_scalar(load_u16(r + 2)) * s[b];
+    }
+    return acc;
+}
+
+static float dot_q4_0_q8_scalar(const uint8_t *r, const int8_t *qs, const float *d, int blocks) {
+    float acc = 0;
+    for (int b = 0; b < blocks; b++, r += 18, qs += 32) {
+        int sum = 0;
+        for (int j = 0; j < 16; j++) sum += ((r[2 + j] & 15) - 8) * qs[j] + ((r[2 + j] >> 4) - 8) * qs[j + 16];
+        acc += f16_to_f32_scalar(load_u16(r)) * d[b] * (float)sum;
+    }
+    return acc;
+}
+
+static float dot_q8_0_q8_scalar(const uint8_t *r, const int8_t *qs, const float *d, int blocks) {
+    float acc = 0;
+    for (int b = 0; b < blocks; b++, r += 34, qs += 32) {
+        int sum = 0;
+        for (int j = 0; j < 32; j++) sum += (int8_t)r[2 + j] * qs[j];
+        acc += f16_to_f32_scalar(load_u16(r)) * d[b] * (float)sum;
+    }
+    return acc;
 }
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
@@ -167,6 +214,178 @@ SIMD_FN static void axpy_f16_avx2(float a, const uint8_t *v, float *out, int n) 
     for (; j < n; j++) out[j] += a * _cvtsh_ss(load_u16(v + 2 * j));
 }
 
+
+// Integer block dots: maddubs multiplies unsigned by signed bytes into int16
+// pairs (|w|≤128, |q|≤127: no saturation), madd widens to int32.
+SIMD_FN static inline __m256 block_dot_i8(__m256i w_unsigned, __m256i x_signed) {
+    __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(w_unsigned, x_signed), _mm256_set1_epi16(1));
+    return _mm256_cvtepi32_ps(p);
+}
+
+SIMD_FN static inline __m256i nibbles32(const uint8_t *q) {
+    __m128i bytes = _mm_loadu_si128((const __m128i *)q), mask = _mm_set1_epi8(15);
+    __m128i lo = _mm_and_si128(bytes, mask), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
+    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+SIMD_FN static void quantize_q8_avx2(const float *x, int8_t *qs, float *d, float *s, int n) {
+    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    for (int b = 0; b < n / 32; b++, x += 32, qs += 32) {
+        __m256 v0 = _mm256_loadu_ps(x), v1 = _mm256_loadu_ps(x + 8), v2 = _mm256_loadu_ps(x + 16), v3 = _mm256_loadu_ps(x + 24);
+        __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(signbit, v0), _mm256_andnot_ps(signbit, v1)),
+                                 _mm256_max_ps(_mm256_andnot_ps(signbit, v2), _mm256_andnot_ps(signbit, v3)));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+        float amax = _mm_cvtss_f32(m4);
+        float db = amax / 127, id = db != 0 ? 127 / amax : 0;
+        __m256 mul = _mm256_set1_ps(id);
+        __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(v0, mul)), i1 = _mm256_cvtps_epi32(_mm256_mul_ps(v1, mul));
+        __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(v2, mul)), i3 = _mm256_cvtps_epi32(_mm256_mul_ps(v3, mul));
+        __m256i sum = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+        __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+        s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1));
+        // Pack to bytes; packs interleave 128-bit lanes, the permute restores order.
+        __m256i p16a = _mm256_packs_epi32(i0, i1), p16b = _mm256_packs_epi32(i2, i3);
+        __m256i p8 = _mm256_packs_epi16(p16a, p16b);
+        p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+        _mm256_storeu_si256((__m256i *)qs, p8);
+        d[b] = db; s[b] = db * (float)_mm_cvtsi128_si32(s4);
+    }
+}
+
+SIMD_FN static float dot_q4_1_q8_avx2(const uint8_t *r, const int8_t *qs, const float *d, const float *s, int blocks) {
+    __m256 acc = _mm256_setzero_ps();
+    float sm = 0;
+    for (int b = 0; b < blocks; b++, r += 20, qs += 32) {
+        float dw = _cvtsh_ss(load_u16(r)), mw = _cvtsh_ss(load_u16(r + 2));
+        __m256 p = block_dot_i8(nibbles32(r + 4), _mm256_loadu_si256((const __m256i *)qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[b]), p, acc);
+        sm += mw * s[b];
+    }
+    return hsum256(acc) + sm;
+}
+
+SIMD_FN static float dot_q4_0_q8_avx2(const uint8_t *r, const int8_t *qs, const float *d, int blocks) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < blocks; b++, r += 18, qs += 32) {
+        float dw = _cvtsh_ss(load_u16(r));
+        __m256i w = _mm256_sub_epi8(nibbles32(r + 2), _mm256_set1_epi8(8));
+        __m256i x = _mm256_loadu_si256((const __m256i *)qs);
+        __m256 p = block_dot_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[b]), p, acc);
+    }
+    return hsum256(acc);
+}
+
+SIMD_FN static float dot_q8_0_q8_avx2(const uint8_t *r, const int8_t *qs, const float *d, int blocks) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < blocks; b++, r += 34, qs += 32) {
+        float dw = _cvtsh_ss(load_u16(r));
+        __m256i w = _mm256_loadu_si256((const __m256i *)(r + 2));
+        __m256i x = _mm256_loadu_si256((const __m256i *)qs);
+        __m256 p = block_dot_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[b]), p, acc);
+    }
+    return hsum256(acc);
+}
+
+// Four rows at a time: the activation block is loaded once for four weight
+// rows, and four independent accumulator chains keep the FMA units busy
+// (rows of a 135M-parameter model are only 18–48 blocks long, so per-row
+// overhead matters as much as the block loop).
+#ifndef PF_GROUPS
+#define PF_GROUPS 2
+#endif
+#define GEMV_Q8(NAME, BLOCK_BYTES, WEIGHTS, MIN_TERM)                                                     \
+SIMD_FN static void NAME(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d,      \
+                         const float *s, int blocks, float *y) {                                              \
+    int r = 0;                                                                                                \
+    for (; r + 4 <= rows; r += 4) {                                                                           \
+        const uint8_t *rw[4] = { w + r * row_bytes, w + (r + 1) * row_bytes, w + (r + 2) * row_bytes,         \
+                                 w + (r + 3) * row_bytes };                                                   \
+        __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() }; \
+        float sm[4] = { 0, 0, 0, 0 };                                                                         \
+        for (int b = 0; b < blocks; b++) {                                                                    \
+            __m256i x = _mm256_loadu_si256((const __m256i *)(qs + 32 * b));                                   \
+            float db = d[b], sb = s[b]; (void)sb;                                                             \
+            const char *pf = (const char *)rw[0] + PF_GROUPS * 4 * row_bytes + 4 * b * BLOCK_BYTES;           \
+            _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + 64, _MM_HINT_T0);                                \
+            if (4 * BLOCK_BYTES > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);                                   \
+            for (int k = 0; k < 4; k++) {                                                                     \
+                const uint8_t *blk = rw[k] + b * BLOCK_BYTES;                                                 \
+                WEIGHTS                                                                                       \
+                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(blk)) * db), p, acc[k]);           \
+                MIN_TERM                                                                                      \
+            }                                                                                                 \
+        }                                                                                                     \
+        for (int k = 0; k < 4; k++) y[r + k] = hsum256(acc[k]) + sm[k];                                       \
+    }                                                                                                         \
+    for (; r < rows; r++) {                                                                                   \
+        const uint8_t *rw = w + r * row_bytes;                                                                \
+        __m256 acc = _mm256_setzero_ps();                                                                     \
+        float sm[1] = { 0 };                                                                                  \
+        for (int b = 0; b < blocks; b++) {                                                                    \
+            __m256i x = _mm256_loadu_si256((const __m256i *)(qs + 32 * b));                                   \
+            float db = d[b], sb = s[b]; (void)sb;                                                             \
+            const int k = 0; (void)k;                                                                         \
+            const uint8_t *blk = rw + b * BLOCK_BYTES;                                                        \
+            WEIGHTS                                                                                           \
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(blk)) * db), p, acc);                     \
+            MIN_TERM                                                                                          \
+        }                                                                                                     \
+        y[r] = hsum256(acc) + sm[0];                                                                          \
+    }                                                                                                         \
+}
+
+GEMV_Q8(gemv_q4_1_q8_avx2, 20,
+        __m256 p = block_dot_i8(nibbles32(blk + 4), x);,
+        sm[k] += _cvtsh_ss(load_u16(blk + 2)) * sb;)
+GEMV_Q8(gemv_q4_0_q8_avx2, 18,
+        __m256i wq = _mm256_sub_epi8(nibbles32(blk + 2), _mm256_set1_epi8(8));
+        __m256 p = block_dot_i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(x, wq));,
+        )
+GEMV_Q8(gemv_q8_0_q8_avx2, 34,
+        __m256i wq = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        __m256 p = block_dot_i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(x, wq));,
+        )
+
+SIMD_FN static void attend_f16_avx2(const float *q, const uint8_t *k, const uint8_t *v, size_t stride, int n, int hd,
+                                    float scale, float *out) {
+    float sc[64], run_max = -INFINITY, run_sum = 0;
+    for (int j = 0; j < hd; j++) out[j] = 0;
+    for (int p0 = 0; p0 < n; p0 += 64) {
+        int bn = n - p0 < 64 ? n - p0 : 64;
+        float bmax = -INFINITY;
+        for (int i = 0; i < bn; i++) {
+            const uint8_t *kp = k + (size_t)(p0 + i) * stride;
+            __m256 a = _mm256_setzero_ps();
+            for (int j = 0; j < hd; j += 8)
+                a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kp + 2 * j))), _mm256_loadu_ps(q + j), a);
+            sc[i] = hsum256(a) * scale;
+            if (sc[i] > bmax) bmax = sc[i];
+        }
+        if (bmax > run_max) {
+            float corr = expf(run_max - bmax);
+            if (run_sum != 0) for (int j = 0; j < hd; j++) out[j] *= corr;
+            run_sum *= corr;
+            run_max = bmax;
+        }
+        for (int i = 0; i < bn; i++) {
+            float e = expf(sc[i] - run_max);
+            run_sum += e;
+            const uint8_t *vp = v + (size_t)(p0 + i) * stride;
+            __m256 ev = _mm256_set1_ps(e);
+            for (int j = 0; j < hd; j += 8)
+                _mm256_storeu_ps(out + j, _mm256_fmadd_ps(ev, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + 2 * j))),
+                                                          _mm256_loadu_ps(out + j)));
+        }
+    }
+    float inv = 1 / run_sum;
+    for (int j = 0; j < hd; j++) out[j] *= inv;
+}
+
 static int simd_state = -1;
 void wren_kernels_force_scalar(int on) { simd_state = on ? 0 : -1; }
 int wren_kernels_simd(void) {
@@ -259,4 +478,88 @@ void wren_axpy_f16(float a, const void *v, float *out, int n) {
 #endif
     const uint8_t *r = v;
     for (int j = 0; j < n; j++) out[j] += a * f16_to_f32_scalar(load_u16(r + 2 * j));
+}
+
+void wren_quantize_q8(const float *x, int8_t *qs, float *d, float *s, int n) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) { quantize_q8_avx2(x, qs, d, s, n); return; }
+#endif
+    quantize_q8_scalar(x, qs, d, s, n);
+}
+
+float wren_dot_q4_1_q8(const void *row, const int8_t *qs, const float *d, const float *s, int blocks) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) return dot_q4_1_q8_avx2(row, qs, d, s, blocks);
+#endif
+    return dot_q4_1_q8_scalar(row, qs, d, s, blocks);
+}
+
+float wren_dot_q4_0_q8(const void *row, const int8_t *qs, const float *d, int blocks) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) return dot_q4_0_q8_avx2(row, qs, d, blocks);
+#endif
+    return dot_q4_0_q8_scalar(row, qs, d, blocks);
+}
+
+float wren_dot_q8_0_q8(const void *row, const int8_t *qs, const float *d, int blocks) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) return dot_q8_0_q8_avx2(row, qs, d, blocks);
+#endif
+    return dot_q8_0_q8_scalar(row, qs, d, blocks);
+}
+
+void wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
+                  int blocks, float *y) {
+    const uint8_t *rw = w;
+#if HAVE_SIMD
+    if (wren_kernels_simd()) {
+        switch (dtype) {
+        case 3: gemv_q4_1_q8_avx2(rw, row_bytes, rows, qs, d, s, blocks, y); return;
+        case 2: gemv_q4_0_q8_avx2(rw, row_bytes, rows, qs, d, s, blocks, y); return;
+        default: gemv_q8_0_q8_avx2(rw, row_bytes, rows, qs, d, s, blocks, y); return;
+        }
+    }
+#endif
+    for (int r = 0; r < rows; r++, rw += row_bytes) {
+        switch (dtype) {
+        case 3: y[r] = dot_q4_1_q8_scalar(rw, qs, d, s, blocks); break;
+        case 2: y[r] = dot_q4_0_q8_scalar(rw, qs, d, blocks); break;
+        default: y[r] = dot_q8_0_q8_scalar(rw, qs, d, blocks); break;
+        }
+    }
+}
+
+static void attend_f16_scalar(const float *q, const uint8_t *k, const uint8_t *v, size_t stride, int n, int hd,
+                              float scale, float *out) {
+    float sc[64], run_max = -INFINITY, run_sum = 0;
+    for (int j = 0; j < hd; j++) out[j] = 0;
+    for (int p0 = 0; p0 < n; p0 += 64) {
+        int bn = n - p0 < 64 ? n - p0 : 64;
+        float bmax = -INFINITY;
+        for (int i = 0; i < bn; i++) {
+            sc[i] = dot_f16_scalar(k + (size_t)(p0 + i) * stride, q, hd) * scale;
+            if (sc[i] > bmax) bmax = sc[i];
+        }
+        if (bmax > run_max) {
+            float corr = expf(run_max - bmax);
+            if (run_sum != 0) for (int j = 0; j < hd; j++) out[j] *= corr;
+            run_sum *= corr;
+            run_max = bmax;
+        }
+        for (int i = 0; i < bn; i++) {
+            float e = expf(sc[i] - run_max);
+            run_sum += e;
+            const uint8_t *vp = v + (size_t)(p0 + i) * stride;
+            for (int j = 0; j < hd; j++) out[j] += e * f16_to_f32_scalar(load_u16(vp + 2 * j));
+        }
+    }
+    float inv = 1 / run_sum;
+    for (int j = 0; j < hd; j++) out[j] *= inv;
+}
+
+void wren_attend_f16(const float *q, const void *k, const void *v, size_t stride, int n, int hd, float scale, float *out) {
+#if HAVE_SIMD
+    if (wren_kernels_simd() && hd % 8 == 0) { attend_f16_avx2(q, k, v, stride, n, hd, scale, out); return; }
+#endif
+    attend_f16_scalar(q, k, v, stride, n, hd, scale, out);
 }

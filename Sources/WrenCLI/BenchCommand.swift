@@ -31,6 +31,15 @@ struct Bench: ParsableCommand {
     @Option(name: .customLong("kv-type"), help: "KV cache type: f32 or f16.")
     var kvType = "f16"
 
+    @Option(name: .short, help: "Prompt tokens per forward pass (batch size).")
+    var b = 256
+
+    @Flag(help: "The exact path: f32 activations against exactly dequantized weights.")
+    var exact = false
+
+    @Flag(help: "After the tests, print where the time of the last tgN went (matmuls, attention, output head, the rest).")
+    var profile = false
+
     func list(_ s: String, _ name: String) throws -> [Int] {
         let v = s.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard v.allSatisfy({ $0 != nil && $0! >= 0 }) else { throw ValidationError("-\(name) takes comma-separated non-negative integers") }
@@ -39,6 +48,7 @@ struct Bench: ParsableCommand {
 
     func validate() throws {
         guard r >= 1 else { throw ValidationError("-r must be at least 1") }
+        guard b >= 1 && b <= 4096 else { throw ValidationError("-b must be in 1...4096") }
         guard KVCacheType(rawValue: kvType) != nil else { throw ValidationError("--kv-type must be f32 or f16") }
         _ = try list(p, "p"); _ = try list(n, "n")
         if let t { guard try list(t, "t").allSatisfy({ $0 >= 1 && $0 <= 256 }) else { throw ValidationError("-t values must be in 1...256") } }
@@ -66,7 +76,8 @@ struct Bench: ParsableCommand {
                 print("|---|---|---|")
             }
             for th in threads {
-                let s = try InferenceSession(model: m, contextLength: ctx, threads: th, kvType: KVCacheType(rawValue: kvType)!)
+                let s = try InferenceSession(model: m, contextLength: ctx, threads: th, maxBatch: b, kvType: KVCacheType(rawValue: kvType)!,
+                                             activations: exact ? .f32 : .q8)
                 func record(_ name: String, _ rates: [Double]) {
                     let mean = rates.reduce(0, +) / Double(rates.count)
                     let sd = rates.count > 1 ? (rates.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(rates.count - 1)).squareRoot() : 0
@@ -87,14 +98,16 @@ struct Bench: ParsableCommand {
                 }
                 for tg in tgs {
                     var rates: [Double] = []
-                    for _ in 0..<r {
+                    for rep in 0..<r {
                         s.reset()
+                        if profile && rep == r - 1 { s.enableProfiling() }
                         let toks = tokens(tg)
                         let t0 = DispatchTime.now().uptimeNanoseconds
                         for tok in toks { _ = try s.evaluate([tok]) }
                         rates.append(Double(tg) / (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9))
                     }
                     record("tg\(tg)", rates)
+                    if profile, let pr = s.profile, !json { printProfile(pr, threads: th) }
                 }
             }
             var usage = rusage()
@@ -108,6 +121,14 @@ struct Bench: ParsableCommand {
                 print(String(format: "peak RSS %.1f MB (context %d, %@ KV cache)", rssMB, ctx, kvType))
             }
         } catch { fail(error) }
+    }
+
+    func printProfile(_ p: ForwardProfile, threads: Int) {
+        let total = Double(p.totalNs), perToken = total / Double(max(p.tokens, 1)) / 1e3
+        print(String(format: "profile, %d threads, %d decode steps: %.1f µs per token", threads, p.tokens, perToken))
+        for (name, ns) in [("matmuls (layers)", p.matmulNs), ("attention", p.attentionNs), ("output head", p.outputNs), ("the rest", p.otherNs)] {
+            print(String(format: "  %-17@ %7.1f µs  %5.1f%%", name as NSString, Double(ns) / Double(max(p.tokens, 1)) / 1e3, 100 * Double(ns) / max(total, 1)))
+        }
     }
 
     func median(_ v: [Double]) -> Double {

@@ -22,7 +22,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("rope-scale"), help: "Linear RoPE scaling factor (position interpolation), e.g. 2 to double the context.")
     var ropeScale: Float?
 
-    @Flag(help: "Use the exact path: weights dequantized exactly, f32 activations (currently the only path), f32 KV cache.")
+    @Flag(help: "Use the exact path: f32 activations against exactly dequantized weights (instead of 8-bit activation blocks for q4_0/q4_1/q8_0 weights) and an f32 KV cache.")
     var exact = false
 
     @Option(name: .customLong("kv-type"), help: "KV cache type: f32 or f16 (default f16; f32 with --exact).")
@@ -40,7 +40,8 @@ struct ModelOptions: ParsableArguments {
 
     func load() throws -> (LlamaModel, InferenceSession) {
         let m = try LlamaModel(path: model, ropeFreqBase: ropeFreqBase, ropeScale: ropeScale)
-        return (m, try InferenceSession(model: m, contextLength: ctx, threads: threads, kvType: kvCacheType))
+        return (m, try InferenceSession(model: m, contextLength: ctx, threads: threads, kvType: kvCacheType,
+                                        activations: exact ? .f32 : .q8))
     }
 }
 

@@ -22,6 +22,10 @@ public final class InferenceSession: @unchecked Sendable {
     /// Prompt tokens are evaluated in chunks of at most this many, bounding memory.
     public let maxBatch: Int
     public let kvType: KVCacheType
+    /// Activations against quantized weights in decode-sized products (.q8 fast, .f32 exact).
+    public let activations: Activations
+    /// Wall time per part of the forward pass, when enabled (`enableProfiling`).
+    public private(set) var profile: ForwardProfile?
 
     let invFreq: [Float]
     let kvDim: Int
@@ -30,14 +34,18 @@ public final class InferenceSession: @unchecked Sendable {
     var keyCache: UnsafeMutableRawPointer
     var valueCache: UnsafeMutableRawPointer
     // Scratch, allocated once.
-    let x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, scores: UnsafeMutablePointer<Float>
+    let x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, ropeTables: UnsafeMutablePointer<Float>
 
     /// - Parameters:
     ///   - contextLength: KV-cache capacity in tokens (default: the model's, capped at 4096).
     ///   - threads: worker threads for matrix products (default: active processors).
     ///   - kvType: KV-cache element type (f16 halves its memory; f32 is bit-for-bit the exact path).
-    public init(model: LlamaModel, contextLength: Int? = nil, threads: Int? = nil, maxBatch: Int = 64, kvType: KVCacheType = .f16) throws {
+    ///   - activations: `.q8` quantizes activations to 8-bit blocks for products with
+    ///     q4_0/q4_1/q8_0 weights (llama.cpp's scheme); `.f32` keeps them exact.
+    public init(model: LlamaModel, contextLength: Int? = nil, threads: Int? = nil, maxBatch: Int = 64, kvType: KVCacheType = .f16,
+                activations: Activations = .q8) throws {
         self.kvType = kvType
+        self.activations = activations
         let c = model.config
         self.model = model
         let ctx = contextLength ?? min(c.contextLength, 4096)
@@ -50,11 +58,9 @@ public final class InferenceSession: @unchecked Sendable {
         invFreq = model.rope.inverseFrequencies()
         kvDim = c.headCountKV * c.headDim
         qDim = c.headCount * c.headDim
-        func alloc(_ n: Int) -> UnsafeMutablePointer<Float> {
-            let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1))
-            p.initialize(repeating: 0, count: max(n, 1))
-            return p
-        }
+        // Scratch is written before it is read; left untouched (not zeroed) so
+        // pages a short batch never uses are never made resident.
+        func alloc(_ n: Int) -> UnsafeMutablePointer<Float> { UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1)) }
         let kvBytes = c.blockCount * ctx * kvDim * kvType.bytes
         keyCache = UnsafeMutableRawPointer.allocate(byteCount: max(kvBytes, 1), alignment: 64)
         valueCache = UnsafeMutableRawPointer.allocate(byteCount: max(kvBytes, 1), alignment: 64)
@@ -66,14 +72,14 @@ public final class InferenceSession: @unchecked Sendable {
         gate = alloc(B * c.feedForwardLength); up = alloc(B * c.feedForwardLength); logitsBuf = alloc(c.vocabSize)
         let biggest = model.layers.first.map { l in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].map { $0.rows * $0.cols }.max()! } ?? 1
         wScratch = alloc(biggest)
-        scores = alloc(c.headCount * B * ctx)
+        ropeTables = alloc(B * max(model.rope.dimensions, 2))
         openblas_set_num_threads_wrapper(self.threads)
     }
 
     deinit {
         keyCache.deallocate()
         valueCache.deallocate()
-        for p in [x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, scores] { p.deallocate() }
+        for p in [x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, ropeTables] { p.deallocate() }
     }
 
     /// Forgets every evaluated token.
@@ -115,11 +121,19 @@ public final class InferenceSession: @unchecked Sendable {
     func logits(forRow t: Int) -> [Float] {
         let c = model.config
         let dim = c.embeddingLength
+        let t0 = profile != nil ? now() : 0
         model.outputNorm.withUnsafeBufferPointer { w in Ops.rmsNorm(x + t * dim, w.baseAddress!, xb, n: dim, eps: c.rmsNormEps) }
         let o = model.output
-        Ops.matvec(o.dtype, o.data, rows: o.rows, n: o.cols, x: xb, y: logitsBuf, threads: threads)
-        return Array(UnsafeBufferPointer(start: logitsBuf, count: c.vocabSize))
+        Ops.matvec(o.dtype, o.data, rows: o.rows, n: o.cols, x: xb, y: logitsBuf, threads: threads, activations: activations)
+        let out = Array(UnsafeBufferPointer(start: logitsBuf, count: c.vocabSize))
+        if profile != nil { profile!.outputNs += now() - t0 }
+        return out
     }
+
+    /// Starts (or restarts) accumulating wall time per part of the forward pass.
+    public func enableProfiling() { profile = ForwardProfile() }
+
+    @inline(__always) func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
     func forwardChunk(_ tokens: [Int32]) {
         let c = model.config
@@ -127,25 +141,34 @@ public final class InferenceSession: @unchecked Sendable {
         let heads = c.headCount, kvHeads = c.headCountKV, group = heads / kvHeads
         let ctx = contextLength, kvDim = self.kvDim, qDim = self.qDim
         let start = position
+        let profiling = profile != nil
+        var mark = profiling ? now() : 0
+        var matmulNs: UInt64 = 0, attentionNs: UInt64 = 0, otherNs: UInt64 = 0
+        @inline(__always) func lap(_ bucket: inout UInt64) {
+            if profiling { let t = now(); bucket += t - mark; mark = t }
+        }
         let emb = model.embedding
         let embRowBytes = emb.dtype.byteCount(elements: dim)!
         for (t, id) in tokens.enumerated() {
             Quant.dequantize(emb.dtype, emb.data + Int(id) * embRowBytes, x + t * dim, count: dim)
         }
         let scale = 1 / Float(hd).squareRoot()
+        let rot = model.rope.dimensions
+        invFreq.withUnsafeBufferPointer { f in
+            for t in 0..<T {
+                Ops.ropeTable(position: model.rope.position(start + t), rotary: rot, invFreq: f.baseAddress!, into: ropeTables + t * rot)
+            }
+        }
         for (l, w) in model.layers.enumerated() {
             w.attnNorm.withUnsafeBufferPointer { nw in
                 for t in 0..<T { Ops.rmsNorm(x + t * dim, nw.baseAddress!, xb + t * dim, n: dim, eps: c.rmsNormEps) }
             }
-            mm(w.q, xb, T, q)
-            mm(w.k, xb, T, k)
-            mm(w.v, xb, T, v)
-            invFreq.withUnsafeBufferPointer { f in
-                for t in 0..<T {
-                    let pos = model.rope.position(start + t)
-                    Ops.rope(q + t * qDim, heads: heads, headDim: hd, rotary: model.rope.dimensions, position: pos, invFreq: f.baseAddress!)
-                    Ops.rope(k + t * kvDim, heads: kvHeads, headDim: hd, rotary: model.rope.dimensions, position: pos, invFreq: f.baseAddress!)
-                }
+            lap(&otherNs)
+            mm([(w.q, q), (w.k, k), (w.v, v)], xb, T)
+            lap(&matmulNs)
+            for t in 0..<T {
+                Ops.rope(q + t * qDim, heads: heads, headDim: hd, rotary: rot, table: ropeTables + t * rot)
+                Ops.rope(k + t * kvDim, heads: kvHeads, headDim: hd, rotary: rot, table: ropeTables + t * rot)
             }
             let es = kvType.bytes
             let kc = keyCache + l * ctx * kvDim * es, vc = valueCache + l * ctx * kvDim * es
@@ -159,59 +182,116 @@ public final class InferenceSession: @unchecked Sendable {
                     wren_f32_to_f16(v + t * kvDim, vd, Int32(kvDim))
                 }
             }
-            // Causal attention, one job per (token, head).
-            let Q = SendablePointer(q), A = SendablePointer(att), S = SendablePointer(scores)
+            lap(&otherNs)
+            // Causal attention, one job per (token, head), keys in blocks of
+            // `attnBlock` with a running maximum and sum (online softmax), so the
+            // memory is one block of scores per job whatever the prompt length.
+            // The f16 cache goes through the C kernel (same algorithm); the f32
+            // cache (the exact path) stays here.
+            let Q = SendablePointer(q), A = SendablePointer(att)
             let KC = SendableRawPointer(UnsafeRawPointer(kc)), VC = SendableRawPointer(UnsafeRawPointer(vc))
-            let jobs = T * heads
             let f16 = kvType == .f16
             let work: @Sendable (Int) -> Void = { job in
                 let t = job / heads, h = job % heads
                 let kvh = h / group
                 let n = start + t + 1
-                let sc = S.p + job * ctx
                 let qv = Q.p + t * qDim + h * hd
-                for p in 0..<n {
-                    let kp = KC.p + (p * kvDim + kvh * hd) * es
-                    sc[p] = (f16 ? wren_dot_f16(kp, qv, Int32(hd)) : Ops.dot(kp.assumingMemoryBound(to: Float.self), qv, hd)) * scale
-                }
-                Ops.softmax(sc, n)
                 let out = A.p + t * qDim + h * hd
+                if f16 {
+                    wren_attend_f16(qv, KC.p + kvh * hd * es, VC.p + kvh * hd * es, kvDim * es, Int32(n), Int32(hd), scale, out)
+                    return
+                }
                 out.initialize(repeating: 0, count: hd)
-                for p in 0..<n {
-                    let a = sc[p]
-                    let vp = VC.p + (p * kvDim + kvh * hd) * es
-                    if f16 { wren_axpy_f16(a, vp, out, Int32(hd)) } else {
-                        let vv = vp.assumingMemoryBound(to: Float.self)
-                        for d in 0..<hd { out[d] += a * vv[d] }
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: InferenceSession.attnBlock) { buf in
+                    let sc = buf.baseAddress!
+                    var runMax = -Float.infinity, runSum: Float = 0
+                    var p0 = 0
+                    while p0 < n {
+                        let bn = min(InferenceSession.attnBlock, n - p0)
+                        var bmax = -Float.infinity
+                        for i in 0..<bn {
+                            let kp = KC.p + ((p0 + i) * kvDim + kvh * hd) * es
+                            let v = Ops.dot(kp.assumingMemoryBound(to: Float.self), qv, hd) * scale
+                            sc[i] = v
+                            bmax = max(bmax, v)
+                        }
+                        if bmax > runMax {
+                            let corr = expf(runMax - bmax)   // 0 on the first block
+                            if runSum != 0 { for d in 0..<hd { out[d] *= corr } }
+                            runSum *= corr
+                            runMax = bmax
+                        }
+                        for i in 0..<bn {
+                            let a = expf(sc[i] - runMax)
+                            runSum += a
+                            let vp = VC.p + ((p0 + i) * kvDim + kvh * hd) * es
+                            let vv = vp.assumingMemoryBound(to: Float.self)
+                            for d in 0..<hd { out[d] += a * vv[d] }
+                        }
+                        p0 += bn
                     }
+                    let inv = 1 / runSum
+                    for d in 0..<hd { out[d] *= inv }
                 }
             }
-            WorkerPool.shared(threads).run(jobs, work)
-            mm(w.o, att, T, proj)
+            WorkerPool.shared(threads).run(T * heads, work)
+            lap(&attentionNs)
+            mm([(w.o, proj)], att, T)
+            lap(&matmulNs)
             for i in 0..<(T * dim) { x[i] += proj[i] }
             w.ffnNorm.withUnsafeBufferPointer { nw in
                 for t in 0..<T { Ops.rmsNorm(x + t * dim, nw.baseAddress!, xb + t * dim, n: dim, eps: c.rmsNormEps) }
             }
-            mm(w.gate, xb, T, gate)
-            mm(w.up, xb, T, up)
+            lap(&otherNs)
+            mm([(w.gate, gate), (w.up, up)], xb, T)
+            lap(&matmulNs)
             Ops.swiglu(gate, up, T * ff)
-            mm(w.down, gate, T, proj)
+            lap(&otherNs)
+            mm([(w.down, proj)], gate, T)
+            lap(&matmulNs)
             for i in 0..<(T * dim) { x[i] += proj[i] }
         }
+        lap(&otherNs)
         position += T
+        if profiling {
+            profile!.matmulNs += matmulNs; profile!.attentionNs += attentionNs; profile!.otherNs += otherNs
+            profile!.tokens += T; profile!.passes += 1
+        }
     }
+
+    /// Keys per block of the online-softmax attention.
+    static let attnBlock = 64
 
     /// Prompt chunks of at least this many tokens go through OpenBLAS sgemm on
     /// dequantized weights; smaller ones (and decode) through the fused row dots.
     static let blasMinTokens = Int(ProcessInfo.processInfo.environment["WREN_BLAS_MIN_TOKENS"] ?? "") ?? 16
 
-    @inline(__always) func mm(_ w: WeightMatrix, _ input: UnsafeMutablePointer<Float>, _ T: Int, _ out: UnsafeMutablePointer<Float>) {
+    /// Products sharing one input: fused row dots for decode-sized batches,
+    /// OpenBLAS sgemm on dequantized weights for prompt chunks.
+    func mm(_ parts: [(WeightMatrix, UnsafeMutablePointer<Float>)], _ input: UnsafeMutablePointer<Float>, _ T: Int) {
         if T >= Self.blasMinTokens {
-            Ops.matmulBLAS(w.dtype, w.data, rows: w.rows, n: w.cols, x: input, tokens: T, y: out, scratch: wScratch, threads: threads)
+            for (w, out) in parts {
+                Ops.matmulBLAS(w.dtype, w.data, rows: w.rows, n: w.cols, x: input, tokens: T, y: out, scratch: wScratch, threads: threads)
+            }
         } else {
-            Ops.matmul(w.dtype, w.data, rows: w.rows, n: w.cols, x: input, tokens: T, y: out, scratch: wScratch, threads: threads)
+            let n = parts[0].0.cols
+            Ops.matmul(parts.map { Ops.MatmulPart($0.0.dtype, $0.0.data, rows: $0.0.rows, y: $0.1) }, n: n, x: input, tokens: T,
+                       threads: threads, activations: activations)
         }
     }
+}
+
+/// Wall time per part of the forward pass, summed over passes.
+public struct ForwardProfile: Sendable {
+    public var matmulNs: UInt64 = 0
+    public var attentionNs: UInt64 = 0
+    /// Final norm and output head.
+    public var outputNs: UInt64 = 0
+    /// Embedding lookup, norms, RoPE, KV-cache stores, residuals, SwiGLU.
+    public var otherNs: UInt64 = 0
+    public var tokens = 0
+    public var passes = 0
+    public var totalNs: UInt64 { matmulNs + attentionNs + outputNs + otherNs }
 }
 
 import CBLAS

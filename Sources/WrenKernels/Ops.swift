@@ -19,6 +19,14 @@ public struct SendableRawPointer: @unchecked Sendable {
     public init(_ p: UnsafeRawPointer) { self.p = p }
 }
 
+/// How matrix products treat the f32 activations against quantized weights.
+public enum Activations: Sendable {
+    /// f32 inputs against exactly dequantized weights.
+    case f32
+    /// Inputs quantized once per product to 8-bit blocks; integer block dots.
+    case q8
+}
+
 public enum Ops {
     /// Σ a[i]·b[i] over `n` floats, four SIMD8 accumulators.
     @inlinable public static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
@@ -54,8 +62,8 @@ public enum Ops {
     /// fused kernels of CWrenKernels (d·Σq·x + m·Σx per block; f16/bf16 widened
     /// in registers).
     public static func matvec(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>,
-                              y: UnsafeMutablePointer<Float>, threads: Int) {
-        matmul(dtype, w, rows: rows, n: n, x: x, tokens: 1, y: y, threads: threads)
+                              y: UnsafeMutablePointer<Float>, threads: Int, activations: Activations = .f32) {
+        matmul(dtype, w, rows: rows, n: n, x: x, tokens: 1, y: y, threads: threads, activations: activations)
     }
 
     /// Σ over each 32-element block of `x` (n/32 values), for the fused quantized dots.
@@ -67,10 +75,10 @@ public enum Ops {
         }
     }
 
-    /// Dot of weight row `r` (in `dtype`) with `x`; `xsum` holds x's block sums, `tmp` n floats of scratch.
+    /// Dot of weight row `r` (in `dtype`) with `x`; `xsum` holds x's block sums.
     @inline(__always)
     static func rowDot(_ dtype: DType, _ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ xsum: UnsafePointer<Float>,
-                       _ n: Int, _ tmp: UnsafeMutablePointer<Float>) -> Float {
+                       _ n: Int) -> Float {
         switch dtype {
         case .f32: return dot(row.assumingMemoryBound(to: Float.self), x, n)
         case .q4_1: return wren_dot_q4_1(row, x, xsum, Int32(n / 32))
@@ -84,29 +92,78 @@ public enum Ops {
     /// Y[t, r] = W[r,:] · X[t,:] for `tokens` rows of X (Y is tokens × rows).
     /// Each weight row is read once and dotted with every token's input while it
     /// is hot in cache; rows are split across `threads` workers; a worker writes
-    /// only its own rows, so results do not depend on the thread count.
+    /// only its own rows, so results do not depend on the thread count, and a
+    /// token's outputs do not depend on the other tokens in the batch.
+    ///
+    /// `activations: .q8` (for q4_0/q4_1/q8_0 weights) quantizes each token's
+    /// input once to 8-bit blocks and uses integer block dots, as llama.cpp
+    /// does; `.f32` dots f32 inputs with the exactly dequantized weights.
     public static func matmul(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>, tokens: Int,
-                              y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>? = nil, threads: Int) {
-        let rowBytes = dtype.byteCount(elements: n)!
+                              y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>? = nil, threads: Int,
+                              activations: Activations = .f32) {
+        matmul([MatmulPart(dtype, w, rows: rows, y: y)], n: n, x: x, tokens: tokens, threads: threads, activations: activations)
+    }
+
+    /// One weight matrix of a fused product: `rows` × n in `dtype` at `w`, output Y (tokens × rows).
+    public struct MatmulPart: @unchecked Sendable {
+        public let dtype: DType
+        public let w: UnsafeRawPointer
+        public let rows: Int
+        public let y: UnsafeMutablePointer<Float>
+        public init(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, y: UnsafeMutablePointer<Float>) {
+            self.dtype = dtype; self.w = w; self.rows = rows; self.y = y
+        }
+    }
+
+    /// Several products sharing the input X (q/k/v, or gate/up) in one parallel
+    /// loop: the input is quantized once, the rows of all parts are split across
+    /// the workers together, and the pool is woken once.
+    public static func matmul(_ parts: [MatmulPart], n: Int, x: UnsafePointer<Float>, tokens: Int, threads: Int,
+                              activations: Activations = .f32) {
         let nb = n / 32
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, tokens * nb)) { sums in
-            if dtype.isQuantized { for t in 0..<tokens { blockSums(x + t * n, n, sums.baseAddress! + t * nb) } }
-            let W = SendableRawPointer(w), X = SendableRawPointer(UnsafeRawPointer(x)), Y = SendablePointer(y)
-            let XS = SendableRawPointer(UnsafeRawPointer(sums.baseAddress!))
-            let chunks = max(1, min(threads, rows / 16))
-            let per = (rows + chunks - 1) / chunks
+        let anyQuant = parts.contains { $0.dtype.isQuantized }
+        let int8 = activations == .q8 && anyQuant
+        let total = parts.reduce(0) { $0 + $1.rows }
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, 2 * tokens * nb)) { sums in
+        withUnsafeTemporaryAllocation(of: Int8.self, capacity: int8 ? tokens * n : 1) { qs in
+            let xs = sums.baseAddress!, xd = xs + tokens * nb
+            if int8 {
+                for t in 0..<tokens { wren_quantize_q8(x + t * n, qs.baseAddress! + t * n, xd + t * nb, xs + t * nb, Int32(n)) }
+            } else if anyQuant {
+                for t in 0..<tokens { blockSums(x + t * n, n, xs + t * nb) }
+            }
+            let X = SendableRawPointer(UnsafeRawPointer(x))
+            let XS = SendablePointer(xs), XD = SendablePointer(xd), QS = SendablePointer(qs.baseAddress!)
+            let chunks = max(1, min(threads, total / 16))
+            let per = (total + chunks - 1) / chunks
             let work: @Sendable (Int) -> Void = { c in
-                let r0 = c * per, r1 = min(rows, r0 + per)
-                guard r0 < r1 else { return }
-                let xp = X.p.assumingMemoryBound(to: Float.self), xs = XS.p.assumingMemoryBound(to: Float.self)
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: n) { tmp in
-                    for r in r0..<r1 {
-                        let row = W.p + r * rowBytes
-                        for t in 0..<tokens { Y.p[t * rows + r] = rowDot(dtype, row, xp + t * n, xs + t * nb, n, tmp.baseAddress!) }
+                let g0 = c * per, g1 = min(total, g0 + per)
+                guard g0 < g1 else { return }
+                let xp = X.p.assumingMemoryBound(to: Float.self), xs = XS.p, xd = XD.p, q = QS.p
+                var base = 0
+                for part in parts {
+                    defer { base += part.rows }
+                    let r0 = max(g0 - base, 0), r1 = min(g1 - base, part.rows)
+                    guard r0 < r1 else { continue }
+                    let dtype = part.dtype, rows = part.rows, y = part.y
+                    let rowBytes = dtype.byteCount(elements: n)!
+                    if int8 && dtype.isQuantized {
+                        for t in 0..<tokens {
+                            let o = t * nb
+                            wren_gemv_q8(Int32(dtype.rawValue), part.w + r0 * rowBytes, rowBytes, Int32(r1 - r0), q + t * n,
+                                         xd + o, xs + o, Int32(nb), y + t * rows + r0)
+                        }
+                    } else {
+                        // Block sums exist whenever a quantized row takes this path (int8 is then false).
+                        for r in r0..<r1 {
+                            let row = part.w + r * rowBytes
+                            for t in 0..<tokens { y[t * rows + r] = rowDot(dtype, row, xp + t * n, xs + t * nb, n) }
+                        }
                     }
                 }
             }
             WorkerPool.shared(threads).run(chunks, work)
+        }
         }
     }
 
@@ -162,14 +219,31 @@ public enum Ops {
     /// (θ_i = inverse frequency i, precomputed in `invFreq`, rotary/2 values).
     public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, rotary: Int, position: Float,
                             invFreq: UnsafePointer<Float>) {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: rotary) { cs in
+            ropeTable(position: position, rotary: rotary, invFreq: invFreq, into: cs.baseAddress!)
+            rope(x, heads: heads, headDim: headDim, rotary: rotary, table: cs.baseAddress!)
+        }
+    }
+
+    /// cos and sin of pos·θ_i for one position, interleaved (rotary floats): computed
+    /// once per token and shared by q, k and every layer.
+    public static func ropeTable(position: Float, rotary: Int, invFreq: UnsafePointer<Float>, into t: UnsafeMutablePointer<Float>) {
         for i in 0..<(rotary / 2) {
             let angle = position * invFreq[i]
-            let c = cosf(angle), s = sinf(angle)
-            for h in 0..<heads {
-                let p = x + h * headDim + 2 * i
-                let a = p[0], b = p[1]
-                p[0] = a * c - b * s
-                p[1] = a * s + b * c
+            t[2 * i] = cosf(angle)
+            t[2 * i + 1] = sinf(angle)
+        }
+    }
+
+    /// RoPE with a precomputed `ropeTable`.
+    public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, rotary: Int, table: UnsafePointer<Float>) {
+        for h in 0..<heads {
+            let p = x + h * headDim
+            for i in 0..<(rotary / 2) {
+                let c = table[2 * i], s = table[2 * i + 1]
+                let a = p[2 * i], b = p[2 * i + 1]
+                p[2 * i] = a * c - b * s
+                p[2 * i + 1] = a * s + b * c
             }
         }
     }

@@ -89,11 +89,37 @@ final class EngineTests: XCTestCase {
     override func setUp() { dir = tempDirectory(name) }
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
-    func load(_ tiny: TinyModel, _ dtype: DType = .f32, threads: Int = 2, ropeScale: Float? = nil, kv: KVCacheType = .f32) throws -> (LlamaModel, InferenceSession) {
+    /// Sessions default to the exact path here (f32 KV, f32 activations) so the
+    /// reference comparisons are tight; the fast path has its own tests.
+    func load(_ tiny: TinyModel, _ dtype: DType = .f32, threads: Int = 2, ropeScale: Float? = nil, kv: KVCacheType = .f32,
+              activations: Activations = .f32, maxBatch: Int = 8) throws -> (LlamaModel, InferenceSession) {
         let p = "\(dir)/m-\(dtype)-\(UInt32.random(in: 0...UInt32.max)).wren"
         try tiny.writeWren(to: p, dtype: dtype)
         let m = try LlamaModel(path: p, ropeScale: ropeScale)
-        return (m, try InferenceSession(model: m, contextLength: 64, threads: threads, maxBatch: 8, kvType: kv))
+        return (m, try InferenceSession(model: m, contextLength: 64, threads: threads, maxBatch: maxBatch, kvType: kv, activations: activations))
+    }
+
+    /// The fast path (8-bit activation blocks, f16 KV cache): a token's logits do
+    /// not depend on how many tokens share its pass below the BLAS threshold, nor
+    /// on the thread count (bit for bit: speculative verification relies on it),
+    /// and stay near the exact path.
+    func testFastPathBatchInvariance() throws {
+        let tiny = TinyModel(seed: 41)
+        let ids: [Int32] = (0..<14).map { Int32(($0 * 5 + 1) % 64) }
+        for dt in [DType.q4_1, .q4_0, .q8_0] {
+            let (_, a) = try load(tiny, dt, threads: 1, kv: .f16, activations: .q8, maxBatch: 64)
+            let batch = try a.evaluate(ids, allLogits: true)
+            let (_, b) = try load(tiny, dt, threads: 2, kv: .f16, activations: .q8)
+            var single: [Float] = []
+            for id in ids { single += try b.evaluate([id]) }
+            XCTAssertEqual(batch, single, "\(dt): batched and one-at-a-time logits differ")
+            let (_, e) = try load(tiny, dt)
+            let exact = try e.evaluate(ids, allLogits: true)
+            let worst = zip(exact, batch).map { abs($0 - $1) }.max()!
+            let scale = exact.map { abs($0) }.max()!
+            XCTAssertGreaterThan(worst, 0, "\(dt): the fast path should differ from the exact one")
+            XCTAssertLessThan(worst, 0.25 * scale, "\(dt): fast path far from the exact path")
+        }
     }
 
     /// f32 weights: every position's logits match the double-precision reference (tolerance 1e-4:

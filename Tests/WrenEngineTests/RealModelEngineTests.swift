@@ -55,33 +55,37 @@ final class RealModelEngineTests: XCTestCase {
         return try JSONDecoder().decode(EngineReference.self, from: Data(contentsOf: url))
     }
 
-    func check(_ variant: String, kv: KVCacheType = .f32, tolerance: Double = 2e-3) throws {
+    @discardableResult
+    func check(_ variant: String, kv: KVCacheType = .f32, activations: Activations = .f32, maxBatch: Int = 64,
+               tolerance: Double = 2e-3, greedy: Bool = true) throws -> (worst: Double, mean: Double) {
         let m = try model(variant)
         let ref = try reference()
         let V = m.config.vocabSize
-        var worst = 0.0
+        var worst = 0.0, sum = 0.0, count = 0
         for (pi, c) in ref.variants[variant]!.enumerated() {
             XCTAssertEqual(m.tokenizer.encode(ref.prompts[pi]), c.tokens, "token ids")
-            let s = try InferenceSession(model: m, contextLength: 256, kvType: kv)
+            let s = try InferenceSession(model: m, contextLength: 256, maxBatch: maxBatch, kvType: kv, activations: activations)
             let logits = try s.evaluate(c.tokens, allLogits: true)
             for (p, top) in c.top.enumerated() {
                 for pair in top {
                     let id = Int(pair[0]), want = pair[1]
                     let got = Double(logits[p * V + id])
                     let err = abs(got - want)
-                    worst = max(worst, err)
+                    worst = max(worst, err); sum += err; count += 1
                     if err > tolerance + 2e-4 * abs(want) {
                         XCTFail("\(variant) prompt \(pi) position \(p) id \(id): \(got) vs \(want)")
-                        return
+                        return (worst, sum / Double(count))
                     }
                 }
             }
+            guard greedy else { continue }
             let g = try Generator(model: m, session: s)
             let r = try g.generate(tokens: c.tokens, options: .init(maxTokens: 24, sampling: .greedy))
             XCTAssertEqual(Array(r.tokens.prefix(c.greedy.count)), Array(c.greedy.prefix(r.tokens.count)), "\(variant) prompt \(pi): greedy continuation")
             XCTAssertTrue(r.tokens.count == 24 || r.stopReason == .eos)
         }
-        print("\(variant) (\(kv.rawValue) KV cache): worst |logit − f32 reference| over top-40 at every position = \(worst)")
+        print("\(variant) (\(kv.rawValue) KV cache, \(activations) activations): |logit − f32 reference| over top-40 at every position: worst \(worst), mean \(sum / Double(max(count, 1)))")
+        return (worst, sum / Double(max(count, 1)))
     }
 
     func testQ4_1MatchesFloat32Reference() throws { try check("q4_1") }
@@ -90,4 +94,19 @@ final class RealModelEngineTests: XCTestCase {
     /// The default f16 KV cache: tolerance 5e-2 (k and v rounded to f16, ~5e-4 relative, feeding
     /// softmax-weighted sums over 30 layers); greedy continuations still identical.
     func testQ4_1WithF16KVCache() throws { try check("q4_1", kv: .f16, tolerance: 5e-2) }
+
+    /// The default fast path (8-bit activation blocks as in llama.cpp, f16 KV cache),
+    /// every position through the decode-sized kernels (batches of 8). The bar is
+    /// llama.cpp's own distance from the same reference on the same q4_1 bytes,
+    /// measured with tools/compare-llamacpp.py: worst 1.013, mean over the four
+    /// prompts 0.187 (per prompt 0.16–0.21). The mean must not exceed llama.cpp's
+    /// (measured: q4_1 0.180, q8_0 0.171); single logits may, by a little (worst
+    /// measured here: q4_1 1.238, q8_0 0.991), so the per-logit bound is 1.25× llama.cpp's worst.
+    func testFastPathAsCloseAsLlamaCpp() throws {
+        for variant in ["q4_1", "q8_0"] {
+            let (worst, mean) = try check(variant, kv: .f16, activations: .q8, maxBatch: 8, tolerance: 1.27, greedy: false)
+            XCTAssertLessThan(mean, 0.187, "\(variant): mean error above llama.cpp's")
+            XCTAssertGreaterThan(worst, 0)
+        }
+    }
 }

@@ -43,6 +43,64 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    /// Reference 8-bit activation quantizer, written independently of the C one:
+    /// d = max|x|/127 per block of 32, q = x·127/max|x| rounded half to even.
+    func quantizeQ8Reference(_ x: [Float]) -> (q: [Int8], d: [Float]) {
+        var q = [Int8](), d = [Float]()
+        for b in 0..<(x.count / 32) {
+            let blk = x[(32 * b)..<(32 * b + 32)]
+            let amax = blk.map { abs($0) }.max()!
+            d.append(amax / 127)
+            let id: Float = amax == 0 ? 0 : 127 / amax
+            q += blk.map { Int8(($0 * id).rounded(.toNearestOrEven)) }
+        }
+        return (q, d)
+    }
+
+    /// The q8-activation path: the activation quantized exactly as the reference
+    /// quantizer does (bytes equal), and each row dot equal to the f32 dot of the
+    /// dequantized row with the dequantized activation (same 1e-5 tolerance: the
+    /// integer block sums are exact, only the f32 combination is reordered).
+    func checkQ8(label: String) {
+        var rng = SeededRNG(seed: 78)
+        for dt in [DType.q4_0, .q4_1, .q8_0] {
+            for blocks in [1, 7, 33] {
+                let n = 32 * blocks, rows = 37
+                let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
+                var x = (0..<(n * 3)).map { _ in rng.normal() }
+                x[5] = 0; for j in 0..<32 { x[n + j] = 0 }     // a zero block quantizes to zeros
+                var qs = [Int8](repeating: 0, count: n), d = [Float](repeating: 0, count: blocks), s = d
+                let (rq, rd) = quantizeQ8Reference(Array(x[0..<n]))
+                wren_quantize_q8(x, &qs, &d, &s, Int32(n))
+                XCTAssertEqual(qs, rq, "\(label) quantized bytes n=\(n)")
+                XCTAssertEqual(d, rd, "\(label) scales n=\(n)")
+                for threads in [1, 2, 3] {
+                    var y = [Float](repeating: 0, count: rows * 3)
+                    w.withUnsafeBytes { wp in x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+                        Ops.matmul(dt, wp.baseAddress!, rows: rows, n: n, x: xp.baseAddress!, tokens: 3, y: yp.baseAddress!,
+                                   threads: threads, activations: .q8)
+                    } } }
+                    for t in 0..<3 {
+                        let (q, d) = quantizeQ8Reference(Array(x[(t * n)..<((t + 1) * n)]))
+                        let xhat = (0..<n).map { Float(q[$0]) * d[$0 / 32] }
+                        let (ref, mag) = reference(dt, w, xhat, rows: rows, n: n)
+                        for r in 0..<rows where abs(y[t * rows + r] - ref[r]) > 1e-5 * mag[r] + 1e-6 {
+                            XCTFail("\(label) q8 \(dt) n=\(n) threads=\(threads) token \(t) row \(r): \(y[t * rows + r]) vs \(ref[r])")
+                            return
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    func testQ8ActivationKernels() {
+        checkQ8(label: wren_kernels_simd() == 1 ? "avx2" : "scalar")
+        wren_kernels_force_scalar(1)
+        defer { wren_kernels_force_scalar(0) }
+        checkQ8(label: "scalar")
+    }
+
     func testFusedKernelsMatchReference() {
         checkAll(label: wren_kernels_simd() == 1 ? "avx2" : "scalar")
     }

@@ -5,6 +5,7 @@
 // time by CPU features, with a portable scalar fallback for any other CPU.
 #ifndef WREN_KERNELS_H
 #define WREN_KERNELS_H
+#include <stddef.h>
 #include <stdint.h>
 
 /// Σ_j w[j]·x[j] for one q4_1 row of `blocks` 32-element blocks (20 bytes each).
@@ -24,6 +25,26 @@ void wren_f16_to_f32(const void *src, float *dst, int n);
 void wren_f32_to_f16(const float *src, void *dst, int n);
 /// out[j] += a · f16(v[j]), n elements.
 void wren_axpy_f16(float a, const void *v, float *out, int n);
+/// Quantizes n floats (a multiple of 32) to 8-bit blocks, once per matmul:
+/// qs[j] = round(x[j]/d[b]) with d[b] = max|x| over block b / 127, and
+/// s[b] = d[b]·Σ qs over the block (the scheme of llama.cpp's q8_1).
+void wren_quantize_q8(const float *x, int8_t *qs, float *d, float *s, int n);
+/// Σ_j w[j]·(d·q)[j] for one q4_1 row against a quantized activation (integer block dots).
+float wren_dot_q4_1_q8(const void *row, const int8_t *qs, const float *d, const float *s, int blocks);
+/// Same for q4_0 weights.
+float wren_dot_q4_0_q8(const void *row, const int8_t *qs, const float *d, int blocks);
+/// Same for q8_0 weights.
+float wren_dot_q8_0_q8(const void *row, const int8_t *qs, const float *d, int blocks);
+/// y[r] = row r · activation for `rows` consecutive rows `row_bytes` apart, of
+/// ggml type `dtype` (2 = q4_0, 3 = q4_1, 8 = q8_0), four rows at a time with
+/// software prefetch of the rows ahead.
+void wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
+                  int blocks, float *y);
+/// Causal attention of one query head over n cached positions of an f16 cache:
+/// out = softmax(scale·q·k_p) · v_p, keys in blocks of 64 with a running
+/// maximum and sum (online softmax). k and v point at the head's first
+/// position; consecutive positions are `stride` bytes apart.
+void wren_attend_f16(const float *q, const void *k, const void *v, size_t stride, int n, int hd, float scale, float *out);
 /// 1 when the AVX2/FMA/F16C kernels are in use.
 int wren_kernels_simd(void);
 /// Tests: 1 forces the portable scalar kernels, 0 restores detection.
