@@ -351,6 +351,60 @@ GEMV_Q8(gemv_q8_0_q8_avx2, 34,
         __m256 p = block_dot_i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(x, wq));,
         )
 
+// e^x for 8 floats: x = n·ln2 + r (ln2 split in two parts for an exact
+// product), e^r by Cephes' degree-6 polynomial (relative error ~2 ulp over
+// the clamped range), 2^n put together in the exponent bits. Inputs below
+// −88.38 give 0 (also −inf), above +88.38 the largest finite result.
+SIMD_FN static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-88.3762626647949f)), _mm256_set1_ps(88.3762626647949f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+SIMD_FN static void softmax_avx2(float *x, int n) {
+    float m = -INFINITY;
+    int j = 0;
+    __m256 mv = _mm256_set1_ps(-INFINITY);
+    for (; j + 8 <= n; j += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + j));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    m = _mm_cvtss_f32(m4);
+    for (; j < n; j++) if (x[j] > m) m = x[j];
+    __m256 sum = _mm256_setzero_ps(), mb = _mm256_set1_ps(m);
+    for (j = 0; j + 8 <= n; j += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j), mb));
+        _mm256_storeu_ps(x + j, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    float s = hsum256(sum);
+    for (; j < n; j++) { x[j] = expf(x[j] - m); s += x[j]; }
+    __m256 inv = _mm256_set1_ps(1 / s);
+    for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), inv));
+    for (; j < n; j++) x[j] *= 1 / s;
+}
+
+SIMD_FN static void swiglu_avx2(float *gate, const float *up, int n) {
+    int j = 0;
+    __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8) {
+        __m256 g = _mm256_loadu_ps(gate + j);
+        __m256 sig = _mm256_div_ps(g, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, g))));
+        _mm256_storeu_ps(gate + j, _mm256_mul_ps(sig, _mm256_loadu_ps(up + j)));
+    }
+    for (; j < n; j++) gate[j] = gate[j] / (1 + expf(-gate[j])) * up[j];
+}
+
 SIMD_FN static void attend_f16_avx2(const float *q, const uint8_t *k, const uint8_t *v, size_t stride, int n, int hd,
                                     float scale, float *out) {
     float sc[64], run_max = -INFINITY, run_sum = 0;
@@ -372,8 +426,12 @@ SIMD_FN static void attend_f16_avx2(const float *q, const uint8_t *k, const uint
             run_sum *= corr;
             run_max = bmax;
         }
+        int i8 = 0;
+        for (; i8 + 8 <= bn; i8 += 8)
+            _mm256_storeu_ps(sc + i8, exp256(_mm256_sub_ps(_mm256_loadu_ps(sc + i8), _mm256_set1_ps(run_max))));
+        for (; i8 < bn; i8++) sc[i8] = expf(sc[i8] - run_max);
         for (int i = 0; i < bn; i++) {
-            float e = expf(sc[i] - run_max);
+            float e = sc[i];
             run_sum += e;
             const uint8_t *vp = v + (size_t)(p0 + i) * stride;
             __m256 ev = _mm256_set1_ps(e);
@@ -562,4 +620,21 @@ void wren_attend_f16(const float *q, const void *k, const void *v, size_t stride
     if (wren_kernels_simd() && hd % 8 == 0) { attend_f16_avx2(q, k, v, stride, n, hd, scale, out); return; }
 #endif
     attend_f16_scalar(q, k, v, stride, n, hd, scale, out);
+}
+
+void wren_softmax(float *x, int n) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) { softmax_avx2(x, n); return; }
+#endif
+    float m = -INFINITY, s = 0;
+    for (int j = 0; j < n; j++) if (x[j] > m) m = x[j];
+    for (int j = 0; j < n; j++) { x[j] = expf(x[j] - m); s += x[j]; }
+    for (int j = 0; j < n; j++) x[j] *= 1 / s;
+}
+
+void wren_swiglu(float *gate, const float *up, int n) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) { swiglu_avx2(gate, up, n); return; }
+#endif
+    for (int j = 0; j < n; j++) gate[j] = gate[j] / (1 + expf(-gate[j])) * up[j];
 }

@@ -32,12 +32,12 @@ struct Bench: ParsableCommand {
     var kvType = "f16"
 
     @Option(name: .short, help: "Prompt tokens per forward pass (batch size).")
-    var b = 256
+    var b = 512
 
     @Flag(help: "The exact path: f32 activations against exactly dequantized weights.")
     var exact = false
 
-    @Flag(help: "After the tests, print where the time of the last tgN went (matmuls, attention, output head, the rest).")
+    @Flag(help: "Print where the time of each test's last repetition went (matmuls, attention, output head, the rest).")
     var profile = false
 
     func list(_ s: String, _ name: String) throws -> [Int] {
@@ -87,14 +87,16 @@ struct Bench: ParsableCommand {
                 for pp in pps {
                     var rates: [Double] = []
                     _ = try s.evaluate(tokens(min(pp, 8)))   // warm-up
-                    for _ in 0..<r {
+                    for rep in 0..<r {
                         s.reset()
+                        if profile && rep == r - 1 { s.enableProfiling() }
                         let toks = tokens(pp)
                         let t0 = DispatchTime.now().uptimeNanoseconds
                         _ = try s.evaluate(toks)
                         rates.append(Double(pp) / (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9))
                     }
                     record("pp\(pp)", rates)
+                    if profile, let pr = s.profile, !json { printProfile(pr, threads: th, what: "pp\(pp)") }
                 }
                 for tg in tgs {
                     var rates: [Double] = []
@@ -107,7 +109,7 @@ struct Bench: ParsableCommand {
                         rates.append(Double(tg) / (Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9))
                     }
                     record("tg\(tg)", rates)
-                    if profile, let pr = s.profile, !json { printProfile(pr, threads: th) }
+                    if profile, let pr = s.profile, !json { printProfile(pr, threads: th, what: "tg\(tg)") }
                 }
             }
             var usage = rusage()
@@ -123,9 +125,9 @@ struct Bench: ParsableCommand {
         } catch { fail(error) }
     }
 
-    func printProfile(_ p: ForwardProfile, threads: Int) {
+    func printProfile(_ p: ForwardProfile, threads: Int, what: String) {
         let total = Double(p.totalNs), perToken = total / Double(max(p.tokens, 1)) / 1e3
-        print(String(format: "profile, %d threads, %d decode steps: %.1f µs per token", threads, p.tokens, perToken))
+        print(String(format: "profile of %@, %d threads, %d tokens in %d passes: %.1f µs per token", what, threads, p.tokens, p.passes, perToken))
         for (name, ns) in [("matmuls (layers)", p.matmulNs), ("attention", p.attentionNs), ("output head", p.outputNs), ("the rest", p.otherNs)] {
             print(String(format: "  %-17@ %7.1f µs  %5.1f%%", name as NSString, Double(ns) / Double(max(p.tokens, 1)) / 1e3, 100 * Double(ns) / max(total, 1)))
         }

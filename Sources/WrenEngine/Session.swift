@@ -34,7 +34,7 @@ public final class InferenceSession: @unchecked Sendable {
     var keyCache: UnsafeMutableRawPointer
     var valueCache: UnsafeMutableRawPointer
     // Scratch, allocated once.
-    let x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, ropeTables: UnsafeMutablePointer<Float>
+    let x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, ropeTables, attScores, kvWide: UnsafeMutablePointer<Float>
 
     /// - Parameters:
     ///   - contextLength: KV-cache capacity in tokens (default: the model's, capped at 4096).
@@ -42,7 +42,7 @@ public final class InferenceSession: @unchecked Sendable {
     ///   - kvType: KV-cache element type (f16 halves its memory; f32 is bit-for-bit the exact path).
     ///   - activations: `.q8` quantizes activations to 8-bit blocks for products with
     ///     q4_0/q4_1/q8_0 weights (llama.cpp's scheme); `.f32` keeps them exact.
-    public init(model: LlamaModel, contextLength: Int? = nil, threads: Int? = nil, maxBatch: Int = 64, kvType: KVCacheType = .f16,
+    public init(model: LlamaModel, contextLength: Int? = nil, threads: Int? = nil, maxBatch: Int = 512, kvType: KVCacheType = .f16,
                 activations: Activations = .q8) throws {
         self.kvType = kvType
         self.activations = activations
@@ -73,13 +73,15 @@ public final class InferenceSession: @unchecked Sendable {
         let biggest = model.layers.first.map { l in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].map { $0.rows * $0.cols }.max()! } ?? 1
         wScratch = alloc(biggest)
         ropeTables = alloc(B * max(model.rope.dimensions, 2))
+        attScores = alloc(B * ctx)
+        kvWide = alloc(2 * ctx * c.headDim)
         openblas_set_num_threads_wrapper(self.threads)
     }
 
     deinit {
         keyCache.deallocate()
         valueCache.deallocate()
-        for p in [x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, ropeTables] { p.deallocate() }
+        for p in [x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, ropeTables, attScores, kvWide] { p.deallocate() }
     }
 
     /// Forgets every evaluated token.
@@ -234,7 +236,11 @@ public final class InferenceSession: @unchecked Sendable {
                     for d in 0..<hd { out[d] *= inv }
                 }
             }
-            WorkerPool.shared(threads).run(T * heads, work)
+            if T >= Self.blasMinTokens {
+                attendBatched(kc: kc, vc: vc, T: T, start: start, scale: scale)
+            } else {
+                WorkerPool.shared(threads).run(T * heads, work)
+            }
             lap(&attentionNs)
             mm([(w.o, proj)], att, T)
             lap(&matmulNs)
@@ -261,6 +267,42 @@ public final class InferenceSession: @unchecked Sendable {
 
     /// Keys per block of the online-softmax attention.
     static let attnBlock = 64
+
+    /// Attention for a prompt chunk as matrix products: per head, S = Q·Kᵀ
+    /// (chunk × positions, OpenBLAS), a causal softmax per row (worker pool),
+    /// then S·V. Memory: one head's scores (maxBatch × context floats) and one
+    /// kv head's keys and values widened to f32, reused across heads.
+    func attendBatched(kc: UnsafeMutableRawPointer, vc: UnsafeMutableRawPointer, T: Int, start: Int, scale: Float) {
+        let c = model.config
+        let hd = c.headDim, heads = c.headCount, kvHeads = c.headCountKV, group = heads / kvHeads
+        let n = start + T, kvDim = self.kvDim, qDim = self.qDim
+        for g in 0..<kvHeads {
+            let kf: UnsafePointer<Float>, vf: UnsafePointer<Float>, ld: Int
+            if kvType == .f32 {
+                kf = UnsafePointer(kc.assumingMemoryBound(to: Float.self) + g * hd)
+                vf = UnsafePointer(vc.assumingMemoryBound(to: Float.self) + g * hd)
+                ld = kvDim
+            } else {
+                for p in 0..<n {
+                    wren_f16_to_f32(kc + (p * kvDim + g * hd) * 2, kvWide + p * hd, Int32(hd))
+                    wren_f16_to_f32(vc + (p * kvDim + g * hd) * 2, kvWide + (n + p) * hd, Int32(hd))
+                }
+                kf = UnsafePointer(kvWide); vf = UnsafePointer(kvWide + n * hd); ld = hd
+            }
+            for h in (g * group)..<((g + 1) * group) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(n), Int32(hd),
+                            scale, q + h * hd, Int32(qDim), kf, Int32(ld), 0, attScores, Int32(n))
+                let S = SendablePointer(attScores)
+                WorkerPool.shared(threads).run(T) { t in
+                    let row = S.p + t * n, visible = start + t + 1
+                    Ops.softmax(row, visible)
+                    for p in visible..<n { row[p] = 0 }
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(n),
+                            1, attScores, Int32(n), vf, Int32(ld), 0, att + h * hd, Int32(qDim))
+            }
+        }
+    }
 
     /// Prompt chunks of at least this many tokens go through OpenBLAS sgemm on
     /// dequantized weights; smaller ones (and decode) through the fused row dots.

@@ -4,6 +4,7 @@
 // softmax, SwiGLU. Each optimised loop keeps a naive reference here for tests.
 
 import CBLAS
+import Foundation
 import CWrenKernels
 import Dispatch
 
@@ -197,22 +198,20 @@ public enum Ops {
         for i in 0..<n { out[i] = x[i] * scale * weight[i] }
     }
 
-    /// In-place softmax over `n` values (max-subtracted).
-    public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) {
-        var m = -Float.infinity
-        for i in 0..<n { m = max(m, x[i]) }
-        var s: Float = 0
-        for i in 0..<n { x[i] = expf(x[i] - m); s += x[i] }
-        let inv = 1 / s
-        for i in 0..<n { x[i] *= inv }
+    /// In-place softmax over `n` values (max-subtracted; CWrenKernels, vectorised exp).
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) { wren_softmax(x, Int32(n)) }
+
+    /// gate[i] = silu(gate[i]) · up[i] (CWrenKernels, vectorised exp).
+    public static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, _ n: Int) {
+        wren_swiglu(gate, up, Int32(n))
     }
 
-    /// gate[i] = silu(gate[i]) · up[i].
-    public static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, _ n: Int) {
-        for i in 0..<n {
-            let g = gate[i]
-            gate[i] = g / (1 + expf(-g)) * up[i]
-        }
+    /// Naive references for the tests.
+    public static func softmaxNaive(_ x: inout [Double]) {
+        let m = x.max() ?? 0
+        x = x.map { Foundation.exp($0 - m) }
+        let s = x.reduce(0, +)
+        x = x.map { $0 / s }
     }
 
     /// Rotates adjacent pairs (2i, 2i+1) of each head's first `rotary` dims by pos·θ_i

@@ -140,6 +140,22 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    /// Prompt chunks that take the BLAS products and the matrix-form attention
+    /// (chunks of 16: the second starts at position 16, so its causal mask is offset):
+    /// f32 path against the double reference, f16 KV cache near it.
+    func testBatchedAttentionMatchesReference() throws {
+        let tiny = TinyModel(seed: 33)
+        let ids: [Int32] = (0..<40).map { Int32(($0 * 13 + 7) % 64) }
+        let want = NaiveLlama(tiny).logits(ids)
+        for kv in [KVCacheType.f32, .f16] {
+            let (_, s) = try load(tiny, kv: kv, maxBatch: 16)
+            let got = try s.evaluate(ids, allLogits: true)
+            var worst = 0.0
+            for t in 0..<ids.count { for v in 0..<64 { worst = max(worst, abs(Double(got[t * 64 + v]) - want[t][v]) / (1 + abs(want[t][v]))) } }
+            XCTAssertLessThan(worst, kv == .f32 ? 1e-4 : 5e-3, "\(kv) KV cache")
+        }
+    }
+
     /// One batch, chunked batches, and one token at a time give the same logits; thread count does not matter.
     func testBatchVersusSingleTokenAndThreads() throws {
         let tiny = TinyModel(seed: 4)

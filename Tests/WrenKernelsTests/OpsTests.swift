@@ -101,6 +101,36 @@ final class OpsTests: XCTestCase {
         checkQ8(label: "scalar")
     }
 
+    /// Softmax and SwiGLU (vectorised exp, Cephes polynomial) against Double:
+    /// relative error 1e-6 (a few ulp of f32) plus the rounding of x − max, SIMD and scalar; lengths that are
+    /// not multiples of 8; inputs spanning exp's whole range.
+    func testSoftmaxAndSwiGLU() {
+        var rng = SeededRNG(seed: 5)
+        for scalar in [0, 1] {
+            wren_kernels_force_scalar(Int32(scalar))
+            defer { wren_kernels_force_scalar(0) }
+            for n in [1, 7, 8, 37, 300] {
+                var x = (0..<n).map { _ in rng.normal() * 30 }
+                if n > 3 { x[1] = -200; x[2] = 85 }
+                var want = x.map(Double.init)
+                Ops.softmaxNaive(&want)
+                let m = x.max()!, input = x
+                Ops.softmax(&x, n)
+                // x − max is rounded to f32 first: that alone moves e^(x−max) by up to |x−max|·2⁻²⁴ relative.
+                for j in 0..<n {
+                    let tol = want[j] * (1e-6 + Double(abs(input[j] - m)) * 6e-8) + 1e-30
+                    XCTAssertEqual(Double(x[j]), want[j], accuracy: tol, "softmax scalar=\(scalar) n=\(n) j=\(j)")
+                }
+                var g = (0..<n).map { _ in rng.normal() * 8 }
+                if n > 3 { g[0] = -100; g[3] = 100 }
+                let up = (0..<n).map { _ in rng.normal() }
+                let ref = (0..<n).map { Double(g[$0]) / (1 + Foundation.exp(-Double(g[$0]))) * Double(up[$0]) }
+                Ops.swiglu(&g, up, n)
+                for j in 0..<n { XCTAssertEqual(Double(g[j]), ref[j], accuracy: 1e-6 * abs(ref[j]) + 1e-30, "swiglu scalar=\(scalar) n=\(n) j=\(j)") }
+            }
+        }
+    }
+
     func testFusedKernelsMatchReference() {
         checkAll(label: wren_kernels_simd() == 1 ? "avx2" : "scalar")
     }

@@ -45,6 +45,10 @@ void wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const in
 /// maximum and sum (online softmax). k and v point at the head's first
 /// position; consecutive positions are `stride` bytes apart.
 void wren_attend_f16(const float *q, const void *k, const void *v, size_t stride, int n, int hd, float scale, float *out);
+/// In-place softmax over n floats (max-subtracted; vectorised exp on AVX2).
+void wren_softmax(float *x, int n);
+/// gate[j] = silu(gate[j])·up[j] over n floats.
+void wren_swiglu(float *gate, const float *up, int n);
 /// 1 when the AVX2/FMA/F16C kernels are in use.
 int wren_kernels_simd(void);
 /// Tests: 1 forces the portable scalar kernels, 0 restores detection.
