@@ -37,7 +37,7 @@ let package = Package(
         .testTarget(name: "WrenKernelsTests", dependencies: ["WrenKernels", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenFormatTests", dependencies: ["WrenFormat", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenTokenizerTests", dependencies: ["WrenTokenizer", "WrenEngine", "WrenFormat", "TestSupport"], exclude: ["Fixtures"]),
-        .testTarget(name: "WrenEngineTests", dependencies: ["WrenEngine", "WrenFormat", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "WrenEngineTests", dependencies: ["WrenEngine", "WrenFormat", "WrenKernels", "CWrenKernels", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenCLITests", dependencies: ["WrenCLI", "WrenFormat", "TestSupport"]),
     ]
 )

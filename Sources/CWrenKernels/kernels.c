@@ -405,44 +405,66 @@ SIMD_FN static void swiglu_avx2(float *gate, const float *up, int n) {
     for (; j < n; j++) gate[j] = gate[j] / (1 + expf(-gate[j])) * up[j];
 }
 
-SIMD_FN static void attend_f16_avx2(const float *q, const uint8_t *k, const uint8_t *v, size_t stride, int n, int hd,
-                                    float scale, float *out) {
-    float sc[64], run_max = -INFINITY, run_sum = 0;
-    for (int j = 0; j < hd; j++) out[j] = 0;
-    for (int p0 = 0; p0 < n; p0 += 64) {
-        int bn = n - p0 < 64 ? n - p0 : 64;
-        float bmax = -INFINITY;
-        for (int i = 0; i < bn; i++) {
-            const uint8_t *kp = k + (size_t)(p0 + i) * stride;
-            __m256 a = _mm256_setzero_ps();
-            for (int j = 0; j < hd; j += 8)
-                a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kp + 2 * j))), _mm256_loadu_ps(q + j), a);
-            sc[i] = hsum256(a) * scale;
-            if (sc[i] > bmax) bmax = sc[i];
-        }
-        if (bmax > run_max) {
-            float corr = expf(run_max - bmax);
-            if (run_sum != 0) for (int j = 0; j < hd; j++) out[j] *= corr;
-            run_sum *= corr;
-            run_max = bmax;
-        }
-        int i8 = 0;
-        for (; i8 + 8 <= bn; i8 += 8)
-            _mm256_storeu_ps(sc + i8, exp256(_mm256_sub_ps(_mm256_loadu_ps(sc + i8), _mm256_set1_ps(run_max))));
-        for (; i8 < bn; i8++) sc[i8] = expf(sc[i8] - run_max);
-        for (int i = 0; i < bn; i++) {
-            float e = sc[i];
-            run_sum += e;
-            const uint8_t *vp = v + (size_t)(p0 + i) * stride;
-            __m256 ev = _mm256_set1_ps(e);
-            for (int j = 0; j < hd; j += 8)
-                _mm256_storeu_ps(out + j, _mm256_fmadd_ps(ev, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + 2 * j))),
-                                                          _mm256_loadu_ps(out + j)));
+SIMD_FN static inline float kdot_f16(const uint8_t *kp, const float *q, int hd) {
+    __m256 a = _mm256_setzero_ps();
+    for (int j = 0; j < hd; j += 8)
+        a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kp + 2 * j))), _mm256_loadu_ps(q + j), a);
+    return hsum256(a);
+}
+
+SIMD_FN static inline void vaxpy_f16(float e, const uint8_t *vp, float *out, int hd) {
+    __m256 ev = _mm256_set1_ps(e);
+    for (int j = 0; j < hd; j += 8)
+        _mm256_storeu_ps(out + j, _mm256_fmadd_ps(ev, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + 2 * j))), _mm256_loadu_ps(out + j)));
+}
+
+SIMD_FN static inline void vaxpy_q8_0(float e, const uint8_t *vp, float *out, int hd) {
+    for (int b = 0; b < hd / 32; b++, vp += 34, out += 32) {
+        __m256 ev = _mm256_set1_ps(e * _cvtsh_ss(load_u16(vp)));
+        const uint8_t *q = vp + 2;
+        for (int j = 0; j < 32; j += 8) {
+            __m256 w = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + j))));
+            _mm256_storeu_ps(out + j, _mm256_fmadd_ps(ev, w, _mm256_loadu_ps(out + j)));
         }
     }
-    float inv = 1 / run_sum;
-    for (int j = 0; j < hd; j++) out[j] *= inv;
 }
+
+// One query head over n cached positions, keys in blocks of 64 with a running
+// maximum and sum (online softmax); KDOT/VAXPY read one position's head.
+#define ATTEND(NAME, KDOT, VAXPY)                                                                       \
+SIMD_FN static void NAME(const float *q, const uint8_t *k, const uint8_t *v, size_t stride, int n, int hd, \
+                         float scale, float *out) {                                                    \
+    float sc[64], run_max = -INFINITY, run_sum = 0;                                                    \
+    for (int j = 0; j < hd; j++) out[j] = 0;                                                           \
+    for (int p0 = 0; p0 < n; p0 += 64) {                                                               \
+        int bn = n - p0 < 64 ? n - p0 : 64;                                                            \
+        float bmax = -INFINITY;                                                                        \
+        for (int i = 0; i < bn; i++) {                                                                 \
+            sc[i] = KDOT(k + (size_t)(p0 + i) * stride, q, hd) * scale;                                \
+            if (sc[i] > bmax) bmax = sc[i];                                                            \
+        }                                                                                              \
+        if (bmax > run_max) {                                                                          \
+            float corr = expf(run_max - bmax);                                                         \
+            if (run_sum != 0) for (int j = 0; j < hd; j++) out[j] *= corr;                             \
+            run_sum *= corr;                                                                           \
+            run_max = bmax;                                                                            \
+        }                                                                                              \
+        int i8 = 0;                                                                                    \
+        for (; i8 + 8 <= bn; i8 += 8)                                                                  \
+            _mm256_storeu_ps(sc + i8, exp256(_mm256_sub_ps(_mm256_loadu_ps(sc + i8), _mm256_set1_ps(run_max)))); \
+        for (; i8 < bn; i8++) sc[i8] = expf(sc[i8] - run_max);                                         \
+        for (int i = 0; i < bn; i++) {                                                                 \
+            run_sum += sc[i];                                                                          \
+            VAXPY(sc[i], v + (size_t)(p0 + i) * stride, out, hd);                                      \
+        }                                                                                              \
+    }                                                                                                  \
+    float inv = 1 / run_sum;                                                                           \
+    for (int j = 0; j < hd; j++) out[j] *= inv;                                                        \
+}
+
+SIMD_FN static inline float kdot_q8_0(const uint8_t *kp, const float *q, int hd) { return dot_q8_0_avx2(kp, q, hd / 32); }
+ATTEND(attend_f16_avx2, kdot_f16, vaxpy_f16)
+ATTEND(attend_q8_0_avx2, kdot_q8_0, vaxpy_q8_0)
 
 static int simd_state = -1;
 void wren_kernels_force_scalar(int on) { simd_state = on ? 0 : -1; }
@@ -587,15 +609,27 @@ void wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const in
     }
 }
 
-static void attend_f16_scalar(const float *q, const uint8_t *k, const uint8_t *v, size_t stride, int n, int hd,
-                              float scale, float *out) {
+static float kdot_f16_scalar(const uint8_t *kp, const float *q, int hd) { return dot_f16_scalar(kp, q, hd); }
+static float kdot_q8_0_scalar(const uint8_t *kp, const float *q, int hd) { return dot_q8_0_scalar(kp, q, hd / 32); }
+static void vaxpy_f16_scalar(float e, const uint8_t *vp, float *out, int hd) {
+    for (int j = 0; j < hd; j++) out[j] += e * f16_to_f32_scalar(load_u16(vp + 2 * j));
+}
+static void vaxpy_q8_0_scalar(float e, const uint8_t *vp, float *out, int hd) {
+    for (int b = 0; b < hd / 32; b++, vp += 34, out += 32) {
+        float d = e * f16_to_f32_scalar(load_u16(vp));
+        for (int j = 0; j < 32; j++) out[j] += d * (float)(int8_t)vp[2 + j];
+    }
+}
+
+static void attend_scalar(const float *q, const uint8_t *k, const uint8_t *v, size_t stride, int n, int hd, float scale, float *out,
+                          float (*kdot)(const uint8_t *, const float *, int), void (*vaxpy)(float, const uint8_t *, float *, int)) {
     float sc[64], run_max = -INFINITY, run_sum = 0;
     for (int j = 0; j < hd; j++) out[j] = 0;
     for (int p0 = 0; p0 < n; p0 += 64) {
         int bn = n - p0 < 64 ? n - p0 : 64;
         float bmax = -INFINITY;
         for (int i = 0; i < bn; i++) {
-            sc[i] = dot_f16_scalar(k + (size_t)(p0 + i) * stride, q, hd) * scale;
+            sc[i] = kdot(k + (size_t)(p0 + i) * stride, q, hd) * scale;
             if (sc[i] > bmax) bmax = sc[i];
         }
         if (bmax > run_max) {
@@ -607,8 +641,7 @@ static void attend_f16_scalar(const float *q, const uint8_t *k, const uint8_t *v
         for (int i = 0; i < bn; i++) {
             float e = expf(sc[i] - run_max);
             run_sum += e;
-            const uint8_t *vp = v + (size_t)(p0 + i) * stride;
-            for (int j = 0; j < hd; j++) out[j] += e * f16_to_f32_scalar(load_u16(vp + 2 * j));
+            vaxpy(e, v + (size_t)(p0 + i) * stride, out, hd);
         }
     }
     float inv = 1 / run_sum;
@@ -619,7 +652,14 @@ void wren_attend_f16(const float *q, const void *k, const void *v, size_t stride
 #if HAVE_SIMD
     if (wren_kernels_simd() && hd % 8 == 0) { attend_f16_avx2(q, k, v, stride, n, hd, scale, out); return; }
 #endif
-    attend_f16_scalar(q, k, v, stride, n, hd, scale, out);
+    attend_scalar(q, k, v, stride, n, hd, scale, out, kdot_f16_scalar, vaxpy_f16_scalar);
+}
+
+void wren_attend_q8_0(const float *q, const void *k, const void *v, size_t stride, int n, int hd, float scale, float *out) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) { attend_q8_0_avx2(q, k, v, stride, n, hd, scale, out); return; }
+#endif
+    attend_scalar(q, k, v, stride, n, hd, scale, out, kdot_q8_0_scalar, vaxpy_q8_0_scalar);
 }
 
 void wren_softmax(float *x, int n) {

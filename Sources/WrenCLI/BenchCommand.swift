@@ -28,7 +28,7 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print a JSON array, one object per test.")
     var json = false
 
-    @Option(name: .customLong("kv-type"), help: "KV cache type: f32 or f16.")
+    @Option(name: .customLong("kv-type"), help: "KV cache type: f32, f16 or q8_0.")
     var kvType = "f16"
 
     @Option(name: .short, help: "Prompt tokens per forward pass (batch size).")
@@ -49,7 +49,7 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard r >= 1 else { throw ValidationError("-r must be at least 1") }
         guard b >= 1 && b <= 4096 else { throw ValidationError("-b must be in 1...4096") }
-        guard KVCacheType(rawValue: kvType) != nil else { throw ValidationError("--kv-type must be f32 or f16") }
+        guard KVCacheType(rawValue: kvType) != nil else { throw ValidationError("--kv-type must be f32, f16 or q8_0") }
         _ = try list(p, "p"); _ = try list(n, "n")
         if let t { guard try list(t, "t").allSatisfy({ $0 >= 1 && $0 <= 256 }) else { throw ValidationError("-t values must be in 1...256") } }
     }

@@ -25,7 +25,7 @@ struct ModelOptions: ParsableArguments {
     @Flag(help: "Use the exact path: f32 activations against exactly dequantized weights (instead of 8-bit activation blocks for q4_0/q4_1/q8_0 weights) and an f32 KV cache.")
     var exact = false
 
-    @Option(name: .customLong("kv-type"), help: "KV cache type: f32 or f16 (default f16; f32 with --exact).")
+    @Option(name: .customLong("kv-type"), help: "KV cache type: f32, f16 or q8_0 (default f16; f32 with --exact).")
     var kvType: String?
 
     func validate() throws {
@@ -33,7 +33,7 @@ struct ModelOptions: ParsableArguments {
         if let threads, threads < 1 || threads > 256 { throw ValidationError("-t must be in 1...256") }
         if let ropeFreqBase, !(ropeFreqBase > 1) { throw ValidationError("--rope-freq-base must be > 1") }
         if let ropeScale, !(ropeScale > 0) { throw ValidationError("--rope-scale must be > 0") }
-        if let kvType, KVCacheType(rawValue: kvType) == nil { throw ValidationError("--kv-type must be f32 or f16 (got \(kvType))") }
+        if let kvType, KVCacheType(rawValue: kvType) == nil { throw ValidationError("--kv-type must be f32, f16 or q8_0 (got \(kvType))") }
     }
 
     var kvCacheType: KVCacheType { kvType.flatMap(KVCacheType.init(rawValue:)) ?? (exact ? .f32 : .f16) }

@@ -9,8 +9,15 @@ import WrenKernels
 
 /// Element type of the KV cache.
 public enum KVCacheType: String, Sendable, CaseIterable {
-    case f32, f16
-    var bytes: Int { self == .f32 ? 4 : 2 }
+    case f32, f16, q8_0
+    /// Bytes for `elements` values (a multiple of 32 for q8_0).
+    func bytes(_ elements: Int) -> Int {
+        switch self {
+        case .f32: return 4 * elements
+        case .f16: return 2 * elements
+        case .q8_0: return elements / 32 * 34
+        }
+    }
 }
 
 public final class InferenceSession: @unchecked Sendable {
@@ -39,7 +46,8 @@ public final class InferenceSession: @unchecked Sendable {
     /// - Parameters:
     ///   - contextLength: KV-cache capacity in tokens (default: the model's, capped at 4096).
     ///   - threads: worker threads for matrix products (default: active processors).
-    ///   - kvType: KV-cache element type (f16 halves its memory; f32 is bit-for-bit the exact path).
+    ///   - kvType: KV-cache element type (f16 halves its memory, q8_0 quarters it with one scale per
+    ///     32 values of a head; f32 is the exact path).
     ///   - activations: `.q8` quantizes activations to 8-bit blocks for products with
     ///     q4_0/q4_1/q8_0 weights (llama.cpp's scheme); `.f32` keeps them exact.
     public init(model: LlamaModel, contextLength: Int? = nil, threads: Int? = nil, maxBatch: Int = 512, kvType: KVCacheType = .f16,
@@ -61,7 +69,10 @@ public final class InferenceSession: @unchecked Sendable {
         // Scratch is written before it is read; left untouched (not zeroed) so
         // pages a short batch never uses are never made resident.
         func alloc(_ n: Int) -> UnsafeMutablePointer<Float> { UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1)) }
-        let kvBytes = c.blockCount * ctx * kvDim * kvType.bytes
+        if kvType == .q8_0 && c.headDim % 32 != 0 {
+            throw EngineError.invalidParameter("--kv-type q8_0 needs a head dimension that is a multiple of 32 (this model's is \(c.headDim))")
+        }
+        let kvBytes = c.blockCount * ctx * kvType.bytes(kvDim)
         keyCache = UnsafeMutableRawPointer.allocate(byteCount: max(kvBytes, 1), alignment: 64)
         valueCache = UnsafeMutableRawPointer.allocate(byteCount: max(kvBytes, 1), alignment: 64)
         keyCache.initializeMemory(as: UInt8.self, repeating: 0, count: max(kvBytes, 1))
@@ -172,36 +183,45 @@ public final class InferenceSession: @unchecked Sendable {
                 Ops.rope(q + t * qDim, heads: heads, headDim: hd, rotary: rot, table: ropeTables + t * rot)
                 Ops.rope(k + t * kvDim, heads: kvHeads, headDim: hd, rotary: rot, table: ropeTables + t * rot)
             }
-            let es = kvType.bytes
-            let kc = keyCache + l * ctx * kvDim * es, vc = valueCache + l * ctx * kvDim * es
+            let rowBytes = kvType.bytes(kvDim), headBytes = kvType.bytes(hd)
+            let kc = keyCache + l * ctx * rowBytes, vc = valueCache + l * ctx * rowBytes
             for t in 0..<T {
-                let kd = kc + (start + t) * kvDim * es, vd = vc + (start + t) * kvDim * es
-                if kvType == .f32 {
-                    kd.copyMemory(from: k + t * kvDim, byteCount: kvDim * 4)
-                    vd.copyMemory(from: v + t * kvDim, byteCount: kvDim * 4)
-                } else {
+                let kd = kc + (start + t) * rowBytes, vd = vc + (start + t) * rowBytes
+                switch kvType {
+                case .f32:
+                    kd.copyMemory(from: k + t * kvDim, byteCount: rowBytes)
+                    vd.copyMemory(from: v + t * kvDim, byteCount: rowBytes)
+                case .f16:
                     wren_f32_to_f16(k + t * kvDim, kd, Int32(kvDim))
                     wren_f32_to_f16(v + t * kvDim, vd, Int32(kvDim))
+                case .q8_0:
+                    Quant.quantize(.q8_0, k + t * kvDim, kd, count: kvDim)
+                    Quant.quantize(.q8_0, v + t * kvDim, vd, count: kvDim)
                 }
             }
             lap(&otherNs)
             // Causal attention, one job per (token, head), keys in blocks of
             // `attnBlock` with a running maximum and sum (online softmax), so the
             // memory is one block of scores per job whatever the prompt length.
-            // The f16 cache goes through the C kernel (same algorithm); the f32
-            // cache (the exact path) stays here.
+            // The f16 and q8_0 caches go through the C kernels (same algorithm);
+            // the f32 cache (the exact path) stays here.
             let Q = SendablePointer(q), A = SendablePointer(att)
             let KC = SendableRawPointer(UnsafeRawPointer(kc)), VC = SendableRawPointer(UnsafeRawPointer(vc))
-            let f16 = kvType == .f16
+            let kvt = kvType
             let work: @Sendable (Int) -> Void = { job in
                 let t = job / heads, h = job % heads
                 let kvh = h / group
                 let n = start + t + 1
                 let qv = Q.p + t * qDim + h * hd
                 let out = A.p + t * qDim + h * hd
-                if f16 {
-                    wren_attend_f16(qv, KC.p + kvh * hd * es, VC.p + kvh * hd * es, kvDim * es, Int32(n), Int32(hd), scale, out)
+                switch kvt {
+                case .f16:
+                    wren_attend_f16(qv, KC.p + kvh * headBytes, VC.p + kvh * headBytes, rowBytes, Int32(n), Int32(hd), scale, out)
                     return
+                case .q8_0:
+                    wren_attend_q8_0(qv, KC.p + kvh * headBytes, VC.p + kvh * headBytes, rowBytes, Int32(n), Int32(hd), scale, out)
+                    return
+                case .f32: break
                 }
                 out.initialize(repeating: 0, count: hd)
                 withUnsafeTemporaryAllocation(of: Float.self, capacity: InferenceSession.attnBlock) { buf in
@@ -212,7 +232,7 @@ public final class InferenceSession: @unchecked Sendable {
                         let bn = min(InferenceSession.attnBlock, n - p0)
                         var bmax = -Float.infinity
                         for i in 0..<bn {
-                            let kp = KC.p + ((p0 + i) * kvDim + kvh * hd) * es
+                            let kp = KC.p + (p0 + i) * rowBytes + kvh * headBytes
                             let v = Ops.dot(kp.assumingMemoryBound(to: Float.self), qv, hd) * scale
                             sc[i] = v
                             bmax = max(bmax, v)
@@ -226,7 +246,7 @@ public final class InferenceSession: @unchecked Sendable {
                         for i in 0..<bn {
                             let a = expf(sc[i] - runMax)
                             runSum += a
-                            let vp = VC.p + ((p0 + i) * kvDim + kvh * hd) * es
+                            let vp = VC.p + (p0 + i) * rowBytes + kvh * headBytes
                             let vv = vp.assumingMemoryBound(to: Float.self)
                             for d in 0..<hd { out[d] += a * vv[d] }
                         }
@@ -283,9 +303,16 @@ public final class InferenceSession: @unchecked Sendable {
                 vf = UnsafePointer(vc.assumingMemoryBound(to: Float.self) + g * hd)
                 ld = kvDim
             } else {
+                let rowBytes = kvType.bytes(kvDim), headBytes = kvType.bytes(hd)
                 for p in 0..<n {
-                    wren_f16_to_f32(kc + (p * kvDim + g * hd) * 2, kvWide + p * hd, Int32(hd))
-                    wren_f16_to_f32(vc + (p * kvDim + g * hd) * 2, kvWide + (n + p) * hd, Int32(hd))
+                    let ks = kc + p * rowBytes + g * headBytes, vs = vc + p * rowBytes + g * headBytes
+                    if kvType == .f16 {
+                        wren_f16_to_f32(ks, kvWide + p * hd, Int32(hd))
+                        wren_f16_to_f32(vs, kvWide + (n + p) * hd, Int32(hd))
+                    } else {
+                        Quant.dequantize(.q8_0, ks, kvWide + p * hd, count: hd)
+                        Quant.dequantize(.q8_0, vs, kvWide + (n + p) * hd, count: hd)
+                    }
                 }
                 kf = UnsafePointer(kvWide); vf = UnsafePointer(kvWide + n * hd); ld = hd
             }

@@ -94,6 +94,9 @@ final class RealModelEngineTests: XCTestCase {
     /// The default f16 KV cache: tolerance 5e-2 (k and v rounded to f16, ~5e-4 relative, feeding
     /// softmax-weighted sums over 30 layers); greedy continuations still identical.
     func testQ4_1WithF16KVCache() throws { try check("q4_1", kv: .f16, tolerance: 5e-2) }
+    /// The q8_0 KV cache (8-bit k/v per 32 values of a head, ~0.4% relative): tolerance 0.5,
+    /// still half llama.cpp's worst; greedy continuations not required to match.
+    func testQ4_1WithQ8_0KVCache() throws { try check("q4_1", kv: .q8_0, tolerance: 0.5, greedy: false) }
 
     /// The default fast path (8-bit activation blocks as in llama.cpp, f16 KV cache),
     /// every position through the decode-sized kernels (batches of 8). The bar is

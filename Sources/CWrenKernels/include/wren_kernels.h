@@ -45,6 +45,8 @@ void wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const in
 /// maximum and sum (online softmax). k and v point at the head's first
 /// position; consecutive positions are `stride` bytes apart.
 void wren_attend_f16(const float *q, const void *k, const void *v, size_t stride, int n, int hd, float scale, float *out);
+/// Same over a q8_0 cache (each position's head is hd/32 q8_0 blocks; hd a multiple of 32).
+void wren_attend_q8_0(const float *q, const void *k, const void *v, size_t stride, int n, int hd, float scale, float *out);
 /// In-place softmax over n floats (max-subtracted; vectorised exp on AVX2).
 void wren_softmax(float *x, int n);
 /// gate[j] = silu(gate[j])·up[j] over n floats.
