@@ -154,6 +154,10 @@ public enum Ops {
                             wren_gemv_q8(Int32(dtype.rawValue), part.w + r0 * rowBytes, rowBytes, Int32(r1 - r0), q + t * n,
                                          xd + o, xs + o, Int32(nb), y + t * rows + r0)
                         }
+                    } else if dtype == .f16 {
+                        for t in 0..<tokens {
+                            wren_gemv_f16(part.w + r0 * rowBytes, rowBytes, Int32(r1 - r0), xp + t * n, Int32(n), y + t * rows + r0)
+                        }
                     } else {
                         // Block sums exist whenever a quantized row takes this path (int8 is then false).
                         for r in r0..<r1 {

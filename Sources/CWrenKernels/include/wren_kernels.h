@@ -40,6 +40,8 @@ float wren_dot_q8_0_q8(const void *row, const int8_t *qs, const float *d, int bl
 /// software prefetch of the rows ahead.
 void wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
                   int blocks, float *y);
+/// y[r] = f16 row r · x (f32) for `rows` rows `row_bytes` apart, four at a time with prefetch.
+void wren_gemv_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, float *y);
 /// Causal attention of one query head over n cached positions of an f16 cache:
 /// out = softmax(scale·q·k_p) · v_p, keys in blocks of 64 with a running
 /// maximum and sum (online softmax). k and v point at the head's first
