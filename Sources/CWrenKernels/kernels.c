@@ -470,6 +470,59 @@ SIMD_FN static inline float kdot_q8_0(const uint8_t *kp, const float *q, int hd)
 ATTEND(attend_f16_avx2, kdot_f16, vaxpy_f16)
 ATTEND(attend_q8_0_avx2, kdot_q8_0, vaxpy_q8_0)
 
+// Two tokens at once against four rows: the weight block is unpacked once and
+// dotted with both tokens' blocks. Each (row, token) result is computed with
+// exactly the operations, in the order, of the one-token kernel above, so a
+// token's outputs are bit for bit the same whether it comes alone or paired.
+#define GEMM2_Q8(NAME, GEMV, BLOCK_BYTES, PREP, DOT, MIN_TERM)                                             \
+SIMD_FN static void NAME(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d,      \
+                         const float *s, int blocks, int n, float *y, int ldy) {                               \
+    int r = 0;                                                                                                \
+    size_t group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;                          \
+    for (; r + 4 <= rows; r += 4) {                                                                           \
+        const uint8_t *rw[4] = { w + r * row_bytes, w + (r + 1) * row_bytes, w + (r + 2) * row_bytes,         \
+                                 w + (r + 3) * row_bytes };                                                   \
+        __m256 acc[2][4];                                                                                     \
+        float sm[2][4];                                                                                       \
+        for (int k = 0; k < 4; k++) { acc[0][k] = acc[1][k] = _mm256_setzero_ps(); sm[0][k] = sm[1][k] = 0; } \
+        for (int b = 0; b < blocks; b++) {                                                                    \
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)(qs + 32 * b));                                  \
+            __m256i x1 = _mm256_loadu_si256((const __m256i *)(qs + n + 32 * b));                              \
+            float d0 = d[b], d1 = d[blocks + b], s0 = s[b], s1 = s[blocks + b]; (void)s0; (void)s1;           \
+            const char *pf = (const char *)rw[0] + pf_ahead + 4 * b * BLOCK_BYTES;                            \
+            _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + 64, _MM_HINT_T0);                                \
+            if (4 * BLOCK_BYTES > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);                                   \
+            for (int k = 0; k < 4; k++) {                                                                     \
+                const uint8_t *blk = rw[k] + b * BLOCK_BYTES;                                                 \
+                float dw = _cvtsh_ss(load_u16(blk));                                                          \
+                PREP                                                                                          \
+                { __m256i x = x0; DOT acc[0][k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d0), p, acc[0][k]); }   \
+                { __m256i x = x1; DOT acc[1][k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d1), p, acc[1][k]); }   \
+                MIN_TERM                                                                                      \
+            }                                                                                                 \
+        }                                                                                                     \
+        for (int k = 0; k < 4; k++) { y[r + k] = hsum256(acc[0][k]) + sm[0][k];                               \
+                                      y[ldy + r + k] = hsum256(acc[1][k]) + sm[1][k]; }                       \
+    }                                                                                                         \
+    if (r < rows) {                                                                                           \
+        GEMV(w + r * row_bytes, row_bytes, rows - r, qs, d, s, blocks, y + r);                                \
+        GEMV(w + r * row_bytes, row_bytes, rows - r, qs + n, d + blocks, s + blocks, blocks, y + ldy + r);    \
+    }                                                                                                         \
+}
+
+GEMM2_Q8(gemm2_q4_1_q8_avx2, gemv_q4_1_q8_avx2, 20,
+         __m256i wn = nibbles32(blk + 4); float mw = _cvtsh_ss(load_u16(blk + 2));,
+         __m256 p = block_dot_i8(wn, x);,
+         sm[0][k] += mw * s0; sm[1][k] += mw * s1;)
+GEMM2_Q8(gemm2_q4_0_q8_avx2, gemv_q4_0_q8_avx2, 18,
+         __m256i wq = _mm256_sub_epi8(nibbles32(blk + 2), _mm256_set1_epi8(8)); __m256i wa = _mm256_sign_epi8(wq, wq);,
+         __m256 p = block_dot_i8(wa, _mm256_sign_epi8(x, wq));,
+         )
+GEMM2_Q8(gemm2_q8_0_q8_avx2, gemv_q8_0_q8_avx2, 34,
+         __m256i wq = _mm256_loadu_si256((const __m256i *)(blk + 2)); __m256i wa = _mm256_sign_epi8(wq, wq);,
+         __m256 p = block_dot_i8(wa, _mm256_sign_epi8(x, wq));,
+         )
+
 // f16 rows against f32 activations, four rows at a time with prefetch.
 SIMD_FN static void gemv_f16_avx2(const uint8_t *w, size_t row_bytes, int rows, const float *x, int n, float *y) {
     int r = 0;
@@ -488,6 +541,66 @@ SIMD_FN static void gemv_f16_avx2(const uint8_t *w, size_t row_bytes, int rows, 
         y[r] = hsum256(a0); y[r + 1] = hsum256(a1); y[r + 2] = hsum256(a2); y[r + 3] = hsum256(a3);
     }
     for (; r < rows; r++) y[r] = dot_f16_avx2(w + r * row_bytes, x, n);
+}
+
+// Two tokens against four f16 rows; per (row, token) the same operations as gemv_f16_avx2.
+SIMD_FN static void gemm2_f16_avx2(const uint8_t *w, size_t row_bytes, int rows, const float *x, int n, float *y, int ldy) {
+    int r = 0;
+    size_t group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;
+    const float *x1 = x + n;
+    for (; r + 4 <= rows && n % 8 == 0; r += 4) {
+        const uint8_t *w0 = w + r * row_bytes;
+        __m256 a[2][4];
+        for (int k = 0; k < 4; k++) a[0][k] = a[1][k] = _mm256_setzero_ps();
+        for (int j = 0; j < n; j += 8) {
+            _mm_prefetch((const char *)w0 + pf_ahead + 4 * 2 * j, _MM_HINT_T0);
+            __m256 xa = _mm256_loadu_ps(x + j), xb = _mm256_loadu_ps(x1 + j);
+            for (int k = 0; k < 4; k++) {
+                __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w0 + k * row_bytes + 2 * j)));
+                a[0][k] = _mm256_fmadd_ps(wv, xa, a[0][k]);
+                a[1][k] = _mm256_fmadd_ps(wv, xb, a[1][k]);
+            }
+        }
+        for (int k = 0; k < 4; k++) { y[r + k] = hsum256(a[0][k]); y[ldy + r + k] = hsum256(a[1][k]); }
+    }
+    for (; r < rows; r++) { y[r] = dot_f16_avx2(w + r * row_bytes, x, n); y[ldy + r] = dot_f16_avx2(w + r * row_bytes, x1, n); }
+}
+
+// f32 rows: one row against one token (remainder rows), and four rows against
+// one or two tokens, per (row, token) the same operations in the same order.
+SIMD_FN static float dot_f32_avx2(const float *w, const float *x, int n) {
+    __m256 a = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8) a = _mm256_fmadd_ps(_mm256_loadu_ps(w + j), _mm256_loadu_ps(x + j), a);
+    float s = hsum256(a);
+    for (; j < n; j++) s += w[j] * x[j];
+    return s;
+}
+
+SIMD_FN static void gemm_f32_avx2(const float *w, int rows, const float *x, int n, int two, float *y, int ldy) {
+    int r = 0;
+    size_t group = 16 * (size_t)n, pf_ahead = (PF_BYTES + group - 1) / group * group / 4;
+    const float *x1 = x + n;
+    for (; r + 4 <= rows && n % 8 == 0; r += 4) {
+        const float *w0 = w + (size_t)r * n;
+        __m256 a[2][4];
+        for (int k = 0; k < 4; k++) a[0][k] = a[1][k] = _mm256_setzero_ps();
+        for (int j = 0; j < n; j += 8) {
+            _mm_prefetch((const char *)(w0 + pf_ahead + 4 * j), _MM_HINT_T0);
+            _mm_prefetch((const char *)(w0 + pf_ahead + 4 * j) + 64, _MM_HINT_T0);
+            __m256 xa = _mm256_loadu_ps(x + j);
+            for (int k = 0; k < 4; k++) {
+                __m256 wv = _mm256_loadu_ps(w0 + (size_t)k * n + j);
+                a[0][k] = _mm256_fmadd_ps(wv, xa, a[0][k]);
+                if (two) a[1][k] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x1 + j), a[1][k]);
+            }
+        }
+        for (int k = 0; k < 4; k++) { y[r + k] = hsum256(a[0][k]); if (two) y[ldy + r + k] = hsum256(a[1][k]); }
+    }
+    for (; r < rows; r++) {
+        y[r] = dot_f32_avx2(w + (size_t)r * n, x, n);
+        if (two) y[ldy + r] = dot_f32_avx2(w + (size_t)r * n, x1, n);
+    }
 }
 
 static int simd_state = -1;
@@ -709,4 +822,53 @@ void wren_gemv_f16(const void *w, size_t row_bytes, int rows, const float *x, in
     if (wren_kernels_simd()) { gemv_f16_avx2(rw, row_bytes, rows, x, n, y); return; }
 #endif
     for (int r = 0; r < rows; r++) y[r] = dot_f16_scalar(rw + r * row_bytes, x, n);
+}
+
+void wren_gemm_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
+                  int blocks, int tokens, float *y, int ldy) {
+    int t = 0;
+#if HAVE_SIMD
+    if (wren_kernels_simd()) {
+        const int n = 32 * blocks;
+        for (; t + 2 <= tokens; t += 2) {
+            const int8_t *q = qs + (size_t)t * n;
+            const float *dt = d + (size_t)t * blocks, *st = s + (size_t)t * blocks;
+            float *yt = y + (size_t)t * ldy;
+            switch (dtype) {
+            case 3: gemm2_q4_1_q8_avx2(w, row_bytes, rows, q, dt, st, blocks, n, yt, ldy); break;
+            case 2: gemm2_q4_0_q8_avx2(w, row_bytes, rows, q, dt, st, blocks, n, yt, ldy); break;
+            default: gemm2_q8_0_q8_avx2(w, row_bytes, rows, q, dt, st, blocks, n, yt, ldy); break;
+            }
+        }
+    }
+#endif
+    for (; t < tokens; t++)
+        wren_gemv_q8(dtype, w, row_bytes, rows, qs + (size_t)t * 32 * blocks, d + (size_t)t * blocks, s + (size_t)t * blocks,
+                     blocks, y + (size_t)t * ldy);
+}
+
+void wren_gemm_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, int tokens, float *y, int ldy) {
+    int t = 0;
+#if HAVE_SIMD
+    if (wren_kernels_simd())
+        for (; t + 2 <= tokens; t += 2) gemm2_f16_avx2(w, row_bytes, rows, x + (size_t)t * n, n, y + (size_t)t * ldy, ldy);
+#endif
+    for (; t < tokens; t++) wren_gemv_f16(w, row_bytes, rows, x + (size_t)t * n, n, y + (size_t)t * ldy);
+}
+
+void wren_gemm_f32(const float *w, int rows, const float *x, int n, int tokens, float *y, int ldy) {
+    int t = 0;
+#if HAVE_SIMD
+    if (wren_kernels_simd()) {
+        for (; t + 2 <= tokens; t += 2) gemm_f32_avx2(w, rows, x + (size_t)t * n, n, 1, y + (size_t)t * ldy, ldy);
+        if (t < tokens) gemm_f32_avx2(w, rows, x + (size_t)t * n, n, 0, y + (size_t)t * ldy, ldy);
+        return;
+    }
+#endif
+    for (; t < tokens; t++)
+        for (int r = 0; r < rows; r++) {
+            float s = 0;
+            for (int j = 0; j < n; j++) s += w[(size_t)r * n + j] * x[(size_t)t * n + j];
+            y[(size_t)t * ldy + r] = s;
+        }
 }

@@ -86,6 +86,7 @@ struct Bench: ParsableCommand {
                 }
                 for pp in pps {
                     var rates: [Double] = []
+                    s.reset()
                     _ = try s.evaluate(tokens(min(pp, 8)))   // warm-up
                     for rep in 0..<r {
                         s.reset()

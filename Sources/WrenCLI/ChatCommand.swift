@@ -35,11 +35,13 @@ struct Chat: ParsableCommand {
     @OptionGroup var model: ModelOptions
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var chat: ChatTemplateOptions
+    @OptionGroup var speculation: SpeculationFlags
 
     func run() throws {
         do {
             let (m, session) = try model.load()
             let gen = try Generator(model: m, session: session)
+            try speculation.apply(to: gen)
             let fmt = try chat.formatter(m)
             let interactive = isatty(0) == 1
             var history: [ChatMessage] = chat.system.map { [ChatMessage(role: "system", content: $0)] } ?? []

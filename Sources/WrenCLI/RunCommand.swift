@@ -100,10 +100,13 @@ struct Run: ParsableCommand {
 
     @OptionGroup var template: ChatTemplateOptions
 
+    @OptionGroup var speculation: SpeculationFlags
+
     func run() throws {
         do {
             let (m, session) = try model.load()
             let gen = try Generator(model: m, session: session)
+            try speculation.apply(to: gen)
             // The template is needed for --chat, and (lazily) for "messages" requests.
             let formatter: ChatFormatter? = chat || jsonl ? (try? template.formatter(m)) : nil
             if chat && formatter == nil { _ = try template.formatter(m) }   // rethrow the reason
@@ -139,6 +142,9 @@ struct Run: ParsableCommand {
                           s.promptTokens, s.promptTokensEvaluated, s.promptSeconds, s.promptTokensPerSecond, s.timeToFirstToken))
         stderrLine(String(format: "generation: %d tokens in %.3f s, %.1f tokens/s; stop: %@", s.generatedTokens, s.generationSeconds,
                           s.generationTokensPerSecond, r.stopReason.rawValue))
+        if let sp = s.speculation {
+            stderrLine(sp.line + String(format: ", %.2f tokens per target pass", Double(s.generatedTokens) / Double(max(1, sp.targetPasses))))
+        }
     }
 
     /// One request per line; errors become {"error": "line N: ..."} and the stream goes on.
@@ -167,6 +173,11 @@ struct Run: ParsableCommand {
                                    "predicted_ms": r.stats.generationSeconds * 1000, "predicted_per_second": r.stats.generationTokensPerSecond,
                                    "ttft_ms": r.stats.timeToFirstToken * 1000, "prompt_evaluated": r.stats.promptTokensEvaluated] as [String: Any]]
                 if r.stats.contextFull { obj["context_full"] = true }
+                if let sp = r.stats.speculation {
+                    var t = obj["timings"] as? [String: Any] ?? [:]
+                    t["speculation"] = sp.json.merging(["tokens_per_target_pass": Double(r.stats.generatedTokens) / Double(max(1, sp.targetPasses))]) { a, _ in a }
+                    obj["timings"] = t
+                }
                 if verbose { printStats(r) }
             } catch let e as JSONRequest.Failure {
                 obj = ["error": "line \(lineNo): \(e.message)"]

@@ -41,6 +41,8 @@ public struct GenerationStats: Sendable {
     public var generationSeconds = 0.0
     public var timeToFirstToken = 0.0
     public var contextFull = false
+    /// Drafted/accepted counts and target passes, when speculating.
+    public var speculation: SpeculationStats?
     public var promptTokensPerSecond: Double { promptSeconds > 0 ? Double(promptTokensEvaluated) / promptSeconds : 0 }
     public var generationTokensPerSecond: Double { generationSeconds > 0 ? Double(max(0, generatedTokens - 1)) / generationSeconds : 0 }
 }
@@ -65,6 +67,34 @@ public final class Generator: @unchecked Sendable {
     private var cached: [Int32] = []
     /// Ids that end generation: EOS and end-of-turn control tokens.
     public let endTokens: Set<Int32>
+    /// Speculative decoding, when set (`enableSpeculation`).
+    public private(set) var speculation: SpeculationOptions?
+    private var drafter: Drafter?
+
+    /// Turns on speculative decoding for later `generate` calls.
+    /// - Throws: a draft model with another vocabulary; bad draft lengths or layer counts.
+    public func enableSpeculation(_ options: SpeculationOptions) throws {
+        guard options.draftTokens >= 1, options.draftTokens < session.maxBatch else {
+            throw EngineError.invalidParameter("the draft length must be in 1...\(session.maxBatch - 1) (got \(options.draftTokens))")
+        }
+        guard options.pMin >= 0, options.pMin <= 1 else { throw EngineError.invalidParameter("draft p-min must be in [0, 1] (got \(options.pMin))") }
+        switch options.mode {
+        case .draftModel(let s):
+            try checkSameVocabulary(target: model, draft: s.model)
+            drafter = ModelDrafter(session: s, pMin: options.pMin)
+        case .selfDraft(let layers):
+            guard layers >= 1, layers < model.config.blockCount else {
+                throw EngineError.invalidParameter("--draft-layers must be in 1...\(model.config.blockCount - 1) for this model (got \(layers))")
+            }
+            let s = try InferenceSession(model: model, contextLength: session.contextLength, threads: session.threads,
+                                         kvType: session.kvType, activations: session.activations, layers: layers)
+            drafter = ModelDrafter(session: s, pMin: options.pMin)
+        case .lookup(let n):
+            guard n >= 1 else { throw EngineError.invalidParameter("--lookup-ngram must be at least 1 (got \(n))") }
+            drafter = LookupDrafter(ngram: n)
+        }
+        speculation = options
+    }
 
     public init(model: LlamaModel, session: InferenceSession? = nil, contextLength: Int? = nil, threads: Int? = nil) throws {
         self.model = model
@@ -111,6 +141,7 @@ public final class Generator: @unchecked Sendable {
         stats.promptTokensEvaluated = rest.count
         var logits = try session.evaluate(rest)
         cached += rest
+        try drafter?.prefill(prompt)
         stats.promptSeconds = now()
 
         var sampler = Sampler(options.sampling)
@@ -122,9 +153,14 @@ public final class Generator: @unchecked Sendable {
         var reason = StopReason.length
         let maxLen = options.stop.map(\.count).max() ?? 0
         let genStart = now()
+        // Tokens already decided by a speculative round, next first. All but the
+        // last are in the KV cache; the last is the target's own pick.
+        var queue: [Int32] = []
+        var spec = SpeculationStats()
+        let V = model.config.vocabSize
         loop: while true {
             if let m = options.maxTokens, out.count >= m { reason = .length; break }
-            let tok = sampler.sample(logits, history: history[...])
+            let tok = queue.isEmpty ? sampler.sample(logits, history: history[...]) : queue.removeFirst()
             if out.isEmpty { stats.timeToFirstToken = now() }
             out.append(tok)
             history.append(tok)
@@ -151,10 +187,38 @@ public final class Generator: @unchecked Sendable {
             let piece = String(text.dropFirst(emitted).prefix(max(0, safeEnd - emitted)))
             emitted += piece.count
             if !onPiece(piece, tok) { reason = .cancelled; break }
+            if !queue.isEmpty { continue }     // an accepted draft token: already evaluated
             if session.position >= session.contextLength { reason = .length; stats.contextFull = true; break }
-            logits = try session.evaluate([tok])
+            guard let drafter, let specOptions = speculation else {
+                logits = try session.evaluate([tok])
+                cached.append(tok)
+                continue
+            }
+            // One speculative round: draft, verify [tok, drafts…] in one target pass, keep the accepted prefix.
+            var limit = min(specOptions.draftTokens, session.contextLength - session.position - 1)
+            if let m = options.maxTokens { limit = min(limit, m - out.count) }
+            let td = now()
+            let draft = limit > 0 ? try drafter.propose(after: history, limit: limit, sampler: &sampler) : []
+            let tv = now()
+            let all = try session.evaluate([tok] + draft.map(\.token), allLogits: true, decodeKernels: true)
+            spec.draftSeconds += tv - td
+            spec.verifySeconds += now() - tv
             cached.append(tok)
+            spec.targetPasses += 1
+            var h = history
+            var p: [[(id: Int32, p: Double)]] = []
+            for i in 0...draft.count {
+                p.append(sampler.distribution(Array(all[(i * V)..<((i + 1) * V)]), history: h[...]))
+                if i < draft.count { h.append(draft[i].token) }
+            }
+            let verdict = SpeculativeRule.verify(draft: draft, p: p, sampler: &sampler)
+            spec.drafted += draft.count
+            spec.accepted += verdict.accepted.count
+            session.truncate(to: session.position - (draft.count - verdict.accepted.count))
+            cached += verdict.accepted
+            queue = verdict.accepted + [verdict.next]
         }
+        if speculation != nil { stats.speculation = spec }
         text += decoder.flush()
         if reason != .stop && emitted < text.count {
             let rest = String(text.dropFirst(emitted))

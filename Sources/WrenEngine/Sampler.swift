@@ -98,13 +98,22 @@ public struct Sampler: Sendable {
 
     /// The next token.
     public mutating func sample(_ logitsIn: [Float], history: ArraySlice<Int32> = []) -> Int32 {
+        let d = distribution(logitsIn, history: history)
+        if parameters.temperature <= 0 { return d[0].id }
+        return draw(d)
+    }
+
+    /// The distribution `sample` draws from: candidates best first with their
+    /// probabilities after penalties, bias, top-k, top-p, min-p and temperature.
+    /// Greedy (temperature 0) gives the single most likely token with probability 1.
+    public func distribution(_ logitsIn: [Float], history: ArraySlice<Int32> = []) -> [(id: Int32, p: Double)] {
         var logits = logitsIn
         applyPenalties(&logits, history: history)
         let p = parameters
         if p.temperature <= 0 {
             var best = 0
             for i in 1..<logits.count where logits[i] > logits[best] { best = i }
-            return Int32(best)
+            return [(Int32(best), 1)]
         }
         // Candidates, best first (top-k by partial selection).
         var cand: [(id: Int32, logit: Float)]
@@ -116,7 +125,7 @@ public struct Sampler: Sendable {
             cand.sort { $0.logit > $1.logit || ($0.logit == $1.logit && $0.id < $1.id) }
         }
         cand.removeAll { $0.logit == -.infinity }
-        if cand.isEmpty { return Int32(logits.indices.max { logits[$0] < logits[$1] } ?? 0) }
+        if cand.isEmpty { return [(Int32(logits.indices.max { logits[$0] < logits[$1] } ?? 0), 1)] }
         // Probabilities at temperature 1 for top-p / min-p (as llama.cpp filters before temperature).
         func probs(_ c: [(id: Int32, logit: Float)], temp: Float) -> [Double] {
             let m = Double(c[0].logit)
@@ -140,13 +149,18 @@ public struct Sampler: Sendable {
             cand.removeSubrange(keep...)
         }
         let pr = probs(cand, temp: p.temperature)
+        return zip(cand, pr).map { ($0.id, $1) }
+    }
+
+    /// One seeded draw from a distribution (probabilities summing to 1).
+    public mutating func draw(_ d: [(id: Int32, p: Double)]) -> Int32 {
         let u = rng.unit()
         var acc = 0.0
-        for (i, q) in pr.enumerated() {
-            acc += q
-            if u < acc { return cand[i].id }
+        for e in d {
+            acc += e.p
+            if u < acc { return e.id }
         }
-        return cand[cand.count - 1].id
+        return d[d.count - 1].id
     }
 
     /// The k largest logits, best first (ties: lower id first).

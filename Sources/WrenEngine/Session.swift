@@ -31,6 +31,9 @@ public final class InferenceSession: @unchecked Sendable {
     public let kvType: KVCacheType
     /// Activations against quantized weights in decode-sized products (.q8 fast, .f32 exact).
     public let activations: Activations
+    /// Layers run (all by default; fewer makes a self-speculation draft: the
+    /// first layers, then the final norm and output head).
+    public let layerCount: Int
     /// Wall time per part of the forward pass, when enabled (`enableProfiling`).
     public private(set) var profile: ForwardProfile?
 
@@ -51,8 +54,13 @@ public final class InferenceSession: @unchecked Sendable {
     ///   - activations: `.q8` quantizes activations to 8-bit blocks for products with
     ///     q4_0/q4_1/q8_0 weights (llama.cpp's scheme); `.f32` keeps them exact.
     public init(model: LlamaModel, contextLength: Int? = nil, threads: Int? = nil, maxBatch: Int = 512, kvType: KVCacheType = .f16,
-                activations: Activations = .q8) throws {
+                activations: Activations = .q8, layers: Int? = nil) throws {
         self.kvType = kvType
+        let nl = layers ?? model.config.blockCount
+        guard nl >= 1, nl <= model.config.blockCount else {
+            throw EngineError.invalidParameter("the number of layers must be in 1...\(model.config.blockCount) (got \(nl))")
+        }
+        layerCount = nl
         self.activations = activations
         let c = model.config
         self.model = model
@@ -72,7 +80,7 @@ public final class InferenceSession: @unchecked Sendable {
         if kvType == .q8_0 && c.headDim % 32 != 0 {
             throw EngineError.invalidParameter("--kv-type q8_0 needs a head dimension that is a multiple of 32 (this model's is \(c.headDim))")
         }
-        let kvBytes = c.blockCount * ctx * kvType.bytes(kvDim)
+        let kvBytes = nl * ctx * kvType.bytes(kvDim)
         keyCache = UnsafeMutableRawPointer.allocate(byteCount: max(kvBytes, 1), alignment: 64)
         valueCache = UnsafeMutableRawPointer.allocate(byteCount: max(kvBytes, 1), alignment: 64)
         keyCache.initializeMemory(as: UInt8.self, repeating: 0, count: max(kvBytes, 1))
@@ -106,8 +114,11 @@ public final class InferenceSession: @unchecked Sendable {
 
     /// Evaluates `tokens` at the next positions and returns the logits of the last
     /// one (vocab floats), or of every one (tokens × vocab) when `allLogits`.
+    /// `decodeKernels` keeps every token on the decode path's kernels whatever
+    /// the batch size, so each token's logits are bit for bit those of evaluating
+    /// it alone (speculative verification relies on this).
     /// - Throws: `EngineError.contextFull` when the tokens do not fit; `.invalidToken`.
-    public func evaluate(_ tokens: [Int32], allLogits: Bool = false) throws -> [Float] {
+    public func evaluate(_ tokens: [Int32], allLogits: Bool = false, decodeKernels: Bool = false) throws -> [Float] {
         let c = model.config
         guard !tokens.isEmpty else { throw EngineError.emptyPrompt }
         guard position + tokens.count <= contextLength else { throw EngineError.contextFull(context: contextLength) }
@@ -118,10 +129,10 @@ public final class InferenceSession: @unchecked Sendable {
         var i = 0
         while i < tokens.count {
             let chunk = Array(tokens[i..<min(tokens.count, i + maxBatch)])
-            forwardChunk(chunk)
+            forwardChunk(chunk, batched: !decodeKernels && chunk.count >= Self.blasMinTokens)
             let isLastChunk = i + chunk.count == tokens.count
             if allLogits {
-                for t in 0..<chunk.count { all += logits(forRow: t) }
+                all += logits(rows: chunk.count)
             } else if isLastChunk {
                 last = logits(forRow: chunk.count - 1)
             }
@@ -143,12 +154,31 @@ public final class InferenceSession: @unchecked Sendable {
         return out
     }
 
+    /// Final norm and output head for the first `T` rows of the chunk in one
+    /// product (the head is read once for all rows): T × vocab floats.
+    func logits(rows T: Int) -> [Float] {
+        let c = model.config
+        let dim = c.embeddingLength
+        let t0 = profile != nil ? now() : 0
+        model.outputNorm.withUnsafeBufferPointer { w in
+            for t in 0..<T { Ops.rmsNorm(x + t * dim, w.baseAddress!, xb + t * dim, n: dim, eps: c.rmsNormEps) }
+        }
+        let o = model.output
+        let out = [Float](unsafeUninitializedCapacity: T * c.vocabSize) { buf, count in
+            Ops.matmul(o.dtype, o.data, rows: o.rows, n: o.cols, x: xb, tokens: T, y: buf.baseAddress!, threads: threads,
+                       activations: activations)
+            count = T * c.vocabSize
+        }
+        if profile != nil { profile!.outputNs += now() - t0 }
+        return out
+    }
+
     /// Starts (or restarts) accumulating wall time per part of the forward pass.
     public func enableProfiling() { profile = ForwardProfile() }
 
     @inline(__always) func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-    func forwardChunk(_ tokens: [Int32]) {
+    func forwardChunk(_ tokens: [Int32], batched: Bool) {
         let c = model.config
         let T = tokens.count, dim = c.embeddingLength, hd = c.headDim, ff = c.feedForwardLength
         let heads = c.headCount, kvHeads = c.headCountKV, group = heads / kvHeads
@@ -172,12 +202,12 @@ public final class InferenceSession: @unchecked Sendable {
                 Ops.ropeTable(position: model.rope.position(start + t), rotary: rot, invFreq: f.baseAddress!, into: ropeTables + t * rot)
             }
         }
-        for (l, w) in model.layers.enumerated() {
+        for (l, w) in model.layers.prefix(layerCount).enumerated() {
             w.attnNorm.withUnsafeBufferPointer { nw in
                 for t in 0..<T { Ops.rmsNorm(x + t * dim, nw.baseAddress!, xb + t * dim, n: dim, eps: c.rmsNormEps) }
             }
             lap(&otherNs)
-            mm([(w.q, q), (w.k, k), (w.v, v)], xb, T)
+            mm([(w.q, q), (w.k, k), (w.v, v)], xb, T, batched)
             lap(&matmulNs)
             for t in 0..<T {
                 Ops.rope(q + t * qDim, heads: heads, headDim: hd, rotary: rot, table: ropeTables + t * rot)
@@ -256,24 +286,24 @@ public final class InferenceSession: @unchecked Sendable {
                     for d in 0..<hd { out[d] *= inv }
                 }
             }
-            if T >= Self.blasMinTokens {
+            if batched {
                 attendBatched(kc: kc, vc: vc, T: T, start: start, scale: scale)
             } else {
                 WorkerPool.shared(threads).run(T * heads, work)
             }
             lap(&attentionNs)
-            mm([(w.o, proj)], att, T)
+            mm([(w.o, proj)], att, T, batched)
             lap(&matmulNs)
             for i in 0..<(T * dim) { x[i] += proj[i] }
             w.ffnNorm.withUnsafeBufferPointer { nw in
                 for t in 0..<T { Ops.rmsNorm(x + t * dim, nw.baseAddress!, xb + t * dim, n: dim, eps: c.rmsNormEps) }
             }
             lap(&otherNs)
-            mm([(w.gate, gate), (w.up, up)], xb, T)
+            mm([(w.gate, gate), (w.up, up)], xb, T, batched)
             lap(&matmulNs)
             Ops.swiglu(gate, up, T * ff)
             lap(&otherNs)
-            mm([(w.down, proj)], gate, T)
+            mm([(w.down, proj)], gate, T, batched)
             lap(&matmulNs)
             for i in 0..<(T * dim) { x[i] += proj[i] }
         }
@@ -337,8 +367,8 @@ public final class InferenceSession: @unchecked Sendable {
 
     /// Products sharing one input: fused row dots for decode-sized batches,
     /// OpenBLAS sgemm on dequantized weights for prompt chunks.
-    func mm(_ parts: [(WeightMatrix, UnsafeMutablePointer<Float>)], _ input: UnsafeMutablePointer<Float>, _ T: Int) {
-        if T >= Self.blasMinTokens {
+    func mm(_ parts: [(WeightMatrix, UnsafeMutablePointer<Float>)], _ input: UnsafeMutablePointer<Float>, _ T: Int, _ batched: Bool) {
+        if batched {
             for (w, out) in parts {
                 Ops.matmulBLAS(w.dtype, w.data, rows: w.rows, n: w.cols, x: input, tokens: T, y: out, scratch: wScratch, threads: threads)
             }

@@ -148,15 +148,25 @@ public enum Ops {
                     guard r0 < r1 else { continue }
                     let dtype = part.dtype, rows = part.rows, y = part.y
                     let rowBytes = dtype.byteCount(elements: n)!
+                    // Several tokens: tiles of 64 rows stay in cache while every token
+                    // passes over them (a row's result does not depend on the tiling).
+                    let tile = tokens == 1 ? r1 - r0 : 64
                     if int8 && dtype.isQuantized {
-                        for t in 0..<tokens {
-                            let o = t * nb
-                            wren_gemv_q8(Int32(dtype.rawValue), part.w + r0 * rowBytes, rowBytes, Int32(r1 - r0), q + t * n,
-                                         xd + o, xs + o, Int32(nb), y + t * rows + r0)
+                        for a in stride(from: r0, to: r1, by: tile) {
+                            let b = min(r1, a + tile)
+                            wren_gemm_q8(Int32(dtype.rawValue), part.w + a * rowBytes, rowBytes, Int32(b - a), q, xd, xs, Int32(nb),
+                                         Int32(tokens), y + a, Int32(rows))
+                        }
+                    } else if dtype == .f32 {
+                        let wf = part.w.assumingMemoryBound(to: Float.self)
+                        for a in stride(from: r0, to: r1, by: tile) {
+                            let b = min(r1, a + tile)
+                            wren_gemm_f32(wf + a * n, Int32(b - a), xp, Int32(n), Int32(tokens), y + a, Int32(rows))
                         }
                     } else if dtype == .f16 {
-                        for t in 0..<tokens {
-                            wren_gemv_f16(part.w + r0 * rowBytes, rowBytes, Int32(r1 - r0), xp + t * n, Int32(n), y + t * rows + r0)
+                        for a in stride(from: r0, to: r1, by: tile) {
+                            let b = min(r1, a + tile)
+                            wren_gemm_f16(part.w + a * rowBytes, rowBytes, Int32(b - a), xp, Int32(n), Int32(tokens), y + a, Int32(rows))
                         }
                     } else {
                         // Block sums exist whenever a quantized row takes this path (int8 is then false).

@@ -107,13 +107,18 @@ final class EngineTests: XCTestCase {
     func testFastPathBatchInvariance() throws {
         let tiny = TinyModel(seed: 41)
         let ids: [Int32] = (0..<14).map { Int32(($0 * 5 + 1) % 64) }
-        for dt in [DType.q4_1, .q4_0, .q8_0] {
+        for dt in [DType.q4_1, .q4_0, .q8_0, .f16, .f32] {
             let (_, a) = try load(tiny, dt, threads: 1, kv: .f16, activations: .q8, maxBatch: 64)
             let batch = try a.evaluate(ids, allLogits: true)
+            let (_, forced) = try load(tiny, dt, threads: 2, kv: .f16, activations: .q8, maxBatch: 64)
+            _ = try forced.evaluate(Array(ids.prefix(3)))
+            let verify = try forced.evaluate(Array(ids.dropFirst(3)), allLogits: true, decodeKernels: true)
+            XCTAssertEqual(Array(batch.dropFirst(3 * 64)), verify, "\(dt): a verification batch differs from one-at-a-time logits")
             let (_, b) = try load(tiny, dt, threads: 2, kv: .f16, activations: .q8)
             var single: [Float] = []
             for id in ids { single += try b.evaluate([id]) }
             XCTAssertEqual(batch, single, "\(dt): batched and one-at-a-time logits differ")
+            if !dt.isQuantized { continue }
             let (_, e) = try load(tiny, dt)
             let exact = try e.evaluate(ids, allLogits: true)
             let worst = zip(exact, batch).map { abs($0 - $1) }.max()!

@@ -113,4 +113,33 @@ final class RealModelEngineTests: XCTestCase {
             XCTAssertGreaterThan(worst, 0)
         }
     }
+
+    /// Speculative decoding on the real model: target = the f16 conversion; drafts from
+    /// the q4_1 model, from prompt lookup and from the first 12 layers; greedy output
+    /// token for token the plain output, for several prompts and draft lengths.
+    func testSpeculativeGreedyIsExact() throws {
+        let target = try model("f16"), draft = try model("q4_1")
+        let ref = try reference()
+        var opts = GenerationOptions(maxTokens: 32, sampling: .greedy)
+        opts.parseSpecial = true
+        let prompts = Array(ref.prompts.suffix(2)) + ["<|im_start|>user\nRepeat exactly: the quick brown fox jumps over the lazy dog, the quick brown fox.<|im_end|>\n<|im_start|>assistant\n"]
+        let plain = try Generator(model: target, session: try InferenceSession(model: target, contextLength: 256))
+        for prompt in prompts {
+            let want = try plain.generate(prompt: prompt, options: opts).tokens
+            for n in [3, 8] {
+                let modes: [(String, SpeculationMode)] = [
+                    ("q4_1 draft", .draftModel(try InferenceSession(model: draft, contextLength: 256))),
+                    ("lookup", .lookup(ngram: 3)),
+                    ("self", .selfDraft(layers: 12)),
+                ]
+                for (label, mode) in modes where n == 3 || label != "self" {
+                    let g = try Generator(model: target, session: try InferenceSession(model: target, contextLength: 256))
+                    try g.enableSpeculation(SpeculationOptions(mode: mode, draftTokens: n, pMin: 0.2))
+                    let r = try g.generate(prompt: prompt, options: opts)
+                    XCTAssertEqual(r.tokens, want, "\(label), draft length \(n): \(prompt.prefix(40))")
+                    if label == "q4_1 draft" { XCTAssertGreaterThan(r.stats.speculation?.accepted ?? 0, 0) }
+                }
+            }
+        }
+    }
 }

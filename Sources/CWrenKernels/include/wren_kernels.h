@@ -40,8 +40,19 @@ float wren_dot_q8_0_q8(const void *row, const int8_t *qs, const float *d, int bl
 /// software prefetch of the rows ahead.
 void wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
                   int blocks, float *y);
+/// The same for `tokens` activations (qs, d, s laid out token after token);
+/// y[t·ldy + r]. Tokens go two at a time (weights unpacked once per pair), each
+/// result bit for bit equal to wren_gemv_q8 on that token alone.
+void wren_gemm_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
+                  int blocks, int tokens, float *y, int ldy);
 /// y[r] = f16 row r · x (f32) for `rows` rows `row_bytes` apart, four at a time with prefetch.
 void wren_gemv_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, float *y);
+/// The same for `tokens` inputs (x token after token), y[t·ldy + r]; two tokens
+/// at a time, each result bit for bit equal to wren_gemv_f16 on that token alone.
+void wren_gemm_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, int tokens, float *y, int ldy);
+/// f32 rows: y[t·ldy + r] = row r · x_t, four rows and two tokens at a time, each
+/// result independent of how tokens are grouped.
+void wren_gemm_f32(const float *w, int rows, const float *x, int n, int tokens, float *y, int ldy);
 /// Causal attention of one query head over n cached positions of an f16 cache:
 /// out = softmax(scale·q·k_p) · v_p, keys in blocks of 64 with a running
 /// maximum and sum (online softmax). k and v point at the head's first
