@@ -523,47 +523,32 @@ GEMM2_Q8(gemm2_q8_0_q8_avx2, gemv_q8_0_q8_avx2, 34,
          __m256 p = block_dot_i8(wa, _mm256_sign_epi8(x, wq));,
          )
 
-// f16 rows against f32 activations, four rows at a time with prefetch.
+// f16 rows against f32 activations, one row at a time: measured on Zen 3, one
+// sequential stream with two accumulators beat four interleaved rows (with or
+// without software prefetch) by 10–40%, unlike the quantized rows above.
 SIMD_FN static void gemv_f16_avx2(const uint8_t *w, size_t row_bytes, int rows, const float *x, int n, float *y) {
-    int r = 0;
-    size_t group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;
-    for (; r + 4 <= rows && n % 8 == 0; r += 4) {
-        const uint8_t *w0 = w + r * row_bytes;
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int j = 0; j < n; j += 8) {
-            _mm_prefetch((const char *)w0 + pf_ahead + 4 * 2 * j, _MM_HINT_T0);   // 64 bytes per 8 columns of 4 rows
-            __m256 xv = _mm256_loadu_ps(x + j);
-            a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w0 + 2 * j))), xv, a0);
-            a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w0 + row_bytes + 2 * j))), xv, a1);
-            a2 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w0 + 2 * row_bytes + 2 * j))), xv, a2);
-            a3 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w0 + 3 * row_bytes + 2 * j))), xv, a3);
-        }
-        y[r] = hsum256(a0); y[r + 1] = hsum256(a1); y[r + 2] = hsum256(a2); y[r + 3] = hsum256(a3);
-    }
-    for (; r < rows; r++) y[r] = dot_f16_avx2(w + r * row_bytes, x, n);
+    for (int r = 0; r < rows; r++) y[r] = dot_f16_avx2(w + r * row_bytes, x, n);
 }
 
-// Two tokens against four f16 rows; per (row, token) the same operations as gemv_f16_avx2.
+// Two tokens against one f16 row: per token exactly dot_f16_avx2's operations.
 SIMD_FN static void gemm2_f16_avx2(const uint8_t *w, size_t row_bytes, int rows, const float *x, int n, float *y, int ldy) {
-    int r = 0;
-    size_t group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;
     const float *x1 = x + n;
-    for (; r + 4 <= rows && n % 8 == 0; r += 4) {
-        const uint8_t *w0 = w + r * row_bytes;
-        __m256 a[2][4];
-        for (int k = 0; k < 4; k++) a[0][k] = a[1][k] = _mm256_setzero_ps();
-        for (int j = 0; j < n; j += 8) {
-            _mm_prefetch((const char *)w0 + pf_ahead + 4 * 2 * j, _MM_HINT_T0);
-            __m256 xa = _mm256_loadu_ps(x + j), xb = _mm256_loadu_ps(x1 + j);
-            for (int k = 0; k < 4; k++) {
-                __m256 wv = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w0 + k * row_bytes + 2 * j)));
-                a[0][k] = _mm256_fmadd_ps(wv, xa, a[0][k]);
-                a[1][k] = _mm256_fmadd_ps(wv, xb, a[1][k]);
-            }
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *rw = w + r * row_bytes;
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, b0 = a0, b1 = a0;
+        int j = 0;
+        for (; j + 16 <= n; j += 16) {
+            __m256 w0 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rw + 2 * j)));
+            __m256 w1 = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(rw + 2 * j + 16)));
+            a0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x + j), a0);
+            a1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x + j + 8), a1);
+            b0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(x1 + j), b0);
+            b1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(x1 + j + 8), b1);
         }
-        for (int k = 0; k < 4; k++) { y[r + k] = hsum256(a[0][k]); y[ldy + r + k] = hsum256(a[1][k]); }
+        float sa = hsum256(_mm256_add_ps(a0, a1)), sb = hsum256(_mm256_add_ps(b0, b1));
+        for (; j < n; j++) { float wj = _cvtsh_ss(load_u16(rw + 2 * j)); sa += wj * x[j]; sb += wj * x1[j]; }
+        y[r] = sa; y[ldy + r] = sb;
     }
-    for (; r < rows; r++) { y[r] = dot_f16_avx2(w + r * row_bytes, x, n); y[ldy + r] = dot_f16_avx2(w + r * row_bytes, x1, n); }
 }
 
 // f32 rows: one row against one token (remainder rows), and four rows against

@@ -45,7 +45,7 @@ void wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const in
 /// result bit for bit equal to wren_gemv_q8 on that token alone.
 void wren_gemm_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
                   int blocks, int tokens, float *y, int ldy);
-/// y[r] = f16 row r · x (f32) for `rows` rows `row_bytes` apart, four at a time with prefetch.
+/// y[r] = f16 row r · x (f32) for `rows` rows `row_bytes` apart.
 void wren_gemv_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, float *y);
 /// The same for `tokens` inputs (x token after token), y[t·ldy + r]; two tokens
 /// at a time, each result bit for bit equal to wren_gemv_f16 on that token alone.
