@@ -143,7 +143,7 @@ struct Run: ParsableCommand {
         stderrLine(String(format: "generation: %d tokens in %.3f s, %.1f tokens/s; stop: %@", s.generatedTokens, s.generationSeconds,
                           s.generationTokensPerSecond, r.stopReason.rawValue))
         if let sp = s.speculation {
-            stderrLine(sp.line + String(format: ", %.2f tokens per target pass", Double(s.generatedTokens) / Double(max(1, sp.targetPasses))))
+            stderrLine(sp.line)
         }
     }
 
@@ -175,7 +175,7 @@ struct Run: ParsableCommand {
                 if r.stats.contextFull { obj["context_full"] = true }
                 if let sp = r.stats.speculation {
                     var t = obj["timings"] as? [String: Any] ?? [:]
-                    t["speculation"] = sp.json.merging(["tokens_per_target_pass": Double(r.stats.generatedTokens) / Double(max(1, sp.targetPasses))]) { a, _ in a }
+                    t["speculation"] = sp.json
                     obj["timings"] = t
                 }
                 if verbose { printStats(r) }

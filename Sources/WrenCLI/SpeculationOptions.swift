@@ -51,11 +51,13 @@ struct SpeculationFlags: ParsableArguments {
 
 extension SpeculationStats {
     var line: String {
-        String(format: "speculation: %d drafted, %d accepted (%.1f%%), %d target passes; drafting %.3f s, verifying %.3f s",
-               drafted, accepted, 100 * acceptanceRate, targetPasses, draftSeconds, verifySeconds)
+        String(format: "speculation: %d drafted, %d accepted (%.1f%%), %d target passes (%.2f tokens per pass); drafting %.3f s, verifying %.3f s; ≈%.2f× plain decoding (plain step %.1f ms)",
+               drafted, accepted, 100 * acceptanceRate, targetPasses, tokensPerTargetPass, draftSeconds, verifySeconds,
+               estimatedSpeedup, plainStepSeconds * 1000)
     }
 
     var json: [String: Any] {
-        ["drafted": drafted, "accepted": accepted, "acceptance_rate": acceptanceRate, "target_passes": targetPasses, "draft_ms": draftSeconds * 1000, "verify_ms": verifySeconds * 1000]
+        ["drafted": drafted, "accepted": accepted, "acceptance_rate": acceptanceRate, "target_passes": targetPasses, "draft_ms": draftSeconds * 1000, "verify_ms": verifySeconds * 1000,
+         "tokens_per_target_pass": tokensPerTargetPass, "plain_step_ms": plainStepSeconds * 1000, "estimated_speedup": estimatedSpeedup]
     }
 }

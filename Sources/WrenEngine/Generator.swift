@@ -195,7 +195,8 @@ public final class Generator: @unchecked Sendable {
                 continue
             }
             // One speculative round: draft, verify [tok, drafts…] in one target pass, keep the accepted prefix.
-            var limit = min(specOptions.draftTokens, session.contextLength - session.position - 1)
+            // The first round is a plain decode step, timed as the baseline for the speed-up estimate.
+            var limit = spec.targetPasses == 0 ? 0 : min(specOptions.draftTokens, session.contextLength - session.position - 1)
             if let m = options.maxTokens { limit = min(limit, m - out.count) }
             let td = now()
             let draft = limit > 0 ? try drafter.propose(after: history, limit: limit, sampler: &sampler) : []
@@ -203,6 +204,7 @@ public final class Generator: @unchecked Sendable {
             let all = try session.evaluate([tok] + draft.map(\.token), allLogits: true, decodeKernels: true)
             spec.draftSeconds += tv - td
             spec.verifySeconds += now() - tv
+            if spec.targetPasses == 0 { spec.plainStepSeconds = now() - tv }
             cached.append(tok)
             spec.targetPasses += 1
             var h = history
@@ -218,7 +220,11 @@ public final class Generator: @unchecked Sendable {
             cached += verdict.accepted
             queue = verdict.accepted + [verdict.next]
         }
-        if speculation != nil { stats.speculation = spec }
+        if speculation != nil {
+            spec.generatedTokens = out.count
+            spec.generationSeconds = now() - genStart
+            stats.speculation = spec
+        }
         text += decoder.flush()
         if reason != .stop && emitted < text.count {
             let rest = String(text.dropFirst(emitted))

@@ -138,7 +138,21 @@ public struct SpeculationStats: Sendable {
     /// Wall time spent drafting and in the target's verification passes.
     public var draftSeconds = 0.0
     public var verifySeconds = 0.0
+    /// The first round's plain one-token target pass (the baseline).
+    public var plainStepSeconds = 0.0
+    public var generatedTokens = 0
+    public var generationSeconds = 0.0
     public var acceptanceRate: Double { drafted > 0 ? Double(accepted) / Double(drafted) : 0 }
+    public var tokensPerTargetPass: Double { targetPasses > 0 ? Double(generatedTokens) / Double(targetPasses) : 0 }
+    /// Estimated speed-up over plain decoding: the time plain decoding would take
+    /// (tokens × the measured one-token step) over the time taken. An estimate
+    /// from one step; tools/bench-speculative.py measures both sides.
+    /// The step is the smaller of the first (plain, often cold) pass and the mean
+    /// verification pass, which can only cost more than a plain step.
+    public var estimatedSpeedup: Double {
+        let step = min(plainStepSeconds, targetPasses > 0 ? verifySeconds / Double(targetPasses) : plainStepSeconds)
+        return generationSeconds > 0 && step > 0 ? Double(generatedTokens) * step / generationSeconds : 0
+    }
 }
 
 /// One round's verdict: the accepted draft prefix and the target's own next

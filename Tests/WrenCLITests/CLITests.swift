@@ -202,6 +202,36 @@ final class RunCLITests: XCTestCase {
         XCTAssertEqual(lines[4]["text"] as? String, lines[0]["text"] as? String)
     }
 
+    /// Speculation from the command line: the same greedy text with every drafter,
+    /// statistics in --verbose and in --jsonl timings, a clear refusal of a draft
+    /// model with another vocabulary and of conflicting flags.
+    func testSpeculationFlags() throws {
+        let base = ["run", "-m", model, "-p", "abcabcabc", "-n", "24", "--temp", "0", "--logit-bias", "0=-inf", "--logit-bias", "2=-inf"]
+        let plain = try runWren(base)
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        let draft = dir + "/draft.wren"
+        try TinyModel(seed: 9, layers: 1).writeWren(to: draft, dtype: .q4_1)
+        for extra in [["--draft", draft, "--draft-n", "3"], ["--lookup-ngram", "2"], ["--draft-layers", "1", "--draft-p-min", "0"]] {
+            let r = try runWren(base + extra + ["--verbose"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertEqual(r.stdout, plain.stdout, "\(extra)")
+            XCTAssertTrue(r.stderr.contains("speculation:") && r.stderr.contains("target passes"), r.stderr)
+        }
+        let j = try runWren(["run", "-m", model, "--jsonl", "--lookup-ngram", "2"], stdin: "{\"prompt\": \"abcabc\", \"n_predict\": 6, \"temperature\": 0}\n")
+        let obj = try JSONSerialization.jsonObject(with: Data(j.stdout.utf8)) as! [String: Any]
+        let sp = try XCTUnwrap((obj["timings"] as? [String: Any])?["speculation"] as? [String: Any])
+        for key in ["drafted", "accepted", "acceptance_rate", "target_passes", "tokens_per_target_pass", "estimated_speedup"] { XCTAssertNotNil(sp[key], key) }
+        let other = dir + "/other.wren"
+        try TinyModel(seed: 9, vocab: 60).writeWren(to: other, dtype: .f32)
+        let bad = try runWren(base + ["--draft", other])
+        XCTAssertEqual(bad.status, 1)
+        XCTAssertTrue(bad.stderr.contains("vocabulary"), bad.stderr)
+        XCTAssertEqual(bad.stdout, "")
+        let both = try runWren(base + ["--draft", draft, "--lookup-ngram", "2"])
+        XCTAssertNotEqual(both.status, 0)
+        XCTAssertTrue(both.stderr.contains("use one of"), both.stderr)
+    }
+
     func testLogitsJSON() throws {
         let r = try runWren(["logits", "-m", model, "--json", "--top", "3", "--all-positions", "abc"])
         XCTAssertEqual(r.status, 0, r.stderr)
