@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "WrenFormat", dependencies: ["WrenKernels", "CZstd"]),
         .target(name: "WrenTokenizer"),
         .target(name: "WrenEngine", dependencies: ["WrenKernels", "WrenFormat", "WrenTokenizer", "CBLAS"]),
-        .target(name: "WrenTuning", dependencies: ["WrenEngine"]),
+        .target(name: "WrenTuning", dependencies: ["WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "CBLAS"]),
         .executableTarget(name: "WrenCLI", dependencies: [
             "WrenFormat", "WrenEngine", "WrenTokenizer", "WrenTuning",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -38,6 +38,7 @@ let package = Package(
         .testTarget(name: "WrenFormatTests", dependencies: ["WrenFormat", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenTokenizerTests", dependencies: ["WrenTokenizer", "WrenEngine", "WrenFormat", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenEngineTests", dependencies: ["WrenEngine", "WrenFormat", "WrenKernels", "CWrenKernels", "TestSupport"], exclude: ["Fixtures"]),
+        .testTarget(name: "WrenTuningTests", dependencies: ["WrenTuning", "WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "TestSupport"]),
         .testTarget(name: "WrenCLITests", dependencies: ["WrenCLI", "WrenFormat", "TestSupport"]),
     ]
 )

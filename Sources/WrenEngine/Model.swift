@@ -33,6 +33,11 @@ public struct WeightMatrix: @unchecked Sendable {
     public let cols: Int
     public let data: UnsafeRawPointer
 
+    /// A view of `rows` × `cols` elements of `dtype` at `data` (the caller keeps them alive).
+    public init(dtype: DType, rows: Int, cols: Int, data: UnsafeRawPointer) {
+        self.dtype = dtype; self.rows = rows; self.cols = cols; self.data = data
+    }
+
     init(_ t: Tensor) {
         dtype = t.dtype
         rows = t.shape.count == 2 ? t.shape[0] : 1
@@ -94,6 +99,9 @@ public final class LlamaModel: @unchecked Sendable {
     public let outputNorm: [Float]
     public let layers: [LayerWeights]
     public var rope: RopeSettings
+    /// LoRA deltas applied unmerged at run time, per layer (set before creating sessions;
+    /// see `attach(_:)`).
+    public internal(set) var adapters: [[Projection: [LoRADelta]]] = []
 
     /// Loads the model at `path` (.wren). RoPE overrides replace the file's base / linear factor.
     public init(path: String, ropeFreqBase: Float? = nil, ropeScale: Float? = nil) throws {

@@ -207,7 +207,7 @@ public final class InferenceSession: @unchecked Sendable {
                 for t in 0..<T { Ops.rmsNorm(x + t * dim, nw.baseAddress!, xb + t * dim, n: dim, eps: c.rmsNormEps) }
             }
             lap(&otherNs)
-            mm([(w.q, q), (w.k, k), (w.v, v)], xb, T, batched)
+            mm([(w.q, q), (w.k, k), (w.v, v)], xb, T, batched, layer: l, [.q, .k, .v])
             lap(&matmulNs)
             for t in 0..<T {
                 Ops.rope(q + t * qDim, heads: heads, headDim: hd, rotary: rot, table: ropeTables + t * rot)
@@ -292,18 +292,18 @@ public final class InferenceSession: @unchecked Sendable {
                 WorkerPool.shared(threads).run(T * heads, work)
             }
             lap(&attentionNs)
-            mm([(w.o, proj)], att, T, batched)
+            mm([(w.o, proj)], att, T, batched, layer: l, [.o])
             lap(&matmulNs)
             for i in 0..<(T * dim) { x[i] += proj[i] }
             w.ffnNorm.withUnsafeBufferPointer { nw in
                 for t in 0..<T { Ops.rmsNorm(x + t * dim, nw.baseAddress!, xb + t * dim, n: dim, eps: c.rmsNormEps) }
             }
             lap(&otherNs)
-            mm([(w.gate, gate), (w.up, up)], xb, T, batched)
+            mm([(w.gate, gate), (w.up, up)], xb, T, batched, layer: l, [.gate, .up])
             lap(&matmulNs)
             Ops.swiglu(gate, up, T * ff)
             lap(&otherNs)
-            mm([(w.down, proj)], gate, T, batched)
+            mm([(w.down, proj)], gate, T, batched, layer: l, [.down])
             lap(&matmulNs)
             for i in 0..<(T * dim) { x[i] += proj[i] }
         }
@@ -367,7 +367,16 @@ public final class InferenceSession: @unchecked Sendable {
 
     /// Products sharing one input: fused row dots for decode-sized batches,
     /// OpenBLAS sgemm on dequantized weights for prompt chunks.
-    func mm(_ parts: [(WeightMatrix, UnsafeMutablePointer<Float>)], _ input: UnsafeMutablePointer<Float>, _ T: Int, _ batched: Bool) {
+    /// Run-time LoRA deltas (`model.adapters`) are added after the base product.
+    func mm(_ parts: [(WeightMatrix, UnsafeMutablePointer<Float>)], _ input: UnsafeMutablePointer<Float>, _ T: Int, _ batched: Bool,
+            layer: Int, _ projections: [Projection]) {
+        defer {
+            if !model.adapters.isEmpty {
+                for (i, p) in projections.enumerated() {
+                    for d in model.adapters[layer][p] ?? [] { d.apply(x: input, tokens: T, y: parts[i].1) }
+                }
+            }
+        }
         if batched {
             for (w, out) in parts {
                 Ops.matmulBLAS(w.dtype, w.data, rows: w.rows, n: w.cols, x: input, tokens: T, y: out, scratch: wScratch, threads: threads)

@@ -1,0 +1,128 @@
+// LoRA deltas applied at run time without merging: for a projection y = W·x,
+// y += s·B·(A·x), with A (r × in) and B (out × r) in f32 and the base W left in
+// its stored dtype. B's rows follow Wren's row order (q/k rows permuted for
+// adjacent-pair RoPE, as in the base); PEFT I/O undoes that at the border.
+
+import WrenKernels
+
+/// The seven projections of a llama layer that LoRA can target.
+public enum Projection: String, CaseIterable, Sendable, Codable, Comparable {
+    case q, k, v, o, gate, up, down
+
+    /// PEFT's module name (`target_modules`).
+    public var hfModule: String {
+        switch self {
+        case .q: return "q_proj"
+        case .k: return "k_proj"
+        case .v: return "v_proj"
+        case .o: return "o_proj"
+        case .gate: return "gate_proj"
+        case .up: return "up_proj"
+        case .down: return "down_proj"
+        }
+    }
+
+    /// The module's path inside an HF llama layer.
+    public var hfPath: String {
+        switch self {
+        case .q, .k, .v, .o: return "self_attn." + hfModule
+        case .gate, .up, .down: return "mlp." + hfModule
+        }
+    }
+
+    /// Accepts `q` or `q_proj` (likewise for the others).
+    public init?(name: String) {
+        if let p = Projection(rawValue: name) { self = p; return }
+        guard let p = Projection.allCases.first(where: { $0.hfModule == name }) else { return nil }
+        self = p
+    }
+
+    public static func < (a: Projection, b: Projection) -> Bool {
+        allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
+    }
+
+    /// The base matrix this projection names in a layer.
+    public func matrix(_ l: LayerWeights) -> WeightMatrix {
+        switch self {
+        case .q: return l.q
+        case .k: return l.k
+        case .v: return l.v
+        case .o: return l.o
+        case .gate: return l.gate
+        case .up: return l.up
+        case .down: return l.down
+        }
+    }
+}
+
+/// One low-rank update ΔW = scale·B·A of a projection.
+public struct LoRADelta: Sendable {
+    public let rank: Int
+    public let inFeatures: Int
+    public let outFeatures: Int
+    /// rank × inFeatures, row-major.
+    public var a: [Float]
+    /// outFeatures × rank, row-major, rows in Wren order.
+    public var b: [Float]
+    public var scale: Float
+
+    public init(rank: Int, inFeatures: Int, outFeatures: Int, a: [Float], b: [Float], scale: Float) {
+        precondition(a.count == rank * inFeatures && b.count == outFeatures * rank, "LoRA factor sizes do not match the rank")
+        self.rank = rank; self.inFeatures = inFeatures; self.outFeatures = outFeatures
+        self.a = a; self.b = b; self.scale = scale
+    }
+
+    /// y[t] += scale·B·(A·x[t]) for `tokens` rows (x: tokens × in, y: tokens × out).
+    /// Token by token, so a token's result does not depend on its batch.
+    public func apply(x: UnsafePointer<Float>, tokens: Int, y: UnsafeMutablePointer<Float>) {
+        a.withUnsafeBufferPointer { ab in
+            b.withUnsafeBufferPointer { bb in
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: rank) { ub in
+                    let u = ub.baseAddress!
+                    for t in 0..<tokens {
+                        let xt = x + t * inFeatures, yt = y + t * outFeatures
+                        for j in 0..<rank { u[j] = scale * Ops.dot(ab.baseAddress! + j * inFeatures, xt, inFeatures) }
+                        for o in 0..<outFeatures { yt[o] += Ops.dot(bb.baseAddress! + o * rank, u, rank) }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The dense update scale·B·A (out × in).
+    public func dense() -> [Float] {
+        var d = [Float](repeating: 0, count: outFeatures * inFeatures)
+        for o in 0..<outFeatures {
+            for j in 0..<rank {
+                let s = scale * b[o * rank + j]
+                if s == 0 { continue }
+                for i in 0..<inFeatures { d[o * inFeatures + i] += s * a[j * inFeatures + i] }
+            }
+        }
+        return d
+    }
+}
+
+extension LlamaModel {
+    /// Adds `deltas[layer][projection]` to the run-time adapters (several adapters stack).
+    /// - Throws: when a layer index or a factor's shape does not fit this model.
+    public func attach(_ deltas: [Int: [Projection: LoRADelta]], source: String) throws {
+        if adapters.isEmpty { adapters = Array(repeating: [:], count: config.blockCount) }
+        for (l, byProj) in deltas {
+            guard l >= 0, l < config.blockCount else {
+                throw EngineError.invalidParameter("\(source): layer \(l) is outside this model's \(config.blockCount) layers")
+            }
+            for (p, d) in byProj {
+                let w = p.matrix(layers[l])
+                guard d.inFeatures == w.cols, d.outFeatures == w.rows else {
+                    throw EngineError.invalidParameter(
+                        "\(source): layer \(l) \(p.hfModule) is \(d.outFeatures)×\(d.inFeatures) but the model's is \(w.rows)×\(w.cols)")
+                }
+                adapters[l][p, default: []].append(d)
+            }
+        }
+    }
+
+    /// Removes every run-time adapter.
+    public func detachAdapters() { adapters = [] }
+}

@@ -1,0 +1,279 @@
+// Forward and backward of each op of the llama forward pass, for training,
+// side by side (in the manner of llm.c): RMSNorm, RoPE, SwiGLU, causal GQA
+// attention, products against a frozen weight in any stored dtype, and
+// cross-entropy with an ignore label. Activations are f32, row-major, one row
+// per token; every backward *adds* into the input gradients it is given, so
+// branches that share an input (q/k/v, gate/up, residuals) sum naturally.
+// Products go through OpenBLAS sgemm; frozen quantized weights are expanded
+// a tile of rows at a time into a scratch buffer, never as a whole.
+
+import CBLAS
+import Foundation
+import WrenEngine
+import WrenKernels
+
+/// Label of a position that takes no part in the loss (as in PyTorch/HF).
+public let ignoreLabel: Int32 = -100
+
+enum Layers {
+    // MARK: products with a weight W (rows × cols in any dtype): Y = X·Wᵀ
+
+    /// y (T × rows) = x (T × cols) · Wᵀ, plus `beta`·y.
+    static func linearForward(_ w: WeightMatrix, x: UnsafePointer<Float>, T: Int, y: UnsafeMutablePointer<Float>, beta: Float = 0,
+                              scratch: Scratch, threads: Int) {
+        forEachTile(w, scratch: scratch, threads: threads) { r0, n, tile in
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(n), Int32(w.cols),
+                        1, x, Int32(w.cols), tile, Int32(w.cols), beta, y + r0, Int32(w.rows))
+        }
+    }
+
+    /// dx (T × cols) += dy (T × rows) · W.
+    static func linearBackwardInput(_ w: WeightMatrix, dy: UnsafePointer<Float>, T: Int, dx: UnsafeMutablePointer<Float>,
+                                    scratch: Scratch, threads: Int) {
+        forEachTile(w, scratch: scratch, threads: threads) { r0, n, tile in
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(w.cols), Int32(n),
+                        1, dy + r0, Int32(w.rows), tile, Int32(w.cols), 1, dx, Int32(w.cols))
+        }
+    }
+
+    /// dW (rows × cols) += dyᵀ · x.
+    static func linearBackwardWeight(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, T: Int, rows: Int, cols: Int,
+                                     dw: UnsafeMutablePointer<Float>) {
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(cols), Int32(T),
+                    1, dy, Int32(rows), x, Int32(cols), 1, dw, Int32(cols))
+    }
+
+    /// Calls `body(firstRow, rowCount, f32 rows)` over W: the whole matrix when it
+    /// is f32, else tiles of rows dequantized into `scratch` (in parallel).
+    static func forEachTile(_ w: WeightMatrix, scratch: Scratch, threads: Int,
+                            _ body: (Int, Int, UnsafePointer<Float>) -> Void) {
+        if w.dtype == .f32 {
+            body(0, w.rows, w.data.assumingMemoryBound(to: Float.self))
+            return
+        }
+        let rowBytes = w.dtype.byteCount(elements: w.cols)!
+        let tileRows = max(1, min(w.rows, scratch.weightTile / w.cols))
+        var r0 = 0
+        while r0 < w.rows {
+            let n = min(tileRows, w.rows - r0)
+            let S = SendablePointer(scratch.tile), W = SendableRawPointer(w.data + r0 * rowBytes)
+            let cols = w.cols, dtype = w.dtype
+            let chunks = max(1, min(threads, n / 32))
+            let per = (n + chunks - 1) / chunks
+            WorkerPool.shared(threads).run(chunks) { c in
+                let a = c * per, b = min(n, a + per)
+                if a < b { Quant.dequantize(dtype, W.p + a * rowBytes, S.p + a * cols, count: (b - a) * cols) }
+            }
+            body(r0, n, scratch.tile)
+            r0 += n
+        }
+    }
+
+    // MARK: RMSNorm: y = x·r·w, r = 1/√(mean(x²) + eps)
+
+    static func rmsNormForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, T: Int, n: Int,
+                               eps: Float, threads: Int) {
+        let X = SendableRawPointer(x), W = SendableRawPointer(w), Y = SendablePointer(y)
+        parallelRows(T, threads) { t in
+            Ops.rmsNorm(X.p.assumingMemoryBound(to: Float.self) + t * n, W.p.assumingMemoryBound(to: Float.self), Y.p + t * n, n: n, eps: eps)
+        }
+    }
+
+    /// dx += r·(w⊙dy) − x·r³/n·Σ(x⊙w⊙dy); dw (optional) += Σ_t dy⊙x·r.
+    static func rmsNormBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
+                                dw: UnsafeMutablePointer<Float>?, T: Int, n: Int, eps: Float, threads: Int) {
+        let X = SendableRawPointer(x), W = SendableRawPointer(w), DY = SendableRawPointer(dy), DX = SendablePointer(dx)
+        parallelRows(T, threads) { t in
+            let xr = X.p.assumingMemoryBound(to: Float.self) + t * n, wr = W.p.assumingMemoryBound(to: Float.self)
+            let g = DY.p.assumingMemoryBound(to: Float.self) + t * n, d = DX.p + t * n
+            var ss: Float = 0, dot: Float = 0
+            for i in 0..<n { ss += xr[i] * xr[i]; dot += xr[i] * wr[i] * g[i] }
+            let r = 1 / (ss / Float(n) + eps).squareRoot()
+            let c = r * r * r / Float(n) * dot
+            for i in 0..<n { d[i] += r * wr[i] * g[i] - c * xr[i] }
+        }
+        if let dw {
+            for t in 0..<T {
+                let xr = x + t * n, g = dy + t * n
+                var ss: Float = 0
+                for i in 0..<n { ss += xr[i] * xr[i] }
+                let r = 1 / (ss / Float(n) + eps).squareRoot()
+                for i in 0..<n { dw[i] += g[i] * xr[i] * r }
+            }
+        }
+    }
+
+    // MARK: RoPE (adjacent pairs, the engine's layout); position of row t is t mod L
+
+    /// Rotates each row's heads in place by the table of its position (`tables`: L × rotary).
+    static func ropeForward(_ x: UnsafeMutablePointer<Float>, T: Int, L: Int, heads: Int, headDim: Int, rotary: Int,
+                            tables: UnsafePointer<Float>) {
+        for t in 0..<T {
+            Ops.rope(x + t * heads * headDim, heads: heads, headDim: headDim, rotary: rotary, table: tables + (t % L) * rotary)
+        }
+    }
+
+    /// The transpose of the rotation: rotates the gradient by −angle, in place.
+    static func ropeBackward(_ dx: UnsafeMutablePointer<Float>, T: Int, L: Int, heads: Int, headDim: Int, rotary: Int,
+                             tables: UnsafePointer<Float>) {
+        for t in 0..<T {
+            let tab = tables + (t % L) * rotary
+            for h in 0..<heads {
+                let p = dx + t * heads * headDim + h * headDim
+                for i in 0..<(rotary / 2) {
+                    let c = tab[2 * i], s = tab[2 * i + 1]
+                    let a = p[2 * i], b = p[2 * i + 1]
+                    p[2 * i] = a * c + b * s
+                    p[2 * i + 1] = -a * s + b * c
+                }
+            }
+        }
+    }
+
+    // MARK: SwiGLU: h = silu(g)·u
+
+    static func swigluForward(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ h: UnsafeMutablePointer<Float>, n: Int) {
+        h.update(from: g, count: n)
+        Ops.swiglu(h, u, n)
+    }
+
+    /// dg += dh·u·silu'(g), du += dh·silu(g); silu'(g) = σ(g)·(1 + g·(1 − σ(g))).
+    static func swigluBackward(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, dh: UnsafePointer<Float>,
+                               dg: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>, n: Int, threads: Int) {
+        let G = SendableRawPointer(g), U = SendableRawPointer(u), DH = SendableRawPointer(dh), DG = SendablePointer(dg), DU = SendablePointer(du)
+        let chunk = 4096
+        WorkerPool.shared(threads).run((n + chunk - 1) / chunk) { c in
+            let gp = G.p.assumingMemoryBound(to: Float.self), up = U.p.assumingMemoryBound(to: Float.self)
+            let dhp = DH.p.assumingMemoryBound(to: Float.self)
+            var i = c * chunk
+            while i < min(n, (c + 1) * chunk) {
+                defer { i += 1 }
+                let x = gp[i]
+                let s = 1 / (1 + expf(-x))
+                DG.p[i] += dhp[i] * up[i] * s * (1 + x * (1 - s))
+                DU.p[i] += dhp[i] * x * s
+            }
+        }
+    }
+
+    // MARK: causal GQA attention over B sequences of L tokens
+
+    /// out (T × heads·hd) = softmax(scale·Q·Kᵀ + causal mask)·V, per sequence and head.
+    /// `probs` is one head's L × L scratch.
+    static func attentionForward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
+                                 B: Int, L: Int, heads: Int, kvHeads: Int, headDim hd: Int, probs: UnsafeMutablePointer<Float>,
+                                 threads: Int) {
+        let qDim = heads * hd, kvDim = kvHeads * hd, group = heads / kvHeads
+        let scale = 1 / Float(hd).squareRoot()
+        for b in 0..<B {
+            for h in 0..<heads {
+                let g = h / group
+                let qp = q + b * L * qDim + h * hd, kp = k + b * L * kvDim + g * hd, vp = v + b * L * kvDim + g * hd
+                causalProbabilities(qp, kp, qDim: qDim, kvDim: kvDim, L: L, hd: hd, scale: scale, probs: probs, threads: threads)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(L), Int32(hd), Int32(L),
+                            1, probs, Int32(L), vp, Int32(kvDim), 0, out + b * L * qDim + h * hd, Int32(qDim))
+            }
+        }
+    }
+
+    /// P = causal softmax(scale·Q·Kᵀ) for one sequence and head (L × L, zeros above the diagonal).
+    static func causalProbabilities(_ qp: UnsafePointer<Float>, _ kp: UnsafePointer<Float>, qDim: Int, kvDim: Int, L: Int, hd: Int,
+                                    scale: Float, probs: UnsafeMutablePointer<Float>, threads: Int) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(L), Int32(L), Int32(hd),
+                    scale, qp, Int32(qDim), kp, Int32(kvDim), 0, probs, Int32(L))
+        let P = SendablePointer(probs)
+        parallelRows(L, threads) { i in
+            let row = P.p + i * L
+            Ops.softmax(row, i + 1)
+            for j in (i + 1)..<L { row[j] = 0 }
+        }
+    }
+
+    /// Given dOut, adds into dq, dk, dv (dk/dv summed over each kv head's group).
+    /// `probs` and `dprobs` are L × L scratch each. P is recomputed, not stored.
+    static func attentionBackward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, dOut: UnsafePointer<Float>,
+                                  dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
+                                  B: Int, L: Int, heads: Int, kvHeads: Int, headDim hd: Int,
+                                  probs: UnsafeMutablePointer<Float>, dprobs: UnsafeMutablePointer<Float>, threads: Int) {
+        let qDim = heads * hd, kvDim = kvHeads * hd, group = heads / kvHeads
+        let scale = 1 / Float(hd).squareRoot()
+        for b in 0..<B {
+            for h in 0..<heads {
+                let g = h / group
+                let qo = b * L * qDim + h * hd, ko = b * L * kvDim + g * hd
+                causalProbabilities(q + qo, k + ko, qDim: qDim, kvDim: kvDim, L: L, hd: hd, scale: scale, probs: probs, threads: threads)
+                // dP = dO·Vᵀ; dV += Pᵀ·dO
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(L), Int32(L), Int32(hd),
+                            1, dOut + qo, Int32(qDim), v + ko, Int32(kvDim), 0, dprobs, Int32(L))
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(L), Int32(hd), Int32(L),
+                            1, probs, Int32(L), dOut + qo, Int32(qDim), 1, dv + ko, Int32(kvDim))
+                // dS = P ⊙ (dP − Σ_j P·dP), row by row (zero where masked, since P is).
+                let P = SendablePointer(probs), D = SendablePointer(dprobs)
+                parallelRows(L, threads) { i in
+                    let p = P.p + i * L, d = D.p + i * L
+                    var s: Float = 0
+                    for j in 0...i { s += p[j] * d[j] }
+                    for j in 0...i { d[j] = p[j] * (d[j] - s) }
+                    for j in (i + 1)..<L { d[j] = 0 }
+                }
+                // dQ += scale·dS·K; dK += scale·dSᵀ·Q
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(L), Int32(hd), Int32(L),
+                            scale, dprobs, Int32(L), k + ko, Int32(kvDim), 1, dq + qo, Int32(qDim))
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(L), Int32(hd), Int32(L),
+                            scale, dprobs, Int32(L), q + qo, Int32(qDim), 1, dk + ko, Int32(kvDim))
+            }
+        }
+    }
+
+    // MARK: cross-entropy
+
+    /// For each of `n` rows of logits (vocab wide) with label `labels[i]` (never the
+    /// ignore label here): returns Σ (logsumexp − logit[label]) in Double and
+    /// overwrites the logits with `gradScale`·(softmax − onehot) when `backward`.
+    static func crossEntropy(_ logits: UnsafeMutablePointer<Float>, labels: UnsafePointer<Int32>, n: Int, vocab: Int, gradScale: Float,
+                             backward: Bool, threads: Int) -> Double {
+        var losses = [Double](repeating: 0, count: n)
+        losses.withUnsafeMutableBufferPointer { lb in
+            let Lg = SendablePointer(logits), Lb = SendableRawPointer(labels), Out = SendablePointer(lb.baseAddress!)
+            parallelRows(n, threads) { i in
+                let row = Lg.p + i * vocab
+                let label = Int(Lb.p.assumingMemoryBound(to: Int32.self)[i])
+                var m = -Float.infinity
+                for j in 0..<vocab { m = max(m, row[j]) }
+                var s: Double = 0
+                for j in 0..<vocab { s += Double(expf(row[j] - m)) }
+                let lse = Double(m) + Foundation.log(s)
+                Out.p[i] = lse - Double(row[label])
+                if backward {
+                    let inv = Float(1 / s)
+                    for j in 0..<vocab { row[j] = expf(row[j] - m) * inv * gradScale }
+                    row[label] -= gradScale
+                }
+            }
+        }
+        return losses.reduce(0, +)
+    }
+
+    /// Runs `body(row)` for rows 0..<n across the pool in contiguous chunks.
+    static func parallelRows(_ n: Int, _ threads: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        guard n > 0 else { return }
+        let chunks = max(1, min(threads * 4, n))
+        let per = (n + chunks - 1) / chunks
+        WorkerPool.shared(threads).run(chunks) { c in
+            var i = c * per
+            while i < min(n, (c + 1) * per) { body(i); i += 1 }
+        }
+    }
+}
+
+/// Scratch memory shared by the ops of one trainer.
+final class Scratch: @unchecked Sendable {
+    /// Floats in `tile` (dequantized weight rows).
+    let weightTile: Int
+    let tile: UnsafeMutablePointer<Float>
+    init(weightTile: Int) {
+        self.weightTile = weightTile
+        tile = .allocate(capacity: weightTile)
+    }
+    deinit { tile.deallocate() }
+}

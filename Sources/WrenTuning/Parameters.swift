@@ -1,0 +1,207 @@
+// Trainable tensors (f32 value and gradient), LoRA modules, and the linear
+// layer used in training: a frozen base matrix in any stored dtype (or a
+// trainable f32 one in full finetuning) plus an optional LoRA branch.
+
+import CBLAS
+import Foundation
+import WrenEngine
+import WrenFormat
+import WrenKernels
+
+/// A trainable f32 tensor and its gradient.
+public final class Parameter: @unchecked Sendable {
+    /// Wren-style name (`blk.0.attn_q.lora_a`, `token_embd.weight`, ...).
+    public let name: String
+    public let shape: [Int]
+    public let count: Int
+    public let value: UnsafeMutablePointer<Float>
+    public let grad: UnsafeMutablePointer<Float>
+    /// Whether AdamW's weight decay applies (not to norm weights).
+    public let decays: Bool
+
+    init(name: String, shape: [Int], decays: Bool = true) {
+        self.name = name
+        self.shape = shape
+        count = shape.reduce(1, *)
+        value = .allocate(capacity: max(count, 1))
+        grad = .allocate(capacity: max(count, 1))
+        value.initialize(repeating: 0, count: max(count, 1))
+        grad.initialize(repeating: 0, count: max(count, 1))
+        self.decays = decays
+    }
+
+    deinit { value.deallocate(); grad.deallocate() }
+
+    public var values: [Float] { Array(UnsafeBufferPointer(start: value, count: count)) }
+    public var gradients: [Float] { Array(UnsafeBufferPointer(start: grad, count: count)) }
+    public func set(_ v: [Float]) {
+        precondition(v.count == count)
+        v.withUnsafeBufferPointer { value.update(from: $0.baseAddress!, count: count) }
+    }
+    func zeroGrad() { grad.update(repeating: 0, count: count) }
+}
+
+/// LoRA settings (PEFT's names in comments).
+public struct LoRAConfig: Sendable, Equatable {
+    /// Rank r (`r`).
+    public var rank: Int = 8
+    /// α (`lora_alpha`); the update is scaled by α/r (α/√r with rsLoRA).
+    public var alpha: Float = 16
+    /// Dropout on the LoRA branch's input (`lora_dropout`).
+    public var dropout: Float = 0
+    /// Target projections (`target_modules`).
+    public var targets: [Projection] = [.q, .v]
+    /// rsLoRA scaling (`use_rslora`).
+    public var rsLoRA = false
+
+    public init(rank: Int = 8, alpha: Float = 16, dropout: Float = 0, targets: [Projection] = [.q, .v], rsLoRA: Bool = false) {
+        self.rank = rank; self.alpha = alpha; self.dropout = dropout; self.targets = targets; self.rsLoRA = rsLoRA
+    }
+
+    public var scale: Float { rsLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }
+}
+
+/// The LoRA branch of one projection: y += s·B·A·dropout(x).
+final class LoRAModule: @unchecked Sendable {
+    let a: Parameter   // r × in
+    let b: Parameter   // out × r
+    let rank: Int, inFeatures: Int, outFeatures: Int
+    let scale: Float
+    let dropout: Float
+    /// Identifies this module's dropout masks.
+    let key: UInt64
+    /// A·dropout(x) of the last forward (T × r), kept for the backward.
+    let u: UnsafeMutablePointer<Float>
+
+    init(name: String, rank: Int, inFeatures: Int, outFeatures: Int, scale: Float, dropout: Float, key: UInt64, maxTokens: Int) {
+        a = Parameter(name: name + ".lora_a", shape: [rank, inFeatures])
+        b = Parameter(name: name + ".lora_b", shape: [outFeatures, rank])
+        self.rank = rank; self.inFeatures = inFeatures; self.outFeatures = outFeatures
+        self.scale = scale; self.dropout = dropout; self.key = key
+        u = .allocate(capacity: maxTokens * rank)
+    }
+    deinit { u.deallocate() }
+
+    /// A initialised as PEFT does (Kaiming-uniform with a = √5: U(−1/√in, 1/√in)), B = 0.
+    func initialise(_ rng: inout TrainRNG) {
+        let bound = 1 / Float(inFeatures).squareRoot()
+        for i in 0..<a.count { a.value[i] = (rng.uniform() * 2 - 1) * bound }
+        b.value.update(repeating: 0, count: b.count)
+    }
+}
+
+/// Counter-based random numbers (splitmix64): the same key and index always give
+/// the same value, so dropout masks are regenerated in the backward pass and
+/// after a resume instead of being stored.
+public struct TrainRNG: Sendable, Equatable {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        return Self.mix(state)
+    }
+    /// Uniform in [0, 1).
+    public mutating func uniform() -> Float { Float(next() >> 40) * 0x1p-24 }
+    static func mix(_ x: UInt64) -> UInt64 {
+        var z = x
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    /// Uniform in [0, 1) for (key, index), stateless.
+    static func hashUniform(_ key: UInt64, _ index: UInt64) -> Float {
+        Float(mix(key ^ (index &* 0x9E37_79B9_7F4A_7C15)) >> 40) * 0x1p-24
+    }
+}
+
+/// A projection in training: frozen or trainable base, optional LoRA.
+final class TrainLinear: @unchecked Sendable {
+    let weight: WeightMatrix
+    let full: Parameter?
+    let lora: LoRAModule?
+
+    init(weight: WeightMatrix, full: Parameter?, lora: LoRAModule?) {
+        self.weight = weight; self.full = full; self.lora = lora
+    }
+
+    /// Writes dropout(x) into `out` (T × in) for the mask of `key`.
+    static func dropout(_ x: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, count: Int, p: Float, key: UInt64) {
+        let keep = 1 / (1 - p)
+        for i in 0..<count {
+            out[i] = TrainRNG.hashUniform(key, UInt64(i)) < p ? 0 : x[i] * keep
+        }
+    }
+
+    /// y (T × out) = x·Wᵀ + s·(dropout(x)·Aᵀ)·Bᵀ. `maskKey` varies per step and micro-batch.
+    func forward(_ x: UnsafePointer<Float>, T: Int, y: UnsafeMutablePointer<Float>, ctx: TrainContext) {
+        Layers.linearForward(weight, x: x, T: T, y: y, scratch: ctx.scratch, threads: ctx.threads)
+        guard let m = lora else { return }
+        var xin = x
+        if m.dropout > 0 && ctx.training {
+            TrainLinear.dropout(x, ctx.dropBuffer, count: T * m.inFeatures, p: m.dropout, key: ctx.maskKey ^ m.key)
+            xin = UnsafePointer(ctx.dropBuffer)
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(m.rank), Int32(m.inFeatures),
+                    1, xin, Int32(m.inFeatures), m.a.value, Int32(m.inFeatures), 0, m.u, Int32(m.rank))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(m.outFeatures), Int32(m.rank),
+                    m.scale, m.u, Int32(m.rank), m.b.value, Int32(m.rank), 1, y, Int32(m.outFeatures))
+    }
+
+    /// Given dy, adds parameter gradients and (when `dx` is given) dx += dy·W + LoRA's share.
+    /// `x` is the forward input; the LoRA module's `u` must be from the forward of the same x.
+    func backward(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, T: Int, dx: UnsafeMutablePointer<Float>?, ctx: TrainContext) {
+        if let dx { Layers.linearBackwardInput(weight, dy: dy, T: T, dx: dx, scratch: ctx.scratch, threads: ctx.threads) }
+        if let full { Layers.linearBackwardWeight(dy: dy, x: x, T: T, rows: weight.rows, cols: weight.cols, dw: full.grad) }
+        guard let m = lora else { return }
+        let du = ctx.loraBuffer
+        // dU = s·dy·B (T × r); dB += s·dyᵀ·U; dA += dUᵀ·dropout(x); dx += mask⊙(dU·A)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(m.rank), Int32(m.outFeatures),
+                    m.scale, dy, Int32(m.outFeatures), m.b.value, Int32(m.rank), 0, du, Int32(m.rank))
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m.outFeatures), Int32(m.rank), Int32(T),
+                    m.scale, dy, Int32(m.outFeatures), m.u, Int32(m.rank), 1, m.b.grad, Int32(m.rank))
+        let dropping = m.dropout > 0 && ctx.training
+        var xin = x
+        if dropping {
+            TrainLinear.dropout(x, ctx.dropBuffer, count: T * m.inFeatures, p: m.dropout, key: ctx.maskKey ^ m.key)
+            xin = UnsafePointer(ctx.dropBuffer)
+        }
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m.rank), Int32(m.inFeatures), Int32(T),
+                    1, du, Int32(m.rank), xin, Int32(m.inFeatures), 1, m.a.grad, Int32(m.inFeatures))
+        guard let dx else { return }
+        if dropping {
+            // dropBuffer held dropout(x); reuse it for dU·A, then apply the mask.
+            let tmp = ctx.dropBuffer
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(m.inFeatures), Int32(m.rank),
+                        1, du, Int32(m.rank), m.a.value, Int32(m.inFeatures), 0, tmp, Int32(m.inFeatures))
+            let keep = 1 / (1 - m.dropout), key = ctx.maskKey ^ m.key
+            for i in 0..<(T * m.inFeatures) where TrainRNG.hashUniform(key, UInt64(i)) >= m.dropout {
+                dx[i] += tmp[i] * keep
+            }
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(m.inFeatures), Int32(m.rank),
+                        1, du, Int32(m.rank), m.a.value, Int32(m.inFeatures), 1, dx, Int32(m.inFeatures))
+        }
+    }
+}
+
+/// Per-pass settings and scratch handed to the layers.
+final class TrainContext: @unchecked Sendable {
+    let scratch: Scratch
+    let threads: Int
+    /// Dropout is active only in training passes.
+    var training = true
+    /// Mixed into each module's mask key; changes every micro-batch.
+    var maskKey: UInt64 = 0
+    /// T × max(in) floats for dropout(x).
+    let dropBuffer: UnsafeMutablePointer<Float>
+    /// T × r floats for dU.
+    let loraBuffer: UnsafeMutablePointer<Float>
+
+    init(scratch: Scratch, threads: Int, maxTokens: Int, maxIn: Int, maxRank: Int) {
+        self.scratch = scratch
+        self.threads = threads
+        dropBuffer = .allocate(capacity: max(1, maxTokens * maxIn))
+        loraBuffer = .allocate(capacity: max(1, maxTokens * maxRank))
+    }
+    deinit { dropBuffer.deallocate(); loraBuffer.deallocate() }
+}

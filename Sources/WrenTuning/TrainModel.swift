@@ -1,0 +1,353 @@
+// The llama forward pass for training (a batch of B sequences of L tokens,
+// activations kept for the backward pass or recomputed per layer with
+// gradient checkpointing) and its backward pass, producing the loss and the
+// gradients of the trainable parameters: LoRA factors, or every weight in
+// full finetuning. The frozen base stays in the model file's dtype.
+
+import Foundation
+import WrenEngine
+import WrenFormat
+import WrenKernels
+
+/// What is trained.
+public enum TrainMode: Sendable, Equatable {
+    case lora(LoRAConfig)
+    /// Every weight (embedding, norms, projections, output head), as f32 copies.
+    case full
+}
+
+/// A norm weight: frozen (the model's) or trainable.
+final class NormWeight: @unchecked Sendable {
+    let value: UnsafeMutablePointer<Float>
+    let param: Parameter?
+    private let owned: Bool
+    init(_ frozen: [Float]) {
+        let v = UnsafeMutablePointer<Float>.allocate(capacity: max(1, frozen.count))
+        frozen.withUnsafeBufferPointer { v.initialize(from: $0.baseAddress!, count: frozen.count) }
+        value = v
+        param = nil
+        owned = true
+    }
+    init(param: Parameter, from values: [Float]) {
+        param.set(values)
+        value = param.value
+        self.param = param
+        owned = false
+    }
+    deinit { if owned { value.deallocate() } }
+}
+
+final class TrainLayer: @unchecked Sendable {
+    let attnNorm: NormWeight, ffnNorm: NormWeight
+    let q, k, v, o, gate, up, down: TrainLinear
+    init(attnNorm: NormWeight, ffnNorm: NormWeight, linears: [Projection: TrainLinear]) {
+        self.attnNorm = attnNorm; self.ffnNorm = ffnNorm
+        q = linears[.q]!; k = linears[.k]!; v = linears[.v]!; o = linears[.o]!
+        gate = linears[.gate]!; up = linears[.up]!; down = linears[.down]!
+    }
+    func linear(_ p: Projection) -> TrainLinear {
+        switch p {
+        case .q: return q
+        case .k: return k
+        case .v: return v
+        case .o: return o
+        case .gate: return gate
+        case .up: return up
+        case .down: return down
+        }
+    }
+}
+
+/// Activations of one layer for a batch (capacity `maxTokens` rows).
+final class LayerActivations: @unchecked Sendable {
+    let q, k, v, att, x1, g, u: UnsafeMutablePointer<Float>
+    init(maxTokens T: Int, dim: Int, qDim: Int, kvDim: Int, ff: Int) {
+        q = .allocate(capacity: T * qDim); k = .allocate(capacity: T * kvDim); v = .allocate(capacity: T * kvDim)
+        att = .allocate(capacity: T * qDim); x1 = .allocate(capacity: T * dim)
+        g = .allocate(capacity: T * ff); u = .allocate(capacity: T * ff)
+    }
+    deinit { for p in [q, k, v, att, x1, g, u] { p.deallocate() } }
+}
+
+public final class TrainModel: @unchecked Sendable {
+    public let base: LlamaModel
+    public let config: ModelConfig
+    public let mode: TrainMode
+    public let maxTokens: Int
+    public let threads: Int
+    public let checkpointing: Bool
+    /// Every trainable tensor, in a fixed order.
+    public private(set) var parameters: [Parameter] = []
+    let layers: [TrainLayer]
+    let embedding: WeightMatrix
+    let embeddingParam: Parameter?
+    let output: WeightMatrix
+    let outputParam: Parameter?
+    let outputNorm: NormWeight
+    let ctx: TrainContext
+
+    // Activations: x entering each layer (blockCount + 1 rows of T × dim), and the
+    // per-layer rest (one shared set when checkpointing).
+    let xs: [UnsafeMutablePointer<Float>]
+    let acts: [LayerActivations]
+    // Scratch for the passes.
+    let n, h, dx, dn, dh, dg, du, datt, dq, dk, dv, probs, dprobs, ropeTab, headIn, dHeadIn, logits: UnsafeMutablePointer<Float>
+    /// Rows of the output head evaluated at once.
+    static let headChunk = 256
+
+    /// - Parameters:
+    ///   - maxTokens: the most tokens (batch × sequence length) of one micro-batch.
+    ///   - maxLength: the longest sequence (for the attention scratch).
+    public init(model: LlamaModel, mode: TrainMode, maxTokens: Int, maxLength: Int, threads: Int, checkpointing: Bool = false,
+                seed: UInt64 = 0) throws {
+        base = model
+        config = model.config
+        self.mode = mode
+        self.maxTokens = maxTokens
+        self.threads = max(1, threads)
+        self.checkpointing = checkpointing
+        let c = model.config
+        let dim = c.embeddingLength, qDim = c.headCount * c.headDim, kvDim = c.headCountKV * c.headDim, ff = c.feedForwardLength
+        if c.headCount % c.headCountKV != 0 { throw EngineError.unsupported("head count \(c.headCount) is not a multiple of the kv heads") }
+        var rng = TrainRNG(seed: seed)
+        var params: [Parameter] = []
+        var maxRank = 1
+        // Full finetuning: f32 copies of every weight.
+        func fullCopy(_ name: String, _ w: WeightMatrix) -> (WeightMatrix, Parameter) {
+            let p = Parameter(name: name, shape: [w.rows, w.cols])
+            Quant.dequantize(w.dtype, w.data, p.value, count: w.rows * w.cols)
+            params.append(p)
+            return (WeightMatrix(dtype: .f32, rows: w.rows, cols: w.cols, data: UnsafeRawPointer(p.value)), p)
+        }
+        let isFull = mode == .full
+        if isFull {
+            let (e, ep) = fullCopy(TensorNames.tokenEmbedding, model.embedding)
+            embedding = e; embeddingParam = ep
+        } else {
+            embedding = model.embedding; embeddingParam = nil
+        }
+        var built: [TrainLayer] = []
+        for (l, w) in model.layers.enumerated() {
+            let p = "blk.\(l)."
+            func norm(_ name: String, _ v: [Float]) -> NormWeight {
+                guard isFull else { return NormWeight(v) }
+                let pr = Parameter(name: p + name, shape: [v.count], decays: false)
+                params.append(pr)
+                return NormWeight(param: pr, from: v)
+            }
+            let an = norm("attn_norm.weight", w.attnNorm)
+            var linears: [Projection: TrainLinear] = [:]
+            for proj in Projection.allCases {
+                let m = proj.matrix(w)
+                let wname = p + TrainModel.wrenSuffix(proj)
+                if isFull {
+                    let (fm, fp) = fullCopy(wname, m)
+                    linears[proj] = TrainLinear(weight: fm, full: fp, lora: nil)
+                } else if case let .lora(cfg) = mode, cfg.targets.contains(proj) {
+                    let key = TrainRNG.mix(UInt64(l * 16 + Projection.allCases.firstIndex(of: proj)! + 1))
+                    let mod = LoRAModule(name: String(wname.dropLast(".weight".count)), rank: cfg.rank, inFeatures: m.cols, outFeatures: m.rows,
+                                         scale: cfg.scale, dropout: cfg.dropout, key: key, maxTokens: maxTokens)
+                    mod.initialise(&rng)
+                    params.append(mod.a); params.append(mod.b)
+                    maxRank = max(maxRank, cfg.rank)
+                    linears[proj] = TrainLinear(weight: m, full: nil, lora: mod)
+                } else {
+                    linears[proj] = TrainLinear(weight: m, full: nil, lora: nil)
+                }
+            }
+            let fn = norm("ffn_norm.weight", w.ffnNorm)
+            built.append(TrainLayer(attnNorm: an, ffnNorm: fn, linears: linears))
+        }
+        layers = built
+        if isFull {
+            let pr = Parameter(name: TensorNames.outputNorm, shape: [dim], decays: false)
+            params.append(pr)
+            outputNorm = NormWeight(param: pr, from: model.outputNorm)
+            if c.tiedEmbeddings {
+                output = embedding; outputParam = embeddingParam
+            } else {
+                let (o, op) = fullCopy(TensorNames.output, model.output)
+                output = o; outputParam = op
+            }
+        } else {
+            outputNorm = NormWeight(model.outputNorm)
+            output = model.output; outputParam = nil
+        }
+        parameters = params
+        let biggest = model.layers.first.map { l in Projection.allCases.map { $0.matrix(l).rows * $0.matrix(l).cols }.max()! } ?? 1
+        ctx = TrainContext(scratch: Scratch(weightTile: max(biggest, 4096 * dim)), threads: self.threads, maxTokens: maxTokens,
+                           maxIn: max(dim, qDim, ff), maxRank: maxRank)
+        let T = maxTokens
+        func alloc(_ n: Int) -> UnsafeMutablePointer<Float> { .allocate(capacity: max(1, n)) }
+        xs = (0...c.blockCount).map { _ in alloc(T * dim) }
+        acts = (0..<(checkpointing ? 1 : c.blockCount)).map { _ in LayerActivations(maxTokens: T, dim: dim, qDim: qDim, kvDim: kvDim, ff: ff) }
+        n = alloc(T * max(dim, qDim)); h = alloc(T * ff); dx = alloc(T * dim); dn = alloc(T * max(dim, qDim))
+        dh = alloc(T * ff); dg = alloc(T * ff); du = alloc(T * ff); datt = alloc(T * qDim)
+        dq = alloc(T * qDim); dk = alloc(T * kvDim); dv = alloc(T * kvDim)
+        probs = alloc(maxLength * maxLength); dprobs = alloc(maxLength * maxLength)
+        ropeTab = alloc(maxLength * max(2, model.rope.dimensions))
+        headIn = alloc(Self.headChunk * dim); dHeadIn = alloc(Self.headChunk * dim); logits = alloc(Self.headChunk * c.vocabSize)
+    }
+
+    deinit {
+        for p in xs { p.deallocate() }
+        for p in [n, h, dx, dn, dh, dg, du, datt, dq, dk, dv, probs, dprobs, ropeTab, headIn, dHeadIn, logits] { p.deallocate() }
+    }
+
+    static func wrenSuffix(_ p: Projection) -> String {
+        switch p {
+        case .q: return "attn_q.weight"
+        case .k: return "attn_k.weight"
+        case .v: return "attn_v.weight"
+        case .o: return "attn_output.weight"
+        case .gate: return "ffn_gate.weight"
+        case .up: return "ffn_up.weight"
+        case .down: return "ffn_down.weight"
+        }
+    }
+
+    /// The LoRA module of layer `l`, projection `p`, if trained.
+    func loraModule(_ l: Int, _ p: Projection) -> LoRAModule? { layers[l].linear(p).lora }
+
+    public func zeroGradients() { for p in parameters { p.zeroGrad() } }
+
+    /// Loss of a batch and (when `backward`) gradients added into the parameters.
+    /// - Parameters:
+    ///   - tokens: B·L ids, B sequences of L tokens (padding allowed where labels are ignored).
+    ///   - labels: B·L target ids (the next token) or `ignoreLabel`.
+    ///   - gradScale: multiplies every per-token gradient (1 / tokens in the optimizer step).
+    ///   - maskKey: selects the dropout masks (vary per micro-batch).
+    /// - Returns: the summed loss over labelled positions, and their count.
+    public func step(tokens: [Int32], labels: [Int32], batch B: Int, length L: Int, gradScale: Float, backward: Bool,
+                     maskKey: UInt64 = 0) -> (lossSum: Double, count: Int) {
+        let c = config
+        let T = B * L
+        precondition(tokens.count == T && labels.count == T && T <= maxTokens, "batch larger than the trainer was sized for")
+        for t in tokens { precondition(t >= 0 && Int(t) < c.vocabSize, "token id \(t) outside the vocabulary") }
+        ctx.training = backward
+        ctx.maskKey = maskKey
+        let dim = c.embeddingLength
+        // Embedding.
+        let rowBytes = embedding.dtype.byteCount(elements: dim)!
+        for (t, id) in tokens.enumerated() { Quant.dequantize(embedding.dtype, embedding.data + Int(id) * rowBytes, xs[0] + t * dim, count: dim) }
+        // RoPE tables for positions 0..<L.
+        let rot = base.rope.dimensions
+        let invFreq = base.rope.inverseFrequencies()
+        invFreq.withUnsafeBufferPointer { f in
+            for p in 0..<L { Ops.ropeTable(position: base.rope.position(p), rotary: rot, invFreq: f.baseAddress!, into: ropeTab + p * rot) }
+        }
+        for l in 0..<layers.count { layerForward(l, T: T, B: B, L: L) }
+        // Head over the labelled rows only.
+        let xL = xs[layers.count]
+        Layers.rmsNormForward(xL, outputNorm.value, n, T: T, n: dim, eps: c.rmsNormEps, threads: threads)
+        let rows = (0..<T).filter { labels[$0] != ignoreLabel }
+        for r in rows where Int(labels[r]) >= c.vocabSize || labels[r] < 0 {
+            preconditionFailure("label \(labels[r]) outside the vocabulary")
+        }
+        if backward { dn.update(repeating: 0, count: T * dim) }
+        var lossSum: Double = 0
+        var i0 = 0
+        while i0 < rows.count {
+            let m = min(Self.headChunk, rows.count - i0)
+            for j in 0..<m { (headIn + j * dim).update(from: n + rows[i0 + j] * dim, count: dim) }
+            Layers.linearForward(output, x: headIn, T: m, y: logits, scratch: ctx.scratch, threads: threads)
+            let lab = (0..<m).map { labels[rows[i0 + $0]] }
+            lossSum += lab.withUnsafeBufferPointer { lb in
+                Layers.crossEntropy(logits, labels: lb.baseAddress!, n: m, vocab: c.vocabSize, gradScale: gradScale, backward: backward,
+                                    threads: threads)
+            }
+            if backward {
+                // dHeadIn = dLogits·E, scattered back to the rows.
+                dHeadIn.update(repeating: 0, count: m * dim)
+                Layers.linearBackwardInput(output, dy: logits, T: m, dx: dHeadIn, scratch: ctx.scratch, threads: threads)
+                for j in 0..<m {
+                    let d = dn + rows[i0 + j] * dim, s = dHeadIn + j * dim
+                    for e in 0..<dim { d[e] += s[e] }
+                }
+                if let op = outputParam {
+                    Layers.linearBackwardWeight(dy: logits, x: headIn, T: m, rows: output.rows, cols: dim, dw: op.grad)
+                }
+            }
+            i0 += m
+        }
+        guard backward else { return (lossSum, rows.count) }
+        dx.update(repeating: 0, count: T * dim)
+        Layers.rmsNormBackward(xL, outputNorm.value, dy: dn, dx: dx, dw: outputNorm.param?.grad, T: T, n: dim, eps: c.rmsNormEps,
+                               threads: threads)
+        for l in stride(from: layers.count - 1, through: 0, by: -1) {
+            if checkpointing { layerForward(l, T: T, B: B, L: L) }
+            layerBackward(l, T: T, B: B, L: L)
+        }
+        if let ep = embeddingParam {
+            for (t, id) in tokens.enumerated() {
+                let g = ep.grad + Int(id) * dim, s = dx + t * dim
+                for e in 0..<dim { g[e] += s[e] }
+            }
+        }
+        return (lossSum, rows.count)
+    }
+
+    func activations(_ l: Int) -> LayerActivations { acts[checkpointing ? 0 : l] }
+
+    func layerForward(_ l: Int, T: Int, B: Int, L: Int) {
+        let c = config, w = layers[l], a = activations(l)
+        let dim = c.embeddingLength, ff = c.feedForwardLength, eps = c.rmsNormEps
+        let x0 = xs[l], x2 = xs[l + 1]
+        Layers.rmsNormForward(x0, w.attnNorm.value, n, T: T, n: dim, eps: eps, threads: threads)
+        w.q.forward(n, T: T, y: a.q, ctx: ctx)
+        w.k.forward(n, T: T, y: a.k, ctx: ctx)
+        w.v.forward(n, T: T, y: a.v, ctx: ctx)
+        let rot = base.rope.dimensions
+        Layers.ropeForward(a.q, T: T, L: L, heads: c.headCount, headDim: c.headDim, rotary: rot, tables: ropeTab)
+        Layers.ropeForward(a.k, T: T, L: L, heads: c.headCountKV, headDim: c.headDim, rotary: rot, tables: ropeTab)
+        Layers.attentionForward(q: a.q, k: a.k, v: a.v, out: a.att, B: B, L: L, heads: c.headCount, kvHeads: c.headCountKV,
+                                headDim: c.headDim, probs: probs, threads: threads)
+        w.o.forward(a.att, T: T, y: a.x1, ctx: ctx)
+        for i in 0..<(T * dim) { a.x1[i] += x0[i] }
+        Layers.rmsNormForward(a.x1, w.ffnNorm.value, n, T: T, n: dim, eps: eps, threads: threads)
+        w.gate.forward(n, T: T, y: a.g, ctx: ctx)
+        w.up.forward(n, T: T, y: a.u, ctx: ctx)
+        Layers.swigluForward(a.g, a.u, h, n: T * ff)
+        w.down.forward(h, T: T, y: x2, ctx: ctx)
+        for i in 0..<(T * dim) { x2[i] += a.x1[i] }
+    }
+
+    /// On entry `dx` holds the gradient of the layer's output; on exit, of its input.
+    func layerBackward(_ l: Int, T: Int, B: Int, L: Int) {
+        let c = config, w = layers[l], a = activations(l)
+        let dim = c.embeddingLength, ff = c.feedForwardLength, eps = c.rmsNormEps
+        let qDim = c.headCount * c.headDim, kvDim = c.headCountKV * c.headDim
+        let x0 = xs[l]
+        // Feed-forward: x2 = x1 + down(silu(gate(n2))·up(n2)), n2 = norm(x1).
+        Layers.swigluForward(a.g, a.u, h, n: T * ff)
+        dh.update(repeating: 0, count: T * ff)
+        w.down.backward(h, dy: dx, T: T, dx: dh, ctx: ctx)
+        dg.update(repeating: 0, count: T * ff); du.update(repeating: 0, count: T * ff)
+        Layers.swigluBackward(a.g, a.u, dh: dh, dg: dg, du: du, n: T * ff, threads: threads)
+        Layers.rmsNormForward(a.x1, w.ffnNorm.value, n, T: T, n: dim, eps: eps, threads: threads)
+        dn.update(repeating: 0, count: T * dim)
+        w.gate.backward(n, dy: dg, T: T, dx: dn, ctx: ctx)
+        w.up.backward(n, dy: du, T: T, dx: dn, ctx: ctx)
+        Layers.rmsNormBackward(a.x1, w.ffnNorm.value, dy: dn, dx: dx, dw: w.ffnNorm.param?.grad, T: T, n: dim, eps: eps, threads: threads)
+        // Attention: x1 = x0 + o(attn(rope(q(n1)), rope(k(n1)), v(n1))), n1 = norm(x0).
+        datt.update(repeating: 0, count: T * qDim)
+        w.o.backward(a.att, dy: dx, T: T, dx: datt, ctx: ctx)
+        dq.update(repeating: 0, count: T * qDim); dk.update(repeating: 0, count: T * kvDim); dv.update(repeating: 0, count: T * kvDim)
+        Layers.attentionBackward(q: a.q, k: a.k, v: a.v, dOut: datt, dq: dq, dk: dk, dv: dv, B: B, L: L, heads: c.headCount,
+                                 kvHeads: c.headCountKV, headDim: c.headDim, probs: probs, dprobs: dprobs, threads: threads)
+        let rot = base.rope.dimensions
+        Layers.ropeBackward(dq, T: T, L: L, heads: c.headCount, headDim: c.headDim, rotary: rot, tables: ropeTab)
+        Layers.ropeBackward(dk, T: T, L: L, heads: c.headCountKV, headDim: c.headDim, rotary: rot, tables: ropeTab)
+        Layers.rmsNormForward(x0, w.attnNorm.value, n, T: T, n: dim, eps: eps, threads: threads)
+        // The first layer's input gradient only matters when the embedding is trained.
+        let needInput = l > 0 || embeddingParam != nil
+        dn.update(repeating: 0, count: T * dim)
+        let dIn: UnsafeMutablePointer<Float>? = needInput ? dn : nil
+        w.q.backward(n, dy: dq, T: T, dx: dIn, ctx: ctx)
+        w.k.backward(n, dy: dk, T: T, dx: dIn, ctx: ctx)
+        w.v.backward(n, dy: dv, T: T, dx: dIn, ctx: ctx)
+        if needInput {
+            Layers.rmsNormBackward(x0, w.attnNorm.value, dy: dn, dx: dx, dw: w.attnNorm.param?.grad, T: T, n: dim, eps: eps, threads: threads)
+        }
+    }
+}
