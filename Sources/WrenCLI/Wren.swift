@@ -7,6 +7,7 @@ import Foundation
 import WrenEngine
 import WrenFormat
 import WrenTokenizer
+import WrenTuning
 
 @main
 struct Wren: ParsableCommand {
@@ -14,7 +15,7 @@ struct Wren: ParsableCommand {
         commandName: "wren",
         abstract: "Run and tune LLaMA-family models on a CPU.",
         version: "0.1.0",
-        subcommands: [Run.self, Chat.self, Bench.self, Logits.self, Convert.self, Inspect.self, Export.self, Tokenize.self, Detokenize.self])
+        subcommands: [Run.self, Chat.self, Bench.self, Logits.self, Convert.self, Inspect.self, Export.self, Tokenize.self, Detokenize.self, Finetune.self, Merge.self])
 }
 
 /// Prints a library error as one line and exits 1.
@@ -22,7 +23,7 @@ func fail(_ error: Error) -> Never {
     let text: String
     if let e = error as? FormatError { text = e.description } else if let e = error as? CLIError { text = e.message }
     else if let e = error as? EngineError { text = e.description } else if let e = error as? TokenizerError { text = e.description }
-    else if let e = error as? JinjaError { text = e.description } else { text = "\(error)" }
+    else if let e = error as? JinjaError { text = e.description } else if let e = error as? DatasetError { text = e.description } else { text = "\(error)" }
     FileHandle.standardError.write(Data("wren: error: \(text)\n".utf8))
     exit(1)
 }

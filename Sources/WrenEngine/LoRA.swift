@@ -3,6 +3,7 @@
 // its stored dtype. B's rows follow Wren's row order (q/k rows permuted for
 // adjacent-pair RoPE, as in the base); PEFT I/O undoes that at the border.
 
+import WrenFormat
 import WrenKernels
 
 /// The seven projections of a llama layer that LoRA can target.
@@ -125,4 +126,56 @@ extension LlamaModel {
 
     /// Removes every run-time adapter.
     public func detachAdapters() { adapters = [] }
+}
+
+extension LlamaModel {
+    /// The heads whose rows are permuted in projection `p` (q: heads, k: kv heads), or nil.
+    func permutedHeads(_ p: Projection) -> Int? {
+        switch p {
+        case .q: return config.headCount
+        case .k: return config.headCountKV
+        default: return nil
+        }
+    }
+
+    /// Converts a PEFT adapter (HF row order) into Wren-order deltas for this model.
+    /// `scale` multiplies the adapter's own α/r.
+    public func deltas(from adapter: PEFTAdapter, scale: Float = 1, source: String) throws -> [Int: [Projection: LoRADelta]] {
+        var out: [Int: [Projection: LoRADelta]] = [:]
+        for (layer, mods) in adapter.factors {
+            for (module, f) in mods {
+                guard let p = Projection(name: module) else {
+                    throw EngineError.invalidParameter("\(source): module \(module) is not a llama projection")
+                }
+                var b = f.b
+                if let heads = permutedHeads(p) {
+                    guard f.outFeatures % heads == 0 else {
+                        throw EngineError.invalidParameter("\(source): layer \(layer) \(module) has \(f.outFeatures) rows, not a multiple of \(heads) heads")
+                    }
+                    let perm = TensorNames.hfToWrenRows(rows: f.outFeatures, heads: heads, rotary: rope.dimensions)
+                    for r in 0..<f.outFeatures { for j in 0..<f.rank { b[r * f.rank + j] = f.b[perm[r] * f.rank + j] } }
+                }
+                let key = PEFTAdapter.key(layer: layer, module: module, factor: "A")
+                let s = Float(adapter.config.scale(forKey: key, rank: f.rank)) * scale
+                out[layer, default: [:]][p] = LoRADelta(rank: f.rank, inFeatures: f.inFeatures, outFeatures: f.outFeatures, a: f.a, b: b, scale: s)
+            }
+        }
+        return out
+    }
+
+    /// Loads a PEFT adapter directory and attaches it (unmerged) with an extra `scale`.
+    public func attachAdapter(path: String, scale: Float = 1) throws {
+        let a = try PEFTAdapter.load(path)
+        try attach(try deltas(from: a, scale: scale, source: path), source: path)
+    }
+
+    /// B in HF row order (q/k un-permuted) for writing a PEFT adapter.
+    public func hfOrderB(_ b: [Float], projection p: Projection, rank: Int) -> [Float] {
+        guard let heads = permutedHeads(p) else { return b }
+        let rows = b.count / rank
+        let perm = TensorNames.hfToWrenRows(rows: rows, heads: heads, rotary: rope.dimensions)
+        var out = b
+        for r in 0..<rows { for j in 0..<rank { out[perm[r] * rank + j] = b[r * rank + j] } }
+        return out
+    }
 }

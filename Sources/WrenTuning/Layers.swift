@@ -16,14 +16,46 @@ import WrenKernels
 public let ignoreLabel: Int32 = -100
 
 enum Layers {
+    /// cblas_sgemm (row-major) split across the worker pool along M or N (the larger),
+    /// each part a single-threaded OpenBLAS call: no OpenBLAS threads spin between
+    /// products while the pool runs the element-wise ops.
+    static func sgemm(_ ta: CBLAS_TRANSPOSE, _ tb: CBLAS_TRANSPOSE, _ M: Int, _ N: Int, _ K: Int, _ alpha: Float,
+                      _ A: UnsafePointer<Float>, _ lda: Int, _ B: UnsafePointer<Float>, _ ldb: Int, _ beta: Float,
+                      _ C: UnsafeMutablePointer<Float>, _ ldc: Int, threads: Int) {
+        let splitM = M >= N
+        let D = splitM ? M : N
+        let parts = max(1, min(threads, D / 32, (M * N * K) / 2_000_000))
+        if parts == 1 {
+            cblas_sgemm(CblasRowMajor, ta, tb, Int32(M), Int32(N), Int32(K), alpha, A, Int32(lda), B, Int32(ldb), beta, C, Int32(ldc))
+            return
+        }
+        let per = (D + parts - 1) / parts
+        let AP = SendableRawPointer(A), BP = SendableRawPointer(B), CP = SendablePointer(C)
+        WorkerPool.shared(threads).run(parts) { p in
+            let d0 = p * per, d1 = min(D, d0 + per)
+            guard d0 < d1 else { return }
+            var a = AP.p.assumingMemoryBound(to: Float.self), b = BP.p.assumingMemoryBound(to: Float.self), c = CP.p
+            var m = M, n = N
+            if splitM {
+                a += ta == CblasNoTrans ? d0 * lda : d0
+                c += d0 * ldc
+                m = d1 - d0
+            } else {
+                b += tb == CblasNoTrans ? d0 : d0 * ldb
+                c += d0
+                n = d1 - d0
+            }
+            cblas_sgemm(CblasRowMajor, ta, tb, Int32(m), Int32(n), Int32(K), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+        }
+    }
+
     // MARK: products with a weight W (rows × cols in any dtype): Y = X·Wᵀ
 
     /// y (T × rows) = x (T × cols) · Wᵀ, plus `beta`·y.
     static func linearForward(_ w: WeightMatrix, x: UnsafePointer<Float>, T: Int, y: UnsafeMutablePointer<Float>, beta: Float = 0,
                               scratch: Scratch, threads: Int) {
         forEachTile(w, scratch: scratch, threads: threads) { r0, n, tile in
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(n), Int32(w.cols),
-                        1, x, Int32(w.cols), tile, Int32(w.cols), beta, y + r0, Int32(w.rows))
+            sgemm(CblasNoTrans, CblasTrans, T, n, w.cols, 1, x, w.cols, tile, w.cols, beta, y + r0, w.rows, threads: threads)
         }
     }
 
@@ -31,16 +63,14 @@ enum Layers {
     static func linearBackwardInput(_ w: WeightMatrix, dy: UnsafePointer<Float>, T: Int, dx: UnsafeMutablePointer<Float>,
                                     scratch: Scratch, threads: Int) {
         forEachTile(w, scratch: scratch, threads: threads) { r0, n, tile in
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(w.cols), Int32(n),
-                        1, dy + r0, Int32(w.rows), tile, Int32(w.cols), 1, dx, Int32(w.cols))
+            sgemm(CblasNoTrans, CblasNoTrans, T, w.cols, n, 1, dy + r0, w.rows, tile, w.cols, 1, dx, w.cols, threads: threads)
         }
     }
 
     /// dW (rows × cols) += dyᵀ · x.
     static func linearBackwardWeight(dy: UnsafePointer<Float>, x: UnsafePointer<Float>, T: Int, rows: Int, cols: Int,
-                                     dw: UnsafeMutablePointer<Float>) {
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(rows), Int32(cols), Int32(T),
-                    1, dy, Int32(rows), x, Int32(cols), 1, dw, Int32(cols))
+                                     dw: UnsafeMutablePointer<Float>, threads: Int) {
+        sgemm(CblasTrans, CblasNoTrans, rows, cols, T, 1, dy, rows, x, cols, 1, dw, cols, threads: threads)
     }
 
     /// Calls `body(firstRow, rowCount, f32 rows)` over W: the whole matrix when it
@@ -159,68 +189,77 @@ enum Layers {
     // MARK: causal GQA attention over B sequences of L tokens
 
     /// out (T × heads·hd) = softmax(scale·Q·Kᵀ + causal mask)·V, per sequence and head.
-    /// `probs` is one head's L × L scratch.
+    /// One job per (sequence, kv head); `probs` holds B·kvHeads scratch blocks of L × L.
     static func attentionForward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
                                  B: Int, L: Int, heads: Int, kvHeads: Int, headDim hd: Int, probs: UnsafeMutablePointer<Float>,
                                  threads: Int) {
         let qDim = heads * hd, kvDim = kvHeads * hd, group = heads / kvHeads
         let scale = 1 / Float(hd).squareRoot()
-        for b in 0..<B {
-            for h in 0..<heads {
-                let g = h / group
-                let qp = q + b * L * qDim + h * hd, kp = k + b * L * kvDim + g * hd, vp = v + b * L * kvDim + g * hd
-                causalProbabilities(qp, kp, qDim: qDim, kvDim: kvDim, L: L, hd: hd, scale: scale, probs: probs, threads: threads)
+        let Q = SendableRawPointer(q), K = SendableRawPointer(k), V = SendableRawPointer(v), O = SendablePointer(out), P = SendablePointer(probs)
+        WorkerPool.shared(threads).run(B * kvHeads) { job in
+            let b = job / kvHeads, g = job % kvHeads
+            let pr = P.p + job * L * L
+            let kp = K.p.assumingMemoryBound(to: Float.self) + b * L * kvDim + g * hd
+            let vp = V.p.assumingMemoryBound(to: Float.self) + b * L * kvDim + g * hd
+            for h in (g * group)..<((g + 1) * group) {
+                let qp = Q.p.assumingMemoryBound(to: Float.self) + b * L * qDim + h * hd
+                causalProbabilities(qp, kp, qDim: qDim, kvDim: kvDim, L: L, hd: hd, scale: scale, probs: pr)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(L), Int32(hd), Int32(L),
-                            1, probs, Int32(L), vp, Int32(kvDim), 0, out + b * L * qDim + h * hd, Int32(qDim))
+                            1, pr, Int32(L), vp, Int32(kvDim), 0, O.p + b * L * qDim + h * hd, Int32(qDim))
             }
         }
     }
 
     /// P = causal softmax(scale·Q·Kᵀ) for one sequence and head (L × L, zeros above the diagonal).
     static func causalProbabilities(_ qp: UnsafePointer<Float>, _ kp: UnsafePointer<Float>, qDim: Int, kvDim: Int, L: Int, hd: Int,
-                                    scale: Float, probs: UnsafeMutablePointer<Float>, threads: Int) {
+                                    scale: Float, probs: UnsafeMutablePointer<Float>) {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(L), Int32(L), Int32(hd),
                     scale, qp, Int32(qDim), kp, Int32(kvDim), 0, probs, Int32(L))
-        let P = SendablePointer(probs)
-        parallelRows(L, threads) { i in
-            let row = P.p + i * L
+        for i in 0..<L {
+            let row = probs + i * L
             Ops.softmax(row, i + 1)
-            for j in (i + 1)..<L { row[j] = 0 }
+            if i + 1 < L { (row + i + 1).update(repeating: 0, count: L - i - 1) }
         }
     }
 
     /// Given dOut, adds into dq, dk, dv (dk/dv summed over each kv head's group).
-    /// `probs` and `dprobs` are L × L scratch each. P is recomputed, not stored.
+    /// `probs` and `dprobs` hold B·kvHeads blocks of L × L each. P is recomputed, not stored.
     static func attentionBackward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, dOut: UnsafePointer<Float>,
                                   dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
                                   B: Int, L: Int, heads: Int, kvHeads: Int, headDim hd: Int,
                                   probs: UnsafeMutablePointer<Float>, dprobs: UnsafeMutablePointer<Float>, threads: Int) {
         let qDim = heads * hd, kvDim = kvHeads * hd, group = heads / kvHeads
         let scale = 1 / Float(hd).squareRoot()
-        for b in 0..<B {
-            for h in 0..<heads {
-                let g = h / group
-                let qo = b * L * qDim + h * hd, ko = b * L * kvDim + g * hd
-                causalProbabilities(q + qo, k + ko, qDim: qDim, kvDim: kvDim, L: L, hd: hd, scale: scale, probs: probs, threads: threads)
+        let Q = SendableRawPointer(q), K = SendableRawPointer(k), V = SendableRawPointer(v), DO = SendableRawPointer(dOut)
+        let DQ = SendablePointer(dq), DK = SendablePointer(dk), DV = SendablePointer(dv)
+        let P = SendablePointer(probs), DP = SendablePointer(dprobs)
+        WorkerPool.shared(threads).run(B * kvHeads) { job in
+            let b = job / kvHeads, g = job % kvHeads
+            let pr = P.p + job * L * L, dpr = DP.p + job * L * L
+            let ko = b * L * kvDim + g * hd
+            let kp = K.p.assumingMemoryBound(to: Float.self) + ko, vp = V.p.assumingMemoryBound(to: Float.self) + ko
+            for h in (g * group)..<((g + 1) * group) {
+                let qo = b * L * qDim + h * hd
+                let qp = Q.p.assumingMemoryBound(to: Float.self) + qo, dop = DO.p.assumingMemoryBound(to: Float.self) + qo
+                causalProbabilities(qp, kp, qDim: qDim, kvDim: kvDim, L: L, hd: hd, scale: scale, probs: pr)
                 // dP = dO·Vᵀ; dV += Pᵀ·dO
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(L), Int32(L), Int32(hd),
-                            1, dOut + qo, Int32(qDim), v + ko, Int32(kvDim), 0, dprobs, Int32(L))
+                            1, dop, Int32(qDim), vp, Int32(kvDim), 0, dpr, Int32(L))
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(L), Int32(hd), Int32(L),
-                            1, probs, Int32(L), dOut + qo, Int32(qDim), 1, dv + ko, Int32(kvDim))
+                            1, pr, Int32(L), dop, Int32(qDim), 1, DV.p + ko, Int32(kvDim))
                 // dS = P ⊙ (dP − Σ_j P·dP), row by row (zero where masked, since P is).
-                let P = SendablePointer(probs), D = SendablePointer(dprobs)
-                parallelRows(L, threads) { i in
-                    let p = P.p + i * L, d = D.p + i * L
+                for i in 0..<L {
+                    let p = pr + i * L, d = dpr + i * L
                     var s: Float = 0
                     for j in 0...i { s += p[j] * d[j] }
                     for j in 0...i { d[j] = p[j] * (d[j] - s) }
-                    for j in (i + 1)..<L { d[j] = 0 }
+                    if i + 1 < L { (d + i + 1).update(repeating: 0, count: L - i - 1) }
                 }
                 // dQ += scale·dS·K; dK += scale·dSᵀ·Q
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(L), Int32(hd), Int32(L),
-                            scale, dprobs, Int32(L), k + ko, Int32(kvDim), 1, dq + qo, Int32(qDim))
+                            scale, dpr, Int32(L), kp, Int32(kvDim), 1, DQ.p + qo, Int32(qDim))
                 cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(L), Int32(hd), Int32(L),
-                            scale, dprobs, Int32(L), q + qo, Int32(qDim), 1, dk + ko, Int32(kvDim))
+                            scale, dpr, Int32(L), qp, Int32(qDim), 1, DK.p + ko, Int32(kvDim))
             }
         }
     }
@@ -238,16 +277,18 @@ enum Layers {
             parallelRows(n, threads) { i in
                 let row = Lg.p + i * vocab
                 let label = Int(Lb.p.assumingMemoryBound(to: Int32.self)[i])
-                var m = -Float.infinity
-                for j in 0..<vocab { m = max(m, row[j]) }
-                var s: Double = 0
-                for j in 0..<vocab { s += Double(expf(row[j] - m)) }
-                let lse = Double(m) + Foundation.log(s)
-                Out.p[i] = lse - Double(row[label])
                 if backward {
-                    let inv = Float(1 / s)
-                    for j in 0..<vocab { row[j] = expf(row[j] - m) * inv * gradScale }
+                    // softmax in place (vectorised exp); loss = −log p[label].
+                    Ops.softmax(row, vocab)
+                    Out.p[i] = -Foundation.log(max(Double(row[label]), Double(Float.leastNonzeroMagnitude)))
+                    for j in 0..<vocab { row[j] *= gradScale }
                     row[label] -= gradScale
+                } else {
+                    var m = -Float.infinity
+                    for j in 0..<vocab { m = max(m, row[j]) }
+                    var s: Double = 0
+                    for j in 0..<vocab { s += Double(expf(row[j] - m)) }
+                    Out.p[i] = Double(m) + Foundation.log(s) - Double(row[label])
                 }
             }
         }

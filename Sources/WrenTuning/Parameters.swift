@@ -151,7 +151,7 @@ final class TrainLinear: @unchecked Sendable {
     /// `x` is the forward input; the LoRA module's `u` must be from the forward of the same x.
     func backward(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, T: Int, dx: UnsafeMutablePointer<Float>?, ctx: TrainContext) {
         if let dx { Layers.linearBackwardInput(weight, dy: dy, T: T, dx: dx, scratch: ctx.scratch, threads: ctx.threads) }
-        if let full { Layers.linearBackwardWeight(dy: dy, x: x, T: T, rows: weight.rows, cols: weight.cols, dw: full.grad) }
+        if let full { Layers.linearBackwardWeight(dy: dy, x: x, T: T, rows: weight.rows, cols: weight.cols, dw: full.grad, threads: ctx.threads) }
         guard let m = lora else { return }
         let du = ctx.loraBuffer
         // dU = s·dy·B (T × r); dB += s·dyᵀ·U; dA += dUᵀ·dropout(x); dx += mask⊙(dU·A)

@@ -4,6 +4,7 @@
 // gradients of the trainable parameters: LoRA factors, or every weight in
 // full finetuning. The frozen base stays in the model file's dtype.
 
+import CBLAS
 import Foundation
 import WrenEngine
 import WrenFormat
@@ -184,7 +185,8 @@ public final class TrainModel: @unchecked Sendable {
         n = alloc(T * max(dim, qDim)); h = alloc(T * ff); dx = alloc(T * dim); dn = alloc(T * max(dim, qDim))
         dh = alloc(T * ff); dg = alloc(T * ff); du = alloc(T * ff); datt = alloc(T * qDim)
         dq = alloc(T * qDim); dk = alloc(T * kvDim); dv = alloc(T * kvDim)
-        probs = alloc(maxLength * maxLength); dprobs = alloc(maxLength * maxLength)
+        // B·kvHeads blocks of L × L, B·L ≤ maxTokens, L ≤ maxLength.
+        probs = alloc(maxTokens * maxLength * c.headCountKV); dprobs = alloc(maxTokens * maxLength * c.headCountKV)
         ropeTab = alloc(maxLength * max(2, model.rope.dimensions))
         headIn = alloc(Self.headChunk * dim); dHeadIn = alloc(Self.headChunk * dim); logits = alloc(Self.headChunk * c.vocabSize)
     }
@@ -224,6 +226,7 @@ public final class TrainModel: @unchecked Sendable {
         let T = B * L
         precondition(tokens.count == T && labels.count == T && T <= maxTokens, "batch larger than the trainer was sized for")
         for t in tokens { precondition(t >= 0 && Int(t) < c.vocabSize, "token id \(t) outside the vocabulary") }
+        openblas_set_num_threads(1)   // products are split across the worker pool instead
         ctx.training = backward
         ctx.maskKey = maskKey
         let dim = c.embeddingLength
@@ -265,7 +268,7 @@ public final class TrainModel: @unchecked Sendable {
                     for e in 0..<dim { d[e] += s[e] }
                 }
                 if let op = outputParam {
-                    Layers.linearBackwardWeight(dy: logits, x: headIn, T: m, rows: output.rows, cols: dim, dw: op.grad)
+                    Layers.linearBackwardWeight(dy: logits, x: headIn, T: m, rows: output.rows, cols: dim, dw: op.grad, threads: threads)
                 }
             }
             i0 += m

@@ -1,0 +1,270 @@
+// `wren finetune`: LoRA / QLoRA / full finetuning on LMFlow JSON datasets;
+// `wren merge`: fold LoRA adapters into a new .wren.
+
+import ArgumentParser
+import Foundation
+import WrenEngine
+import WrenFormat
+import WrenKernels
+import WrenTuning
+
+struct Finetune: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Finetune a model on an LMFlow JSON dataset: LoRA (QLoRA when the base is quantized) or full.",
+        discussion: """
+        DATA is a directory of LMFlow .json files ({"type": "text_only" | "text2text" | "conversation", "instances": [...]}) \
+        or .jsonl files (one instance per line), or one such file. OUT receives the PEFT adapter \
+        (adapter_config.json, adapter_model.safetensors) or, with --full, model.wren; plus loss.csv, loss.svg and \
+        checkpoint.safetensors. Every instance is checked before training starts.
+        """)
+
+    @Option(name: .shortAndLong, help: "Base model (.wren). Quantized bases (q4_0/q4_1/q8_0) stay quantized: QLoRA.")
+    var model: String
+
+    @Option(help: "Dataset directory or file (LMFlow JSON / JSONL).")
+    var data: String
+
+    @Option(name: .shortAndLong, help: "Output directory.")
+    var output: String
+
+    @Option(name: .customLong("eval-data"), help: "Validation dataset (same formats).")
+    var evalData: String?
+
+    @Option(name: .customLong("validation-split"), help: "Hold out this fraction of the instances for validation (0 = none).")
+    var validationSplit: Double = 0
+
+    @Option(name: .customLong("lora-r"), help: "LoRA rank.")
+    var loraR = 8
+
+    @Option(name: .customLong("lora-alpha"), help: "LoRA alpha (the update is scaled by alpha/r).")
+    var loraAlpha: Float = 16
+
+    @Option(name: .customLong("lora-dropout"), help: "Dropout on the LoRA branch's input, in [0, 1).")
+    var loraDropout: Float = 0
+
+    @Option(name: .customLong("lora-targets"), help: "Comma-separated projections: q,k,v,o,gate,up,down (or q_proj,...; 'all').")
+    var loraTargets = "q,v"
+
+    @Flag(name: .customLong("use-rslora"), help: "Scale by alpha/sqrt(r) (rsLoRA).")
+    var rsLoRA = false
+
+    @Flag(help: "Train every weight (f32 copies; small models) instead of LoRA.")
+    var full = false
+
+    @Option(help: "Epochs over the training data.")
+    var epochs = 3
+
+    @Option(name: .customLong("max-steps"), help: "Stop after this many optimizer steps in all.")
+    var maxSteps: Int?
+
+    @Option(help: "Peak learning rate.")
+    var lr: Float?
+
+    @Option(name: .customLong("batch-size"), help: "Sequences per micro-batch.")
+    var batchSize = 4
+
+    @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step.")
+    var gradAccum = 1
+
+    @Option(name: .customLong("block-size"), help: "Tokens per sequence (packing block, or the longest instance allowed).")
+    var blockSize = 512
+
+    @Flag(inversion: .prefixedNo, help: "text_only: concatenate instances and cut into blocks (default on for text_only, off otherwise).")
+    var pack: Bool?
+
+    @Flag(help: "Cut instances longer than --block-size instead of stopping with an error.")
+    var truncate = false
+
+    @Flag(name: .customLong("train-on-prompt"), help: "Train on inputs and user turns too (no masking).")
+    var trainOnPrompt = false
+
+    @Option(help: "Warm-up steps (linear from 0).")
+    var warmup = 0
+
+    @Option(help: "Learning-rate schedule after warm-up: cosine, linear or constant.")
+    var schedule = "linear"
+
+    @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay.")
+    var weightDecay: Float = 0
+
+    @Option(help: "Clip the global gradient norm to this (0 = off).")
+    var clip: Float = 1
+
+    @Flag(name: .customLong("grad-checkpointing"), help: "Keep only each layer's input and recompute the rest in the backward pass (less memory, ~1/3 more compute).")
+    var gradCheckpointing = false
+
+    @Option(name: .customLong("save-every"), help: "Write a checkpoint every N steps (0 = at the end only).")
+    var saveEvery = 0
+
+    @Option(name: .customLong("eval-every"), help: "Validation loss every N steps (0 = at each checkpoint).")
+    var evalEvery = 0
+
+    @Flag(help: "Continue from OUT/checkpoint.safetensors (same settings and data).")
+    var resume = false
+
+    @Option(help: "Random seed (LoRA init, data order, dropout).")
+    var seed: UInt64 = 42
+
+    @Option(name: .shortAndLong, help: "Threads (default: all cores).")
+    var threads: Int?
+
+    @Option(name: .customLong("chat-template"), help: "Named chat template for conversation data instead of the model's.")
+    var chatTemplate: String?
+
+    @Option(name: .customLong("save-type"), help: "Element type of model.wren written by --full: f32, f16, bf16, q8_0, q4_1, q4_0.")
+    var saveType = "f32"
+
+    func validate() throws {
+        guard loraR >= 1 else { throw ValidationError("--lora-r must be ≥ 1") }
+        guard loraDropout >= 0, loraDropout < 1 else { throw ValidationError("--lora-dropout must be in [0, 1)") }
+        guard epochs >= 1, batchSize >= 1, gradAccum >= 1 else { throw ValidationError("--epochs, --batch-size and --grad-accum must be ≥ 1") }
+        guard blockSize >= 2 else { throw ValidationError("--block-size must be ≥ 2") }
+        if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be ≥ 1") }
+        guard Schedule(rawValue: schedule) != nil else { throw ValidationError("--schedule must be cosine, linear or constant (got \(schedule))") }
+        guard warmup >= 0, saveEvery >= 0, evalEvery >= 0 else { throw ValidationError("--warmup, --save-every and --eval-every must be ≥ 0") }
+        guard validationSplit >= 0, validationSplit < 1 else { throw ValidationError("--validation-split must be in [0, 1)") }
+        if evalData != nil && validationSplit > 0 { throw ValidationError("use either --eval-data or --validation-split") }
+        _ = try targets()
+        guard DType(name: saveType) != nil else { throw ValidationError("--save-type: unknown type \(saveType)") }
+        if let lr, !(lr > 0) { throw ValidationError("--lr must be > 0") }
+        if let threads, threads < 1 { throw ValidationError("-t must be ≥ 1") }
+    }
+
+    func targets() throws -> [Projection] {
+        if loraTargets == "all" { return Projection.allCases }
+        var out: [Projection] = []
+        for s in loraTargets.split(separator: ",") {
+            let name = s.trimmingCharacters(in: .whitespaces)
+            guard let p = Projection(name: name) else {
+                throw ValidationError("--lora-targets: unknown projection \"\(name)\" (q, k, v, o, gate, up, down, or all)")
+            }
+            if !out.contains(p) { out.append(p) }
+        }
+        guard !out.isEmpty else { throw ValidationError("--lora-targets is empty") }
+        return out
+    }
+
+    func run() throws {
+        do {
+            var o = FinetuneOptions(modelPath: model, dataPath: data, outputDir: output)
+            o.evalDataPath = evalData
+            o.validationSplit = validationSplit
+            o.mode = full ? .full : .lora(LoRAConfig(rank: loraR, alpha: loraAlpha, dropout: loraDropout, targets: try targets(), rsLoRA: rsLoRA))
+            o.epochs = epochs
+            o.maxSteps = maxSteps
+            o.learningRate = lr ?? (full ? 2e-5 : 2e-4)
+            o.batchSize = batchSize
+            o.gradAccum = gradAccum
+            o.blockSize = blockSize
+            o.pack = pack
+            o.truncate = truncate
+            o.trainOnPrompt = trainOnPrompt
+            o.warmup = warmup
+            o.schedule = Schedule(rawValue: schedule) ?? .linear
+            o.weightDecay = weightDecay
+            o.clip = clip
+            o.checkpointing = gradCheckpointing
+            o.saveEvery = saveEvery
+            o.evalEvery = evalEvery
+            o.resume = resume
+            o.seed = seed
+            if let threads { o.threads = threads }
+            o.chatTemplate = chatTemplate
+            o.saveType = DType(name: saveType) ?? .f32
+            if !resume, FileManager.default.fileExists(atPath: output + "/checkpoint.safetensors") {
+                throw CLIError(message: "\(output) already holds a training run (checkpoint.safetensors); pass --resume to continue it or choose another -o")
+            }
+            let t0 = Date()
+            let ft = try Finetuner(o)
+            let trainable = ft.trainModel.parameters.reduce(0) { $0 + $1.count }
+            let base = ft.model.layers.first.map { $0.q.dtype } ?? .f32
+            stderrLine("wren finetune: \(ft.datasetType.rawValue) data, \(ft.train.count) training sequences (\(ft.trainTokens) trained tokens per epoch)"
+                + (ft.eval.isEmpty ? "" : ", \(ft.eval.count) validation sequences")
+                + "; \(full ? "full finetune" : (base.isQuantized ? "QLoRA on a \(base) base" : "LoRA on a \(base) base")), \(trainable) trainable parameters; "
+                + "\(ft.totalSteps) steps (\(ft.stepsPerEpoch) per epoch); prepared in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
+            let tty = isatty(2) == 1
+            var lastPrint = Date.distantPast
+            try ft.run { p in
+                let now = Date()
+                let final = p.step == p.totalSteps
+                guard final || p.row.evalLoss != nil || now.timeIntervalSince(lastPrint) > (tty ? 0.2 : 5) else { return }
+                lastPrint = now
+                var line = String(format: "step %d/%d  epoch %.2f  loss %.4f  lr %.2e  %.0f tok/s  ETA %@", p.step, p.totalSteps, p.row.epoch,
+                                  p.row.loss, Double(p.row.lr), p.tokensPerSecond, Self.duration(p.etaSeconds))
+                if let e = p.row.evalLoss { line += String(format: "  val_loss %.4f (ppl %.2f)", e, exp(e)) }
+                if tty && p.row.evalLoss == nil && !final {
+                    FileHandle.standardError.write(Data(("\r\u{1b}[K" + line).utf8))
+                } else {
+                    FileHandle.standardError.write(Data(((tty ? "\r\u{1b}[K" : "") + line + "\n").utf8))
+                }
+            }
+            stderrLine("wren finetune: wrote \(full ? output + "/model.wren" : output + "/adapter_model.safetensors"), \(output)/loss.csv, \(output)/loss.svg"
+                + String(format: " in %.1f s", Date().timeIntervalSince(t0)))
+        } catch {
+            fail(error)
+        }
+    }
+
+    static func duration(_ s: Double) -> String {
+        guard s.isFinite else { return "?" }
+        let t = Int(s.rounded())
+        return t >= 3600 ? "\(t / 3600)h\(t % 3600 / 60)m" : t >= 60 ? "\(t / 60)m\(t % 60)s" : "\(t)s"
+    }
+}
+
+struct Merge: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Merge LoRA adapters into a new .wren (quantized matrices are dequantized, updated and requantized).")
+
+    @Option(name: .shortAndLong, help: "Base model (.wren).")
+    var model: String
+
+    @Option(name: .customLong("lora"), help: "PEFT adapter directory (repeatable).")
+    var lora: [String] = []
+
+    @Option(name: .customLong("lora-scale"), help: "Multiplier of each adapter's alpha/r (one for all, or one per --lora).")
+    var loraScale: [Float] = []
+
+    @Option(name: .shortAndLong, help: "Output .wren.")
+    var output: String
+
+    @Option(name: .customLong("type"), help: "Type of the merged matrices (default: each base matrix's own): f32, f16, bf16, q8_0, q4_1, q4_0.")
+    var type: String?
+
+    @Flag(help: "Replace an existing output file.")
+    var force = false
+
+    func validate() throws {
+        guard !lora.isEmpty else { throw ValidationError("give at least one --lora ADAPTER") }
+        if !loraScale.isEmpty, loraScale.count != 1, loraScale.count != lora.count {
+            throw ValidationError("give one --lora-scale for all adapters or one per --lora")
+        }
+        if let type, DType(name: type) == nil { throw ValidationError("--type: unknown type \(type)") }
+    }
+
+    func run() throws {
+        do {
+            let m = try LlamaModel(path: model)
+            for (i, path) in lora.enumerated() {
+                try m.attachAdapter(path: path, scale: loraScale.isEmpty ? 1 : loraScale[loraScale.count == 1 ? 0 : i])
+            }
+            if (try? FileManager.default.attributesOfItem(atPath: output)) != nil, !force {
+                throw FormatError.outputExists(path: output)
+            }
+            let reports = try Merger.merge(model: m, type: type.flatMap(DType.init(name:)), to: output, overwrite: force)
+            let total = reports.reduce(0.0) { $0 + $1.updateNorm * $1.updateNorm }
+            let weighted = reports.reduce(0.0) { $0 + $1.survived * $1.updateNorm * $1.updateNorm } / max(total, 1e-30)
+            let worst = reports.min { $0.survived < $1.survived }
+            stderrLine(String(format: "wren merge: %d matrices updated; %.1f%% of the adapters' update survived requantization (weighted by ‖ΔW‖²)",
+                              reports.count, 100 * weighted)
+                + (worst.map { String(format: "; least: %@ (%@) %.1f%%", $0.tensor, $0.dtype.description, 100 * $0.survived) } ?? ""))
+            if weighted < 0.5 {
+                stderrLine(String(format: "wren merge: warning: the requantized weights keep only %.1f%% of the LoRA update — most of it is smaller than one quantization step. "
+                                  + "Apply the adapter unmerged (wren run --lora) or merge into a finer type (--type q8_0, f16 or f32).", 100 * weighted))
+            }
+            print(output)
+        } catch {
+            fail(error)
+        }
+    }
+}

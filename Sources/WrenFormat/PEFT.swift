@@ -1,0 +1,192 @@
+// PEFT LoRA adapters (formats/adapter.md): a directory with adapter_config.json
+// and adapter_model.safetensors, tensors named as Hugging Face's PEFT saves
+// them — base_model.model.model.layers.N.self_attn.q_proj.lora_A.weight
+// (r × in) and ...lora_B.weight (out × r) — in HF row order. Wren's q/k row
+// permutation is applied by the caller (WrenEngine), not here.
+
+import Foundation
+import WrenKernels
+
+public struct PEFTConfig: Sendable, Equatable {
+    public var rank: Int
+    public var alpha: Double
+    public var dropout: Double
+    /// Module names (q_proj, ...).
+    public var targetModules: [String]
+    public var useRSLoRA: Bool
+    public var baseModel: String
+    /// Per-module rank / alpha overrides (PEFT's rank_pattern / alpha_pattern), keyed by
+    /// a module name or a key suffix.
+    public var rankPattern: [String: Int]
+    public var alphaPattern: [String: Double]
+
+    public init(rank: Int, alpha: Double, dropout: Double, targetModules: [String], useRSLoRA: Bool = false, baseModel: String = "",
+                rankPattern: [String: Int] = [:], alphaPattern: [String: Double] = [:]) {
+        self.rank = rank; self.alpha = alpha; self.dropout = dropout; self.targetModules = targetModules
+        self.useRSLoRA = useRSLoRA; self.baseModel = baseModel; self.rankPattern = rankPattern; self.alphaPattern = alphaPattern
+    }
+
+    /// The scale α/r (α/√r with rsLoRA) of the module with key `key` and rank `r`.
+    public func scale(forKey key: String, rank r: Int) -> Double {
+        let a = alphaPattern.first(where: { key.hasSuffix($0.key) || key.contains("." + $0.key + ".") })?.value ?? alpha
+        return useRSLoRA ? a / Double(r).squareRoot() : a / Double(r)
+    }
+}
+
+/// A LoRA factor pair of one module, HF layout.
+public struct PEFTFactor: Sendable {
+    public var a: [Float]     // rank × in
+    public var b: [Float]     // out × rank
+    public var rank: Int
+    public var inFeatures: Int
+    public var outFeatures: Int
+    public init(a: [Float], b: [Float], rank: Int, inFeatures: Int, outFeatures: Int) {
+        self.a = a; self.b = b; self.rank = rank; self.inFeatures = inFeatures; self.outFeatures = outFeatures
+    }
+}
+
+public struct PEFTAdapter: Sendable {
+    public var config: PEFTConfig
+    /// [layer][module name (q_proj, ...)]
+    public var factors: [Int: [String: PEFTFactor]]
+
+    public init(config: PEFTConfig, factors: [Int: [String: PEFTFactor]]) {
+        self.config = config; self.factors = factors
+    }
+
+    static let modulePaths = ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                              "mlp.gate_proj", "mlp.up_proj", "mlp.down_proj"]
+
+    public static func key(layer: Int, module: String, factor: String) -> String {
+        let path = modulePaths.first { $0.hasSuffix("." + module) } ?? module
+        return "base_model.model.model.layers.\(layer).\(path).lora_\(factor).weight"
+    }
+
+    /// Reads an adapter directory (or the directory holding the given adapter_config.json).
+    public static func load(_ path: String) throws -> PEFTAdapter {
+        var dir = path
+        if path.hasSuffix("adapter_config.json") { dir = (path as NSString).deletingLastPathComponent }
+        let cfgPath = dir + "/adapter_config.json"
+        guard let data = FileManager.default.contents(atPath: cfgPath) else {
+            throw FormatError.invalid(path: cfgPath, field: "file", reason: "cannot read it (a PEFT adapter directory holds adapter_config.json and adapter_model.safetensors)")
+        }
+        guard let d = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+            throw FormatError.invalid(path: cfgPath, field: "file", reason: "not a JSON object")
+        }
+        if let t = d["peft_type"] as? String, t.uppercased() != "LORA" {
+            throw FormatError.invalid(path: cfgPath, field: "peft_type", reason: "\(t) adapters are not supported (LORA is)")
+        }
+        if (d["use_dora"] as? Bool) == true { throw FormatError.invalid(path: cfgPath, field: "use_dora", reason: "DoRA adapters are not supported") }
+        if (d["fan_in_fan_out"] as? Bool) == true {
+            throw FormatError.invalid(path: cfgPath, field: "fan_in_fan_out", reason: "true is for Conv1D models (GPT-2); llama adapters use false")
+        }
+        if let b = d["bias"] as? String, b != "none" { throw FormatError.invalid(path: cfgPath, field: "bias", reason: "\"\(b)\" is not supported (\"none\" is)") }
+        if let m = d["modules_to_save"], !(m is NSNull), !((m as? [Any])?.isEmpty ?? false) {
+            throw FormatError.invalid(path: cfgPath, field: "modules_to_save", reason: "fully trained extra modules are not supported")
+        }
+        guard let r = d["r"] as? Int, r > 0 else { throw FormatError.invalid(path: cfgPath, field: "r", reason: "missing or not a positive integer") }
+        guard let alpha = (d["lora_alpha"] as? NSNumber)?.doubleValue else { throw FormatError.invalid(path: cfgPath, field: "lora_alpha", reason: "missing or not a number") }
+        var targets: [String] = []
+        if let t = d["target_modules"] as? [String] { targets = t } else if let t = d["target_modules"] as? String { targets = [t] }
+        var rp: [String: Int] = [:], ap: [String: Double] = [:]
+        if let p = d["rank_pattern"] as? [String: Any] { for (k, v) in p { if let i = (v as? NSNumber)?.intValue { rp[k] = i } } }
+        if let p = d["alpha_pattern"] as? [String: Any] { for (k, v) in p { if let x = (v as? NSNumber)?.doubleValue { ap[k] = x } } }
+        let config = PEFTConfig(rank: r, alpha: alpha, dropout: (d["lora_dropout"] as? NSNumber)?.doubleValue ?? 0, targetModules: targets,
+                                useRSLoRA: (d["use_rslora"] as? Bool) ?? false, baseModel: (d["base_model_name_or_path"] as? String) ?? "",
+                                rankPattern: rp, alphaPattern: ap)
+
+        let stPath = dir + "/adapter_model.safetensors"
+        guard FileManager.default.fileExists(atPath: stPath) else {
+            throw FormatError.invalid(path: stPath, field: "file", reason: "missing (adapter_model.bin pickles are not read; save with safe_serialization)")
+        }
+        let st = try SafetensorsFile(path: stPath)
+        var halves: [Int: [String: (a: SafetensorInfo?, b: SafetensorInfo?)]] = [:]
+        for t in st.tensors {
+            // base_model.model.model.layers.N.<attn|mlp>.<module>.lora_<A|B>[.adapter].weight
+            let parts = t.name.split(separator: ".").map(String.init)
+            guard let li = parts.firstIndex(of: "layers"), li + 4 < parts.count, let layer = Int(parts[li + 1]),
+                  let fi = parts.firstIndex(where: { $0 == "lora_A" || $0 == "lora_B" }), fi >= 1, parts.last == "weight" else {
+                throw FormatError.invalid(path: stPath, field: "tensor \(t.name)", reason: "not a LoRA factor of a llama layer")
+            }
+            let module = parts[fi - 1]
+            guard modulePaths.contains(where: { $0.hasSuffix("." + module) }) else {
+                throw FormatError.invalid(path: stPath, field: "tensor \(t.name)", reason: "module \(module) is not a llama projection")
+            }
+            guard t.shape.count == 2 else { throw FormatError.invalid(path: stPath, field: "tensor \(t.name) shape", reason: "\(t.shape) is not 2-D") }
+            var e = halves[layer, default: [:]][module] ?? (nil, nil)
+            if parts[fi] == "lora_A" { e.a = t } else { e.b = t }
+            halves[layer, default: [:]][module] = e
+        }
+        var factors: [Int: [String: PEFTFactor]] = [:]
+        for (layer, mods) in halves {
+            for (module, pair) in mods {
+                guard let a = pair.a, let b = pair.b else {
+                    throw FormatError.invalid(path: stPath, field: "layer \(layer) \(module)", reason: "has only one of lora_A and lora_B")
+                }
+                let rank = a.shape[0]
+                guard b.shape[1] == rank else {
+                    throw FormatError.invalid(path: stPath, field: "layer \(layer) \(module)", reason: "lora_A is \(a.shape) but lora_B is \(b.shape)")
+                }
+                factors[layer, default: [:]][module] = PEFTFactor(a: try floats(st, a), b: try floats(st, b), rank: rank,
+                                                                  inFeatures: a.shape[1], outFeatures: b.shape[0])
+            }
+        }
+        guard !factors.isEmpty else { throw FormatError.invalid(path: stPath, field: "tensors", reason: "no LoRA factors") }
+        return PEFTAdapter(config: config, factors: factors)
+    }
+
+    public static func floats(_ st: SafetensorsFile, _ t: SafetensorInfo) throws -> [Float] {
+        guard let dt = t.wrenDType else { throw FormatError.unsupportedDType(path: st.path, dtype: t.dtype, tensor: t.name) }
+        let n = t.shape.reduce(1, *)
+        let raw = st.data(t)
+        guard raw.count == dt.byteCount(elements: n) else {
+            throw FormatError.invalid(path: st.path, field: "tensor \(t.name)", reason: "\(raw.count) bytes for shape \(t.shape)")
+        }
+        var out = [Float](repeating: 0, count: n)
+        out.withUnsafeMutableBufferPointer { Quant.dequantize(dt, raw.baseAddress!, $0.baseAddress!, count: n) }
+        return out
+    }
+
+    /// Writes adapter_config.json and adapter_model.safetensors (f32) into `dir`
+    /// (created if needed), each file written to a temporary name and renamed.
+    public func save(to dir: String) throws {
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var entries: [SafetensorsWriter.Entry] = []
+        for layer in factors.keys.sorted() {
+            for module in factors[layer]!.keys.sorted() {
+                let f = factors[layer]![module]!
+                entries.append(.init(name: Self.key(layer: layer, module: module, factor: "A"), dtype: "F32", shape: [f.rank, f.inFeatures],
+                                     bytes: f.a.withUnsafeBytes { Array($0) }))
+                entries.append(.init(name: Self.key(layer: layer, module: module, factor: "B"), dtype: "F32", shape: [f.outFeatures, f.rank],
+                                     bytes: f.b.withUnsafeBytes { Array($0) }))
+            }
+        }
+        try writeAtomically(SafetensorsWriter.encode(entries, metadata: ["format": "pt"]), to: dir + "/adapter_model.safetensors")
+        let cfg: [String: Any] = [
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": config.baseModel,
+            "r": config.rank, "lora_alpha": config.alpha, "lora_dropout": config.dropout,
+            "target_modules": config.targetModules, "bias": "none", "fan_in_fan_out": false, "inference_mode": true,
+            "use_rslora": config.useRSLoRA, "use_dora": false, "modules_to_save": NSNull(), "init_lora_weights": true,
+            "rank_pattern": config.rankPattern, "alpha_pattern": config.alphaPattern, "layers_to_transform": NSNull(),
+            "revision": NSNull(), "library": "wren",
+        ]
+        let json = try JSONSerialization.data(withJSONObject: cfg, options: [.prettyPrinted, .sortedKeys])
+        try writeAtomically(Array(json), to: dir + "/adapter_config.json")
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
+/// so a reader (or a crash) never sees a half-written file.
+public func writeAtomically(_ bytes: [UInt8], to path: String) throws {
+    let tmp = path + ".tmp-\(getpid())"
+    guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else {
+        throw FormatError.io(path: tmp, operation: "create", errno: errno)
+    }
+    let fd = open(tmp, O_RDONLY)
+    if fd >= 0 { fsync(fd); close(fd) }
+    guard rename(tmp, path) == 0 else {
+        let e = errno
+        unlink(tmp)
+        throw FormatError.io(path: path, operation: "rename", errno: e)
+    }
+}

@@ -1,0 +1,267 @@
+// Datasets in LMFlow's JSON format (formats/datasets.md): a directory of .json
+// files, each {"type": ..., "instances": [...]}, all of one type — text_only,
+// text2text or conversation — or JSONL files with one instance per line.
+// Instances are checked completely (file, instance index, key) before any
+// training starts, then tokenized into ids with a per-token "trained" mask.
+
+import Foundation
+import WrenEngine
+import WrenTokenizer
+
+public enum DatasetType: String, Sendable, CaseIterable {
+    case textOnly = "text_only"
+    case text2text
+    case conversation
+}
+
+public struct DatasetError: Error, CustomStringConvertible {
+    public let message: String
+    public init(_ file: String, instance: Int? = nil, key: String? = nil, _ reason: String) {
+        var where_ = file
+        if let instance { where_ += ": instance \(instance)" }
+        if let key { where_ += ", key \"\(key)\"" }
+        message = "\(where_): \(reason)"
+    }
+    public var description: String { message }
+}
+
+/// One validated instance, before tokenization.
+public enum RawInstance: Sendable, Equatable {
+    case text(String)
+    case text2text(input: String, output: String)
+    case conversation(system: String?, messages: [ChatMessage])
+}
+
+/// Where an instance came from (for error messages).
+public struct InstanceSource: Sendable, Equatable {
+    public var file: String
+    public var index: Int
+}
+
+public struct RawDataset: Sendable {
+    public var type: DatasetType
+    public var instances: [RawInstance]
+    public var sources: [InstanceSource]
+
+    /// Loads every .json / .jsonl file of a directory (sorted by name), or one file.
+    public static func load(_ path: String) throws -> RawDataset {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
+            throw DatasetError(path, "no such file or directory")
+        }
+        var files: [String] = []
+        if isDir.boolValue {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []
+            files = names.filter { $0.hasSuffix(".json") || $0.hasSuffix(".jsonl") }.sorted().map { path + "/" + $0 }
+            guard !files.isEmpty else { throw DatasetError(path, "the directory holds no .json or .jsonl files") }
+        } else {
+            files = [path]
+        }
+        var type: DatasetType?
+        var typeFile = ""
+        var instances: [RawInstance] = []
+        var sources: [InstanceSource] = []
+        for f in files {
+            guard let data = FileManager.default.contents(atPath: f) else { throw DatasetError(f, "cannot read the file") }
+            let (t, items) = f.hasSuffix(".jsonl") ? try parseJSONL(data, file: f) : try parseJSON(data, file: f)
+            if let type, type != t {
+                throw DatasetError(f, key: "type", "is \(t.rawValue) but \(typeFile) is \(type.rawValue); all files of a dataset must have one type")
+            }
+            type = t
+            typeFile = f
+            for (i, inst) in items.enumerated() {
+                instances.append(try parseInstance(inst, type: t, file: f, index: i))
+                sources.append(InstanceSource(file: f, index: i))
+            }
+        }
+        guard let type, !instances.isEmpty else { throw DatasetError(path, "the dataset has no instances") }
+        return RawDataset(type: type, instances: instances, sources: sources)
+    }
+
+    static func parseJSON(_ data: Data, file: String) throws -> (DatasetType, [Any]) {
+        let obj: Any
+        do { obj = try JSONSerialization.jsonObject(with: data) } catch {
+            throw DatasetError(file, "not valid JSON (\(jsonErrorDetail(error)))")
+        }
+        guard let d = obj as? [String: Any] else { throw DatasetError(file, "the top level must be an object with \"type\" and \"instances\"") }
+        guard let ts = d["type"] else { throw DatasetError(file, key: "type", "missing") }
+        guard let tstr = ts as? String, let t = DatasetType(rawValue: tstr) else {
+            throw DatasetError(file, key: "type", "must be one of \(DatasetType.allCases.map(\.rawValue).joined(separator: ", ")) (got \(ts))")
+        }
+        guard let inst = d["instances"] else { throw DatasetError(file, key: "instances", "missing") }
+        guard let items = inst as? [Any] else { throw DatasetError(file, key: "instances", "must be a list") }
+        return (t, items)
+    }
+
+    /// JSONL: one instance per line; the type follows from the keys of the first one.
+    static func parseJSONL(_ data: Data, file: String) throws -> (DatasetType, [Any]) {
+        guard let text = String(data: data, encoding: .utf8) else { throw DatasetError(file, "not UTF-8 text") }
+        var items: [Any] = []
+        for (n, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let s = line.trimmingCharacters(in: .whitespacesAndNewlines)
+            if s.isEmpty { continue }
+            do { items.append(try JSONSerialization.jsonObject(with: Data(s.utf8))) } catch {
+                throw DatasetError(file, "line \(n + 1) is not valid JSON (\(jsonErrorDetail(error)))")
+            }
+        }
+        guard let first = items.first as? [String: Any] else { throw DatasetError(file, instance: 0, "must be an object") }
+        let t: DatasetType
+        if first["messages"] != nil { t = .conversation } else if first["input"] != nil || first["output"] != nil { t = .text2text } else if first["text"] != nil {
+            t = .textOnly
+        } else {
+            throw DatasetError(file, instance: 0, "has none of the keys \"text\", \"input\"/\"output\", \"messages\"")
+        }
+        return (t, items)
+    }
+
+    static func jsonErrorDetail(_ e: Error) -> String {
+        let ns = e as NSError
+        return (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
+    }
+
+    static func parseInstance(_ v: Any, type: DatasetType, file: String, index i: Int) throws -> RawInstance {
+        guard let d = v as? [String: Any] else { throw DatasetError(file, instance: i, "must be an object") }
+        func string(_ key: String) throws -> String {
+            guard let x = d[key] else { throw DatasetError(file, instance: i, key: key, "missing") }
+            guard let s = x as? String else { throw DatasetError(file, instance: i, key: key, "must be a string") }
+            return s
+        }
+        switch type {
+        case .textOnly:
+            return .text(try string("text"))
+        case .text2text:
+            return .text2text(input: try string("input"), output: try string("output"))
+        case .conversation:
+            var system: String?
+            if let s = d["system"], !(s is NSNull) {
+                guard let str = s as? String else { throw DatasetError(file, instance: i, key: "system", "must be a string") }
+                system = str.isEmpty ? nil : str
+            }
+            guard let m = d["messages"] else { throw DatasetError(file, instance: i, key: "messages", "missing") }
+            guard let list = m as? [Any], !list.isEmpty else { throw DatasetError(file, instance: i, key: "messages", "must be a non-empty list") }
+            var msgs: [ChatMessage] = []
+            for (j, e) in list.enumerated() {
+                guard let md = e as? [String: Any] else { throw DatasetError(file, instance: i, key: "messages[\(j)]", "must be an object") }
+                guard let role = md["role"] as? String else { throw DatasetError(file, instance: i, key: "messages[\(j)].role", "missing or not a string") }
+                guard ["user", "assistant"].contains(role) else {
+                    throw DatasetError(file, instance: i, key: "messages[\(j)].role", "must be \"user\" or \"assistant\" (got \"\(role)\"; the system prompt goes in \"system\")")
+                }
+                guard let content = md["content"] as? String else { throw DatasetError(file, instance: i, key: "messages[\(j)].content", "missing or not a string") }
+                let expected = j % 2 == 0 ? "user" : "assistant"
+                guard role == expected else {
+                    throw DatasetError(file, instance: i, key: "messages[\(j)].role", "must be \"\(expected)\": turns alternate user, assistant, starting with user")
+                }
+                msgs.append(ChatMessage(role: role, content: content))
+            }
+            guard msgs.contains(where: { $0.role == "assistant" }) else {
+                throw DatasetError(file, instance: i, key: "messages", "has no assistant turn to train on")
+            }
+            return .conversation(system: system, messages: msgs)
+        }
+    }
+}
+
+/// A tokenized instance: ids and, per id, whether it is a training target.
+public struct Example: Sendable, Equatable {
+    public var ids: [Int32]
+    public var trained: [Bool]
+    public var source: InstanceSource
+}
+
+public struct TokenizeOptions: Sendable {
+    /// Train on prompts too (no masking of inputs / user turns).
+    public var trainOnPrompt = false
+    public init(trainOnPrompt: Bool = false) { self.trainOnPrompt = trainOnPrompt }
+}
+
+public enum DatasetTokenizer {
+    /// Tokenizes every instance. text_only: [BOS] text EOS, all trained; text2text:
+    /// [BOS] input (masked) output EOS (trained); conversation: rendered with the
+    /// chat template, assistant turns (with their end-of-turn marker) trained.
+    public static func tokenize(_ ds: RawDataset, model: LlamaModel, chat: ChatFormatter?, options: TokenizeOptions = .init()) throws -> [Example] {
+        let tok = model.tokenizer
+        let bos: [Int32] = tok.addBOS ? tok.bosID.map { [$0] } ?? [] : []
+        let eos: [Int32] = tok.eosID.map { [$0] } ?? []
+        var out: [Example] = []
+        out.reserveCapacity(ds.instances.count)
+        for (inst, src) in zip(ds.instances, ds.sources) {
+            var ids: [Int32] = [], trained: [Bool] = []
+            func add(_ t: [Int32], _ tr: Bool) { ids += t; trained += Array(repeating: tr || options.trainOnPrompt, count: t.count) }
+            switch inst {
+            case let .text(s):
+                add(bos, false); add(tok.encode(s, addSpecial: false, parseSpecial: false) + eos, true)
+            case let .text2text(input, output):
+                add(bos, false)
+                add(tok.encode(input, addSpecial: false, parseSpecial: false), false)
+                add(tok.encode(output, addSpecial: false, parseSpecial: false) + eos, true)
+            case let .conversation(system, messages):
+                guard let chat else { throw DatasetError(src.file, instance: src.index, "conversation data needs a chat template") }
+                let all = (system.map { [ChatMessage(role: "system", content: $0)] } ?? []) + messages
+                let sys = system == nil ? 0 : 1
+                var done = ""
+                add(bos, false)
+                for k in sys..<all.count where all[k].role == "assistant" {
+                    let header = try chat.render(Array(all[..<k]), addGenerationPrompt: true)
+                    let full = try chat.render(Array(all[...k]), addGenerationPrompt: false)
+                    guard header.hasPrefix(done), full.hasPrefix(header) else {
+                        throw DatasetError(src.file, instance: src.index, key: "messages",
+                                           "the chat template (\(chat.origin)) does not render this conversation turn by turn, so assistant turns cannot be located")
+                    }
+                    add(tok.encode(String(header.dropFirst(done.count)), addSpecial: false, parseSpecial: true), false)
+                    add(tok.encode(String(full.dropFirst(header.count)), addSpecial: false, parseSpecial: true), true)
+                    done = full
+                }
+                let rest = try chat.render(all, addGenerationPrompt: false)
+                if rest.count > done.count, rest.hasPrefix(done) {
+                    add(tok.encode(String(rest.dropFirst(done.count)), addSpecial: false, parseSpecial: true), false)
+                }
+            }
+            guard trained.contains(true) else { throw DatasetError(src.file, instance: src.index, "tokenizes to no trained tokens") }
+            out.append(Example(ids: ids, trained: trained, source: src))
+        }
+        return out
+    }
+}
+
+/// A training sequence: ids and next-token labels (`ignoreLabel` where not trained).
+public struct TrainSequence: Sendable, Equatable {
+    public var ids: [Int32]
+    public var labels: [Int32]
+}
+
+public enum Blocks {
+    /// text_only packing: every example's ids concatenated and cut into blocks of
+    /// `blockSize` (the last, shorter block kept). Labels shift by one inside a block.
+    public static func pack(_ examples: [Example], blockSize: Int) -> [TrainSequence] {
+        let ids = examples.flatMap(\.ids), tr = examples.flatMap(\.trained)
+        var out: [TrainSequence] = []
+        var i = 0
+        while i + 1 < ids.count {
+            let end = min(ids.count, i + blockSize)
+            out.append(sequence(Array(ids[i..<end]), Array(tr[i..<end])))
+            i = end
+        }
+        return out
+    }
+
+    /// One sequence per example; longer ones truncated when `truncate`, else an error
+    /// naming the instance.
+    public static func perExample(_ examples: [Example], blockSize: Int, truncate: Bool) throws -> [TrainSequence] {
+        try examples.map { e in
+            if e.ids.count > blockSize {
+                guard truncate else {
+                    throw DatasetError(e.source.file, instance: e.source.index,
+                                       "is \(e.ids.count) tokens, longer than the block size \(blockSize) (raise --block-size or pass --truncate)")
+                }
+                return sequence(Array(e.ids.prefix(blockSize)), Array(e.trained.prefix(blockSize)))
+            }
+            return sequence(e.ids, e.trained)
+        }
+    }
+
+    static func sequence(_ ids: [Int32], _ trained: [Bool]) -> TrainSequence {
+        var labels = [Int32](repeating: ignoreLabel, count: ids.count)
+        for t in 0..<(ids.count - 1) where trained[t + 1] { labels[t] = ids[t + 1] }
+        return TrainSequence(ids: ids, labels: labels)
+    }
+}

@@ -1,0 +1,357 @@
+// `wren finetune`: the training loop. Data are validated and tokenized before
+// the first step; each optimizer step runs grad-accum micro-batches, clips,
+// and applies AdamW at the scheduled rate. Every random choice (LoRA init,
+// data order per epoch, dropout masks per step) derives from the seed and the
+// step number, so a checkpoint (parameters, moments, step, loss log) resumes
+// to the same final weights as an uninterrupted run.
+
+import Foundation
+import WrenEngine
+import WrenFormat
+import WrenKernels
+import WrenTokenizer
+
+public struct FinetuneOptions: Sendable {
+    public var modelPath: String
+    public var dataPath: String
+    public var outputDir: String
+    public var evalDataPath: String?
+    public var validationSplit: Double = 0
+    public var mode: TrainMode = .lora(LoRAConfig())
+    public var epochs = 3
+    /// Stops after this many optimizer steps in all (the schedule still spans the epochs).
+    public var maxSteps: Int?
+    public var learningRate: Float = 2e-4
+    public var batchSize = 4
+    public var gradAccum = 1
+    public var blockSize = 512
+    public var warmup = 0
+    public var schedule: Schedule = .linear
+    public var weightDecay: Float = 0
+    public var clip: Float = 1
+    public var checkpointing = false
+    /// Saves a checkpoint every N steps (0: only at the end).
+    public var saveEvery = 0
+    /// Evaluates every N steps (0: at each save and at the end).
+    public var evalEvery = 0
+    public var resume = false
+    public var seed: UInt64 = 42
+    /// text_only: concatenate and cut into blocks (default); false: one sequence per instance.
+    public var pack: Bool?
+    public var truncate = false
+    public var trainOnPrompt = false
+    public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    public var chatTemplate: String?
+    /// Element type of the .wren a full finetune writes.
+    public var saveType: DType = .f32
+
+    public init(modelPath: String, dataPath: String, outputDir: String) {
+        self.modelPath = modelPath; self.dataPath = dataPath; self.outputDir = outputDir
+    }
+}
+
+/// One line of the loss log.
+public struct LogRow: Sendable, Equatable {
+    public var step: Int
+    public var epoch: Double
+    public var loss: Double
+    public var lr: Float
+    public var tokens: Int
+    public var seconds: Double
+    public var gradNorm: Float
+    public var evalLoss: Double?
+}
+
+public struct TrainProgress: Sendable {
+    public var step: Int
+    public var totalSteps: Int
+    public var row: LogRow
+    public var tokensPerSecond: Double
+    public var etaSeconds: Double
+}
+
+public final class Finetuner: @unchecked Sendable {
+    public let options: FinetuneOptions
+    public let model: LlamaModel
+    public let trainModel: TrainModel
+    public let train: [TrainSequence]
+    public let eval: [TrainSequence]
+    public let datasetType: DatasetType
+    public let optimizer: AdamW
+    public let stepsPerEpoch: Int
+    public let totalSteps: Int
+    public private(set) var step = 0
+    public private(set) var log: [LogRow] = []
+    /// Wall time of earlier runs (restored from a checkpoint).
+    var priorSeconds: Double = 0
+
+    public init(_ o: FinetuneOptions) throws {
+        options = o
+        guard o.batchSize >= 1, o.gradAccum >= 1, o.epochs >= 1, o.blockSize >= 2 else {
+            throw EngineError.invalidParameter("--batch-size, --grad-accum and --epochs must be ≥ 1 and --block-size ≥ 2")
+        }
+        guard o.learningRate > 0, o.learningRate.isFinite else { throw EngineError.invalidParameter("--lr must be a positive number") }
+        guard o.validationSplit >= 0, o.validationSplit < 1 else { throw EngineError.invalidParameter("--validation-split must be in [0, 1)") }
+        if case let .lora(c) = o.mode {
+            guard c.rank >= 1 else { throw EngineError.invalidParameter("--lora-r must be ≥ 1") }
+            guard c.dropout >= 0, c.dropout < 1 else { throw EngineError.invalidParameter("--lora-dropout must be in [0, 1)") }
+            guard !c.targets.isEmpty else { throw EngineError.invalidParameter("--lora-targets is empty") }
+        }
+        model = try LlamaModel(path: o.modelPath)
+        guard o.blockSize <= model.config.contextLength * max(1, Int(model.rope.factor)) else {
+            throw EngineError.invalidParameter("--block-size \(o.blockSize) exceeds the model's context length \(model.config.contextLength)")
+        }
+        let raw = try RawDataset.load(o.dataPath)
+        datasetType = raw.type
+        var chat: ChatFormatter?
+        if raw.type == .conversation || o.chatTemplate != nil { chat = try ChatFormatter(model: model, name: o.chatTemplate) }
+        var examples = try DatasetTokenizer.tokenize(raw, model: model, chat: chat, options: TokenizeOptions(trainOnPrompt: o.trainOnPrompt))
+        var evalExamples: [Example] = []
+        if let e = o.evalDataPath {
+            let er = try RawDataset.load(e)
+            evalExamples = try DatasetTokenizer.tokenize(er, model: model, chat: chat, options: TokenizeOptions(trainOnPrompt: o.trainOnPrompt))
+        } else if o.validationSplit > 0 {
+            // A seeded choice of instances, at least one, never all.
+            var rng = TrainRNG(seed: o.seed ^ 0x5EED_5EED)
+            let n = examples.count
+            let k = min(n - 1, max(1, Int((Double(n) * o.validationSplit).rounded())))
+            guard k >= 1 else { throw EngineError.invalidParameter("--validation-split needs at least two instances") }
+            var idx = Array(0..<n)
+            for i in stride(from: n - 1, to: 0, by: -1) { idx.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+            let chosen = Set(idx.prefix(k))
+            evalExamples = chosen.sorted().map { examples[$0] }
+            examples = (0..<n).filter { !chosen.contains($0) }.map { examples[$0] }
+        }
+        let pack = o.pack ?? (raw.type == .textOnly)
+        func blocks(_ ex: [Example]) throws -> [TrainSequence] {
+            pack ? Blocks.pack(ex, blockSize: o.blockSize) : try Blocks.perExample(ex, blockSize: o.blockSize, truncate: o.truncate)
+        }
+        train = try blocks(examples).filter { $0.labels.contains { $0 != ignoreLabel } }
+        eval = try blocks(evalExamples).filter { $0.labels.contains { $0 != ignoreLabel } }
+        guard !train.isEmpty else { throw DatasetError(o.dataPath, "no trainable tokens after tokenization") }
+        let maxLen = (train + eval).map(\.ids.count).max() ?? 2
+        trainModel = try TrainModel(model: model, mode: o.mode, maxTokens: o.batchSize * maxLen, maxLength: maxLen, threads: o.threads,
+                                    checkpointing: o.checkpointing, seed: o.seed)
+        optimizer = AdamW(parameters: trainModel.parameters, weightDecay: o.weightDecay)
+        let micro = (train.count + o.batchSize - 1) / o.batchSize
+        stepsPerEpoch = (micro + o.gradAccum - 1) / o.gradAccum
+        totalSteps = stepsPerEpoch * o.epochs
+    }
+
+    /// Trained tokens per epoch.
+    public var trainTokens: Int { train.reduce(0) { $0 + $1.labels.filter { $0 != ignoreLabel }.count } }
+
+    /// The order of the training sequences in `epoch` (seeded shuffle).
+    func order(epoch: Int) -> [Int] {
+        var idx = Array(0..<train.count)
+        var rng = TrainRNG(seed: options.seed &+ UInt64(epoch) &* 0x9E37_79B9)
+        for i in stride(from: idx.count - 1, to: 0, by: -1) { idx.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        return idx
+    }
+
+    /// Pads sequences to their longest (ids with EOS/0, labels ignored).
+    func batch(_ seqs: [TrainSequence]) -> (ids: [Int32], labels: [Int32], B: Int, L: Int) {
+        let L = seqs.map(\.ids.count).max() ?? 1
+        let pad = model.tokenizer.eosID ?? 0
+        var ids: [Int32] = [], labels: [Int32] = []
+        for s in seqs {
+            ids += s.ids + Array(repeating: pad, count: L - s.ids.count)
+            labels += s.labels + Array(repeating: ignoreLabel, count: L - s.ids.count)
+        }
+        return (ids, labels, seqs.count, L)
+    }
+
+    /// Mean loss over the evaluation sequences (nil when there are none).
+    public func evaluate() -> Double? {
+        guard !eval.isEmpty else { return nil }
+        var sum = 0.0, n = 0
+        var i = 0
+        while i < eval.count {
+            let b = batch(Array(eval[i..<min(eval.count, i + options.batchSize)]))
+            let r = trainModel.step(tokens: b.ids, labels: b.labels, batch: b.B, length: b.L, gradScale: 0, backward: false)
+            sum += r.lossSum; n += r.count
+            i += options.batchSize
+        }
+        return n > 0 ? sum / Double(n) : nil
+    }
+
+    /// One optimizer step (step `step`); returns the log row.
+    func trainStep() -> LogRow {
+        let o = options
+        let epoch = step / stepsPerEpoch, k = step % stepsPerEpoch
+        let ord = order(epoch: epoch)
+        let micro = (train.count + o.batchSize - 1) / o.batchSize
+        let mb0 = k * o.gradAccum, mb1 = min(micro, mb0 + o.gradAccum)
+        var batches: [(ids: [Int32], labels: [Int32], B: Int, L: Int)] = []
+        for mb in mb0..<mb1 {
+            let idx = ord[(mb * o.batchSize)..<min(train.count, (mb + 1) * o.batchSize)]
+            batches.append(batch(idx.map { train[$0] }))
+        }
+        let count = batches.reduce(0) { $0 + $1.labels.filter { $0 != ignoreLabel }.count }
+        trainModel.zeroGradients()
+        var lossSum = 0.0
+        for (j, b) in batches.enumerated() {
+            let key = TrainRNG.mix(o.seed ^ (UInt64(step) << 20) ^ UInt64(j))
+            lossSum += trainModel.step(tokens: b.ids, labels: b.labels, batch: b.B, length: b.L, gradScale: 1 / Float(count), backward: true,
+                                       maskKey: key).lossSum
+        }
+        let norm = clipGradients(trainModel.parameters, maxNorm: o.clip)
+        let lr = o.learningRate * o.schedule.factor(step: step, total: totalSteps, warmup: o.warmup)
+        optimizer.step(trainModel.parameters, lr: lr)
+        step += 1
+        return LogRow(step: step, epoch: Double(step) / Double(stepsPerEpoch), loss: lossSum / Double(max(count, 1)), lr: lr,
+                      tokens: batches.reduce(0) { $0 + $1.B * $1.L }, seconds: 0, gradNorm: norm, evalLoss: nil)
+    }
+
+    /// Runs (or resumes) training to the end, writing the log, the curve,
+    /// checkpoints and the result into the output directory.
+    public func run(progress: ((TrainProgress) -> Void)? = nil) throws {
+        let o = options
+        try FileManager.default.createDirectory(atPath: o.outputDir, withIntermediateDirectories: true)
+        if o.resume { try loadCheckpoint() }
+        let last = min(totalSteps, o.maxSteps ?? totalSteps)
+        let start = Date()
+        var tokensSinceStart = 0
+        let firstStep = step
+        try writeLog()
+        while step < last {
+            var row = trainStep()
+            tokensSinceStart += row.tokens
+            row.seconds = priorSeconds + Date().timeIntervalSince(start)
+            let saving = (o.saveEvery > 0 && step % o.saveEvery == 0) || step == last
+            let evaluating = o.evalEvery > 0 ? (step % o.evalEvery == 0 || step == last) : saving
+            if evaluating { row.evalLoss = evaluate() }
+            log.append(row)
+            try appendLog(row)
+            if saving {
+                try saveCheckpoint(seconds: row.seconds)
+                try writeCurve()
+            }
+            let elapsed = Date().timeIntervalSince(start)
+            let rate = Double(tokensSinceStart) / max(elapsed, 1e-9)
+            let perStep = elapsed / Double(step - firstStep)
+            progress?(TrainProgress(step: step, totalSteps: last, row: row, tokensPerSecond: rate, etaSeconds: perStep * Double(last - step)))
+        }
+        try writeCurve()
+        try saveResult()
+    }
+
+    // MARK: results
+
+    /// The adapter as PEFT factors (HF row order).
+    public func peftAdapter() -> PEFTAdapter? {
+        guard case let .lora(c) = options.mode else { return nil }
+        var factors: [Int: [String: PEFTFactor]] = [:]
+        for l in 0..<model.config.blockCount {
+            for p in c.targets {
+                guard let m = trainModel.loraModule(l, p) else { continue }
+                factors[l, default: [:]][p.hfModule] = PEFTFactor(a: m.a.values, b: model.hfOrderB(m.b.values, projection: p, rank: m.rank),
+                                                                  rank: m.rank, inFeatures: m.inFeatures, outFeatures: m.outFeatures)
+            }
+        }
+        let name = model.file.metadata["general.name"]?.string ?? (options.modelPath as NSString).lastPathComponent
+        let cfg = PEFTConfig(rank: c.rank, alpha: Double(c.alpha), dropout: Double(c.dropout), targetModules: c.targets.sorted().map(\.hfModule),
+                             useRSLoRA: c.rsLoRA, baseModel: name)
+        return PEFTAdapter(config: cfg, factors: factors)
+    }
+
+    func saveResult() throws {
+        if let a = peftAdapter() {
+            try a.save(to: options.outputDir)
+        } else {
+            var values: [String: [Float]] = [:]
+            for p in trainModel.parameters { values[p.name] = p.values }
+            try ModelWriter.write(base: model.file, replacing: values, type: options.saveType, to: options.outputDir + "/model.wren",
+                                  overwrite: true)
+        }
+    }
+
+    // MARK: log and curve
+
+    var logPath: String { options.outputDir + "/loss.csv" }
+    static let csvHeader = "step,epoch,loss,lr,tokens,seconds,grad_norm,eval_loss\n"
+
+    static func csvLine(_ r: LogRow) -> String {
+        "\(r.step),\(String(format: "%.4f", r.epoch)),\(String(format: "%.6f", r.loss)),\(r.lr),\(r.tokens),\(String(format: "%.2f", r.seconds)),"
+            + "\(String(format: "%.4f", r.gradNorm)),\(r.evalLoss.map { String(format: "%.6f", $0) } ?? "")\n"
+    }
+
+    func writeLog() throws {
+        try writeAtomically(Array((Self.csvHeader + log.map(Self.csvLine).joined()).utf8), to: logPath)
+    }
+
+    func appendLog(_ r: LogRow) throws {
+        guard let h = FileHandle(forWritingAtPath: logPath) else { throw FormatError.io(path: logPath, operation: "open", errno: errno) }
+        defer { try? h.close() }
+        try h.seekToEnd()
+        try h.write(contentsOf: Data(Self.csvLine(r).utf8))
+    }
+
+    func writeCurve() throws {
+        let svg = LossCurve.svg(log, title: "\((options.modelPath as NSString).lastPathComponent) — \((options.dataPath as NSString).lastPathComponent)")
+        try writeAtomically(Array(svg.utf8), to: options.outputDir + "/loss.svg")
+    }
+
+    // MARK: checkpoints
+
+    var checkpointPath: String { options.outputDir + "/checkpoint.safetensors" }
+
+    /// What must match for a resume to continue the same run.
+    var fingerprint: String {
+        let o = options
+        return "\(o.mode)|lr=\(o.learningRate)|bs=\(o.batchSize)|acc=\(o.gradAccum)|block=\(o.blockSize)|ep=\(o.epochs)|warm=\(o.warmup)|"
+            + "sched=\(o.schedule)|wd=\(o.weightDecay)|clip=\(o.clip)|seed=\(o.seed)|train=\(train.count)|tokens=\(trainTokens)"
+    }
+
+    func saveCheckpoint(seconds: Double) throws {
+        var entries: [SafetensorsWriter.Entry] = []
+        for (i, p) in trainModel.parameters.enumerated() {
+            entries.append(.init(name: p.name, dtype: "F32", shape: p.shape, bytes: p.values.withUnsafeBytes { Array($0) }))
+            entries.append(.init(name: p.name + ".adam_m", dtype: "F32", shape: p.shape, bytes: optimizer.m[i].withUnsafeBytes { Array($0) }))
+            entries.append(.init(name: p.name + ".adam_v", dtype: "F32", shape: p.shape, bytes: optimizer.v[i].withUnsafeBytes { Array($0) }))
+        }
+        let logText = log.map(Self.csvLine).joined()
+        let meta = ["step": "\(step)", "adam_t": "\(optimizer.t)", "fingerprint": fingerprint, "seconds": "\(seconds)", "log": logText,
+                    "seed": "\(options.seed)"]
+        try writeAtomically(SafetensorsWriter.encode(entries, metadata: meta), to: checkpointPath)
+    }
+
+    func loadCheckpoint() throws {
+        let path = checkpointPath
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw EngineError.invalidParameter("\(path): no checkpoint to resume from (run without --resume to start)")
+        }
+        let st = try SafetensorsFile(path: path)
+        guard let fp = st.metadata["fingerprint"], let s = st.metadata["step"].flatMap(Int.init),
+              let t = st.metadata["adam_t"].flatMap(Int.init) else {
+            throw FormatError.invalid(path: path, field: "__metadata__", reason: "not a Wren training checkpoint")
+        }
+        guard fp == fingerprint else {
+            throw EngineError.invalidParameter("\(path): the checkpoint was made with different settings or data:\n  checkpoint: \(fp)\n  now:        \(fingerprint)")
+        }
+        let byName = Dictionary(st.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        func read(_ name: String, _ count: Int) throws -> [Float] {
+            guard let info = byName[name] else { throw FormatError.missingTensor(path: path, tensor: name) }
+            let f = try PEFTAdapter.floats(st, info)
+            guard f.count == count else { throw FormatError.invalid(path: path, field: "tensor \(name)", reason: "\(f.count) values, expected \(count)") }
+            return f
+        }
+        var ms: [[Float]] = [], vs: [[Float]] = []
+        for p in trainModel.parameters {
+            p.set(try read(p.name, p.count))
+            ms.append(try read(p.name + ".adam_m", p.count))
+            vs.append(try read(p.name + ".adam_v", p.count))
+        }
+        optimizer.restore(m: ms, v: vs, t: t)
+        step = s
+        priorSeconds = st.metadata["seconds"].flatMap(Double.init) ?? 0
+        log = (st.metadata["log"] ?? "").split(separator: "\n").compactMap { Self.parseCSV(String($0)) }
+    }
+
+    static func parseCSV(_ line: String) -> LogRow? {
+        let f = line.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        guard f.count == 8, let s = Int(f[0]), let e = Double(f[1]), let l = Double(f[2]), let lr = Float(f[3]), let tk = Int(f[4]),
+              let sec = Double(f[5]), let g = Float(f[6]) else { return nil }
+        return LogRow(step: s, epoch: e, loss: l, lr: lr, tokens: tk, seconds: sec, gradNorm: g, evalLoss: Double(f[7]))
+    }
+}

@@ -1,0 +1,93 @@
+// Writing models: a copy of a base .wren with some tensors replaced by f32
+// values (full finetuning), and `wren merge`, which folds LoRA deltas into
+// the base — dequantizing each touched matrix, adding scale·B·A, and
+// requantizing — and reports how much of each update the requantized weights
+// still carry.
+
+import Foundation
+import WrenEngine
+import WrenFormat
+import WrenKernels
+
+public enum ModelWriter {
+    /// Writes `base` to `path` with the tensors named in `replacing` taken from
+    /// those f32 values (2-D ones stored as `type`, 1-D as f32); others copied.
+    public static func write(base: WrenFile, replacing: [String: [Float]], type: DType, to path: String, overwrite: Bool) throws {
+        var pending: [PendingTensor] = []
+        for info in base.tensors {
+            let t = try base.tensor(info.name)
+            if let v = replacing[info.name] {
+                precondition(v.count == info.elementCount)
+                let dt = info.shape.count == 1 ? DType.f32 : type
+                pending.append(PendingTensor(name: info.name, dtype: dt, shape: info.shape) { buf in
+                    v.withUnsafeBufferPointer { Quant.quantize(dt, $0.baseAddress!, buf.baseAddress!, count: v.count) }
+                })
+            } else {
+                let data = t.data
+                pending.append(PendingTensor(name: info.name, dtype: info.dtype, shape: info.shape) { buf in
+                    buf.copyMemory(from: data)
+                })
+            }
+        }
+        try WrenWriter.write(to: path, metadata: base.metadata, tensors: pending, options: .init(overwrite: overwrite))
+    }
+}
+
+/// How much of one projection's update survived requantization.
+public struct MergeReport: Sendable {
+    public var tensor: String
+    public var dtype: DType
+    /// ‖ΔW‖ (Frobenius) of the intended update.
+    public var updateNorm: Double
+    /// ⟨W'−W, ΔW⟩ / ‖ΔW‖²: 1 when the stored change equals the update, 0 when nothing moved.
+    public var survived: Double
+}
+
+public enum Merger {
+    /// Merges the model's attached adapters into a new file.
+    /// - Parameter type: element type of the merged matrices (default: each base matrix's own).
+    /// - Returns: one report per merged matrix.
+    public static func merge(model: LlamaModel, type: DType?, to path: String, overwrite: Bool) throws -> [MergeReport] {
+        let f = model.file
+        var reports: [MergeReport] = []
+        var merged: [String: (DType, [UInt8])] = [:]
+        for (l, byProj) in model.adapters.enumerated() {
+            for p in Projection.allCases {
+                guard let deltas = byProj[p], !deltas.isEmpty else { continue }
+                let name = "blk.\(l)." + TrainModel.wrenSuffix(p)
+                let w = p.matrix(model.layers[l])
+                let n = w.rows * w.cols
+                var base = [Float](repeating: 0, count: n)
+                base.withUnsafeMutableBufferPointer { Quant.dequantize(w.dtype, w.data, $0.baseAddress!, count: n) }
+                var delta = [Float](repeating: 0, count: n)
+                for d in deltas {
+                    let dd = d.dense()
+                    for i in 0..<n { delta[i] += dd[i] }
+                }
+                let target = (0..<n).map { base[$0] + delta[$0] }
+                let dt = type ?? w.dtype
+                let bytes = Quant.quantize(dt, target)
+                let stored = Quant.dequantize(dt, bytes, count: n)
+                // The change actually stored, against the base as stored before.
+                var dot = 0.0, dd = 0.0
+                for i in 0..<n {
+                    let moved = Double(stored[i]) - Double(base[i])
+                    dot += moved * Double(delta[i]); dd += Double(delta[i]) * Double(delta[i])
+                }
+                reports.append(MergeReport(tensor: name, dtype: dt, updateNorm: dd.squareRoot(), survived: dd > 0 ? dot / dd : 1))
+                merged[name] = (dt, bytes)
+            }
+        }
+        var pending: [PendingTensor] = []
+        for info in f.tensors {
+            if let (dt, bytes) = merged[info.name] {
+                pending.append(PendingTensor(name: info.name, dtype: dt, shape: info.shape, bytes: bytes))
+            } else {
+                let data = try f.tensor(info.name).data
+                pending.append(PendingTensor(name: info.name, dtype: info.dtype, shape: info.shape) { $0.copyMemory(from: data) })
+            }
+        }
+        try WrenWriter.write(to: path, metadata: f.metadata, tensors: pending, options: .init(overwrite: overwrite))
+        return reports
+    }
+}

@@ -1,0 +1,80 @@
+// AdamW (decoupled weight decay, PyTorch's formulation), learning-rate
+// schedules with linear warm-up (Hugging Face's shapes), and clipping by the
+// global gradient norm.
+
+import Foundation
+
+public enum Schedule: String, Sendable, CaseIterable {
+    case cosine, linear, constant
+
+    /// Multiplier of the peak rate for optimizer step `step` (0-based) of `total`.
+    public func factor(step: Int, total: Int, warmup: Int) -> Float {
+        if step < warmup { return Float(step + 1) / Float(warmup + 1) }
+        let span = max(1, total - warmup)
+        let progress = min(1, Float(step - warmup) / Float(span))
+        switch self {
+        case .constant: return 1
+        case .linear: return max(0, 1 - progress)
+        case .cosine: return 0.5 * (1 + cosf(Float.pi * progress))
+        }
+    }
+}
+
+public final class AdamW: @unchecked Sendable {
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var eps: Float = 1e-8
+    public var weightDecay: Float
+    /// First and second moments, one pair per parameter, in `parameters` order.
+    public internal(set) var m: [[Float]]
+    public internal(set) var v: [[Float]]
+    /// Updates applied so far (for bias correction).
+    public internal(set) var t = 0
+
+    public init(parameters: [Parameter], weightDecay: Float) {
+        self.weightDecay = weightDecay
+        m = parameters.map { [Float](repeating: 0, count: $0.count) }
+        v = parameters.map { [Float](repeating: 0, count: $0.count) }
+    }
+
+    /// One update of every parameter at learning rate `lr`.
+    public func step(_ parameters: [Parameter], lr: Float) {
+        t += 1
+        let bc1 = 1 - powf(beta1, Float(t)), bc2 = 1 - powf(beta2, Float(t))
+        let b1 = beta1, b2 = beta2, e = eps
+        for (i, p) in parameters.enumerated() {
+            let decay = p.decays ? 1 - lr * weightDecay : 1
+            m[i].withUnsafeMutableBufferPointer { mb in
+                v[i].withUnsafeMutableBufferPointer { vb in
+                    let w = p.value, g = p.grad, mm = mb.baseAddress!, vv = vb.baseAddress!
+                    for j in 0..<p.count {
+                        let gj = g[j]
+                        mm[j] = b1 * mm[j] + (1 - b1) * gj
+                        vv[j] = b2 * vv[j] + (1 - b2) * gj * gj
+                        let update = (mm[j] / bc1) / ((vv[j] / bc2).squareRoot() + e)
+                        w[j] = w[j] * decay - lr * update
+                    }
+                }
+            }
+        }
+    }
+
+    /// Restores state saved by a checkpoint.
+    func restore(m: [[Float]], v: [[Float]], t: Int) {
+        self.m = m; self.v = v; self.t = t
+    }
+}
+
+/// The global L2 norm of all gradients; when it exceeds `maxNorm` (> 0) every
+/// gradient is scaled down to that norm. Returns the norm before clipping.
+@discardableResult
+public func clipGradients(_ parameters: [Parameter], maxNorm: Float) -> Float {
+    var ss: Double = 0
+    for p in parameters { for j in 0..<p.count { ss += Double(p.grad[j]) * Double(p.grad[j]) } }
+    let norm = Float(ss.squareRoot())
+    if maxNorm > 0, norm > maxNorm {
+        let s = maxNorm / (norm + 1e-6)
+        for p in parameters { for j in 0..<p.count { p.grad[j] *= s } }
+    }
+    return norm
+}
