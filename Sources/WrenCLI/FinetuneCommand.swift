@@ -184,7 +184,9 @@ struct Finetune: ParsableCommand {
                 + "\(ft.totalSteps) steps (\(ft.stepsPerEpoch) per epoch); prepared in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
             let tty = isatty(2) == 1
             var lastPrint = Date.distantPast
-            try ft.run { p in
+            try ft.run(baseline: { e in
+                stderrLine(String(format: "step 0: val_loss %.4f (ppl %.2f) before training", e, exp(e)))
+            }) { p in
                 let now = Date()
                 let final = p.step == p.totalSteps
                 guard final || p.row.evalLoss != nil || now.timeIntervalSince(lastPrint) > (tty ? 0.2 : 5) else { return }

@@ -82,6 +82,8 @@ public final class Finetuner: @unchecked Sendable {
     public let totalSteps: Int
     public private(set) var step = 0
     public private(set) var log: [LogRow] = []
+    /// Validation loss by step, including step 0 (before training).
+    public private(set) var evalHistory: [(step: Int, loss: Double)] = []
     /// Wall time of earlier runs (restored from a checkpoint).
     var priorSeconds: Double = 0
 
@@ -205,10 +207,15 @@ public final class Finetuner: @unchecked Sendable {
 
     /// Runs (or resumes) training to the end, writing the log, the curve,
     /// checkpoints and the result into the output directory.
-    public func run(progress: ((TrainProgress) -> Void)? = nil) throws {
+    public func run(baseline: ((Double) -> Void)? = nil, progress: ((TrainProgress) -> Void)? = nil) throws {
         let o = options
         try FileManager.default.createDirectory(atPath: o.outputDir, withIntermediateDirectories: true)
         if o.resume { try loadCheckpoint() }
+        if step == 0, let e = evaluate() {
+            evalHistory = [(0, e)]
+            baseline?(e)
+            try writeEvalLog()
+        }
         let last = min(totalSteps, o.maxSteps ?? totalSteps)
         let start = Date()
         var tokensSinceStart = 0
@@ -220,7 +227,11 @@ public final class Finetuner: @unchecked Sendable {
             row.seconds = priorSeconds + Date().timeIntervalSince(start)
             let saving = (o.saveEvery > 0 && step % o.saveEvery == 0) || step == last
             let evaluating = o.evalEvery > 0 ? (step % o.evalEvery == 0 || step == last) : saving
-            if evaluating { row.evalLoss = evaluate() }
+            if evaluating, let e = evaluate() {
+                row.evalLoss = e
+                evalHistory.append((step, e))
+                try writeEvalLog()
+            }
             log.append(row)
             try appendLog(row)
             if saving {
@@ -287,8 +298,13 @@ public final class Finetuner: @unchecked Sendable {
         try h.write(contentsOf: Data(Self.csvLine(r).utf8))
     }
 
+    func writeEvalLog() throws {
+        let text = "step,eval_loss,perplexity\n" + evalHistory.map { "\($0.step),\(String(format: "%.6f", $0.loss)),\(String(format: "%.4f", exp($0.loss)))\n" }.joined()
+        try writeAtomically(Array(text.utf8), to: options.outputDir + "/eval.csv")
+    }
+
     func writeCurve() throws {
-        let svg = LossCurve.svg(log, title: "\((options.modelPath as NSString).lastPathComponent) — \((options.dataPath as NSString).lastPathComponent)")
+        let svg = LossCurve.svg(log, eval: evalHistory, title: "\((options.modelPath as NSString).lastPathComponent) — \((options.dataPath as NSString).lastPathComponent)")
         try writeAtomically(Array(svg.utf8), to: options.outputDir + "/loss.svg")
     }
 
@@ -311,7 +327,8 @@ public final class Finetuner: @unchecked Sendable {
             entries.append(.init(name: p.name + ".adam_v", dtype: "F32", shape: p.shape, bytes: optimizer.v[i].withUnsafeBytes { Array($0) }))
         }
         let logText = log.map(Self.csvLine).joined()
-        let meta = ["step": "\(step)", "adam_t": "\(optimizer.t)", "fingerprint": fingerprint, "seconds": "\(seconds)", "log": logText,
+        let evalText = evalHistory.map { "\($0.step):\($0.loss)" }.joined(separator: ";")
+        let meta = ["eval": evalText, "step": "\(step)", "adam_t": "\(optimizer.t)", "fingerprint": fingerprint, "seconds": "\(seconds)", "log": logText,
                     "seed": "\(options.seed)"]
         try writeAtomically(SafetensorsWriter.encode(entries, metadata: meta), to: checkpointPath)
     }
@@ -346,6 +363,11 @@ public final class Finetuner: @unchecked Sendable {
         step = s
         priorSeconds = st.metadata["seconds"].flatMap(Double.init) ?? 0
         log = (st.metadata["log"] ?? "").split(separator: "\n").compactMap { Self.parseCSV(String($0)) }
+        evalHistory = (st.metadata["eval"] ?? "").split(separator: ";").compactMap { e in
+            let f = e.split(separator: ":")
+            guard f.count == 2, let s = Int(f[0]), let l = Double(f[1]) else { return nil }
+            return (s, l)
+        }
     }
 
     static func parseCSV(_ line: String) -> LogRow? {

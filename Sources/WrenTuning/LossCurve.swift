@@ -4,11 +4,11 @@
 import Foundation
 
 public enum LossCurve {
-    public static func svg(_ rows: [LogRow], title: String, width: Double = 720, height: Double = 420) -> String {
+    public static func svg(_ rows: [LogRow], eval: [(step: Int, loss: Double)] = [], title: String, width: Double = 720, height: Double = 420) -> String {
         let left = 64.0, right = 20.0, top = 36.0, bottom = 48.0
         let pw = width - left - right, ph = height - top - bottom
         let steps = rows.map { Double($0.step) }
-        let values = rows.map(\.loss) + rows.compactMap(\.evalLoss)
+        let values = rows.map(\.loss) + eval.map(\.loss)
         let maxStep = max(1, steps.max() ?? 1)
         var lo = values.min() ?? 0, hi = values.max() ?? 1
         if hi - lo < 1e-6 { lo -= 0.5; hi += 0.5 }
@@ -46,8 +46,8 @@ public enum LossCurve {
                 avg.append("\(f(x(Double(rows[i].step)))),\(f(y(w.map(\.loss).reduce(0, +) / Double(w.count))))")
             }
             out += "<polyline fill=\"none\" stroke=\"#08519c\" stroke-width=\"2\" points=\"\(avg.joined(separator: " "))\"/>\n"
-            for r in rows { if let e = r.evalLoss { out += "<circle cx=\"\(f(x(Double(r.step))))\" cy=\"\(f(y(e)))\" r=\"4\" fill=\"#e6550d\"/>\n" } }
         }
+        for e in eval { out += "<circle cx=\"\(f(x(Double(e.step))))\" cy=\"\(f(y(e.loss)))\" r=\"4\" fill=\"#e6550d\"/>\n" }
         out += "<text x=\"\(f(left + pw - 170))\" y=\"\(f(top + 14))\" fill=\"#08519c\">— train loss (moving avg)</text>\n"
         out += "<text x=\"\(f(left + pw - 170))\" y=\"\(f(top + 30))\" fill=\"#e6550d\">● validation loss</text>\n"
         out += "</svg>\n"
