@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "WrenFormat", dependencies: ["WrenKernels", "CZstd"]),
         .target(name: "WrenTokenizer"),
         .target(name: "WrenEngine", dependencies: ["WrenKernels", "WrenFormat", "WrenTokenizer", "CBLAS"]),
-        .target(name: "WrenTuning", dependencies: ["WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "CBLAS"]),
+        .target(name: "WrenTuning", dependencies: ["WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "CBLAS", "CWrenKernels"]),
         .executableTarget(name: "WrenCLI", dependencies: [
             "WrenFormat", "WrenEngine", "WrenTokenizer", "WrenTuning",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

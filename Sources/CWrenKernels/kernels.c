@@ -409,6 +409,25 @@ SIMD_FN static void swiglu_avx2(float *gate, const float *up, int n) {
     for (; j < n; j++) gate[j] = gate[j] / (1 + expf(-gate[j])) * up[j];
 }
 
+// Backward of h = silu(g)·u: dg += dh·u·σ(g)·(1 + g·(1 − σ(g))), du += dh·g·σ(g).
+SIMD_FN static void swiglu_backward_avx2(const float *g, const float *u, const float *dh, float *dg, float *du, int n) {
+    int j = 0;
+    __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8) {
+        __m256 x = _mm256_loadu_ps(g + j), d = _mm256_loadu_ps(dh + j);
+        __m256 sig = _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, x))));
+        __m256 silu = _mm256_mul_ps(x, sig);
+        __m256 dsilu = _mm256_mul_ps(sig, _mm256_fmadd_ps(x, _mm256_sub_ps(one, sig), one));
+        _mm256_storeu_ps(dg + j, _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_loadu_ps(u + j)), dsilu, _mm256_loadu_ps(dg + j)));
+        _mm256_storeu_ps(du + j, _mm256_fmadd_ps(d, silu, _mm256_loadu_ps(du + j)));
+    }
+    for (; j < n; j++) {
+        float s = 1 / (1 + expf(-g[j]));
+        dg[j] += dh[j] * u[j] * s * (1 + g[j] * (1 - s));
+        du[j] += dh[j] * g[j] * s;
+    }
+}
+
 SIMD_FN static inline float kdot_f16(const uint8_t *kp, const float *q, int hd) {
     __m256 a = _mm256_setzero_ps();
     for (int j = 0; j < hd; j += 8)
@@ -799,6 +818,17 @@ void wren_swiglu(float *gate, const float *up, int n) {
     if (wren_kernels_simd()) { swiglu_avx2(gate, up, n); return; }
 #endif
     for (int j = 0; j < n; j++) gate[j] = gate[j] / (1 + expf(-gate[j])) * up[j];
+}
+
+void wren_swiglu_backward(const float *g, const float *u, const float *dh, float *dg, float *du, int n) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) { swiglu_backward_avx2(g, u, dh, dg, du, n); return; }
+#endif
+    for (int j = 0; j < n; j++) {
+        float s = 1 / (1 + expf(-g[j]));
+        dg[j] += dh[j] * u[j] * s * (1 + g[j] * (1 - s));
+        du[j] += dh[j] * g[j] * s;
+    }
 }
 
 void wren_gemv_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, float *y) {

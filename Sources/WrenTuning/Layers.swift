@@ -8,6 +8,7 @@
 // a tile of rows at a time into a scratch buffer, never as a whole.
 
 import CBLAS
+import CWrenKernels
 import Foundation
 import WrenEngine
 import WrenKernels
@@ -171,18 +172,11 @@ enum Layers {
     static func swigluBackward(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, dh: UnsafePointer<Float>,
                                dg: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>, n: Int, threads: Int) {
         let G = SendableRawPointer(g), U = SendableRawPointer(u), DH = SendableRawPointer(dh), DG = SendablePointer(dg), DU = SendablePointer(du)
-        let chunk = 4096
+        let chunk = 8192
         WorkerPool.shared(threads).run((n + chunk - 1) / chunk) { c in
-            let gp = G.p.assumingMemoryBound(to: Float.self), up = U.p.assumingMemoryBound(to: Float.self)
-            let dhp = DH.p.assumingMemoryBound(to: Float.self)
-            var i = c * chunk
-            while i < min(n, (c + 1) * chunk) {
-                defer { i += 1 }
-                let x = gp[i]
-                let s = 1 / (1 + expf(-x))
-                DG.p[i] += dhp[i] * up[i] * s * (1 + x * (1 - s))
-                DU.p[i] += dhp[i] * x * s
-            }
+            let i = c * chunk, m = min(n, i + chunk) - i
+            wren_swiglu_backward(G.p.assumingMemoryBound(to: Float.self) + i, U.p.assumingMemoryBound(to: Float.self) + i,
+                                 DH.p.assumingMemoryBound(to: Float.self) + i, DG.p + i, DU.p + i, Int32(m))
         }
     }
 
