@@ -103,6 +103,55 @@ public final class SafetensorsFile: @unchecked Sendable {
 }
 
 public enum SafetensorsWriter {
+    /// A tensor to stream from memory: `count` f32 values at `data`.
+    public struct FloatSource {
+        public var name: String
+        public var shape: [Int]
+        public var data: UnsafePointer<Float>
+        public init(name: String, shape: [Int], data: UnsafePointer<Float>) { self.name = name; self.shape = shape; self.data = data }
+    }
+
+    /// Writes an F32 safetensors file straight from memory (no copy of the tensors),
+    /// through a temporary file, fsync and rename.
+    public static func write(_ tensors: [FloatSource], metadata: [String: String] = [:], to path: String) throws {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for t in tensors {
+            let n = 4 * t.shape.reduce(1, *)
+            header[t.name] = ["dtype": "F32", "shape": t.shape, "data_offsets": [offset, offset + n]] as [String: Any]
+            offset += n
+        }
+        var json = Array((try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])) ?? Data())
+        while (json.count + 8) % 8 != 0 { json.append(0x20) }
+        var head: [UInt8] = []
+        WrenMetaCodec.append(UInt64(json.count), to: &head)
+        head += json
+        let tmp = path + ".tmp-\(getpid())"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FormatError.io(path: tmp, operation: "create", errno: errno) }
+        var ok = false
+        defer { if !ok { close(fd); unlink(tmp) } }
+        func put(_ p: UnsafeRawPointer, _ n: Int) throws {
+            var done = 0
+            while done < n {
+                let w = Foundation.write(fd, p + done, n - done)
+                if w < 0 { if errno == EINTR { continue }; throw FormatError.io(path: tmp, operation: "write", errno: errno) }
+                done += w
+            }
+        }
+        try head.withUnsafeBytes { try put($0.baseAddress!, $0.count) }
+        for t in tensors { try put(UnsafeRawPointer(t.data), 4 * t.shape.reduce(1, *)) }
+        guard fsync(fd) == 0 else { throw FormatError.io(path: tmp, operation: "fsync", errno: errno) }
+        close(fd)
+        ok = true
+        guard rename(tmp, path) == 0 else {
+            let e = errno
+            unlink(tmp)
+            throw FormatError.io(path: path, operation: "rename", errno: e)
+        }
+    }
+
     public struct Entry {
         public var name: String
         public var dtype: String

@@ -270,8 +270,8 @@ public final class Finetuner: @unchecked Sendable {
         if let a = peftAdapter() {
             try a.save(to: options.outputDir)
         } else {
-            var values: [String: [Float]] = [:]
-            for p in trainModel.parameters { values[p.name] = p.values }
+            var values: [String: Parameter] = [:]
+            for p in trainModel.parameters { values[p.name] = p }
             try ModelWriter.write(base: model.file, replacing: values, type: options.saveType, to: options.outputDir + "/model.wren",
                                   overwrite: true)
         }
@@ -320,17 +320,19 @@ public final class Finetuner: @unchecked Sendable {
     }
 
     func saveCheckpoint(seconds: Double) throws {
-        var entries: [SafetensorsWriter.Entry] = []
-        for (i, p) in trainModel.parameters.enumerated() {
-            entries.append(.init(name: p.name, dtype: "F32", shape: p.shape, bytes: p.values.withUnsafeBytes { Array($0) }))
-            entries.append(.init(name: p.name + ".adam_m", dtype: "F32", shape: p.shape, bytes: optimizer.m[i].withUnsafeBytes { Array($0) }))
-            entries.append(.init(name: p.name + ".adam_v", dtype: "F32", shape: p.shape, bytes: optimizer.v[i].withUnsafeBytes { Array($0) }))
+        // Streamed from the parameters and moments in place: no copy of them is made.
+        let ps = trainModel.parameters
+        var sources: [SafetensorsWriter.FloatSource] = []
+        for (i, p) in ps.enumerated() {
+            sources.append(.init(name: p.name, shape: p.shape, data: UnsafePointer(p.value)))
+            sources.append(.init(name: p.name + ".adam_m", shape: p.shape, data: optimizer.momentPointer(i, second: false)))
+            sources.append(.init(name: p.name + ".adam_v", shape: p.shape, data: optimizer.momentPointer(i, second: true)))
         }
         let logText = log.map(Self.csvLine).joined()
         let evalText = evalHistory.map { "\($0.step):\($0.loss)" }.joined(separator: ";")
-        let meta = ["eval": evalText, "step": "\(step)", "adam_t": "\(optimizer.t)", "fingerprint": fingerprint, "seconds": "\(seconds)", "log": logText,
-                    "seed": "\(options.seed)"]
-        try writeAtomically(SafetensorsWriter.encode(entries, metadata: meta), to: checkpointPath)
+        let meta = ["eval": evalText, "step": "\(step)", "adam_t": "\(optimizer.t)", "fingerprint": fingerprint, "seconds": "\(seconds)",
+                    "log": logText, "seed": "\(options.seed)"]
+        try SafetensorsWriter.write(sources, metadata: meta, to: checkpointPath)
     }
 
     func loadCheckpoint() throws {

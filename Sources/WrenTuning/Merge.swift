@@ -12,15 +12,15 @@ import WrenKernels
 public enum ModelWriter {
     /// Writes `base` to `path` with the tensors named in `replacing` taken from
     /// those f32 values (2-D ones stored as `type`, 1-D as f32); others copied.
-    public static func write(base: WrenFile, replacing: [String: [Float]], type: DType, to path: String, overwrite: Bool) throws {
+    public static func write(base: WrenFile, replacing: [String: Parameter], type: DType, to path: String, overwrite: Bool) throws {
         var pending: [PendingTensor] = []
         for info in base.tensors {
             let t = try base.tensor(info.name)
-            if let v = replacing[info.name] {
-                precondition(v.count == info.elementCount)
+            if let p = replacing[info.name] {
+                precondition(p.count == info.elementCount)
                 let dt = info.shape.count == 1 ? DType.f32 : type
                 pending.append(PendingTensor(name: info.name, dtype: dt, shape: info.shape) { buf in
-                    v.withUnsafeBufferPointer { Quant.quantize(dt, $0.baseAddress!, buf.baseAddress!, count: v.count) }
+                    Quant.quantize(dt, p.value, buf.baseAddress!, count: p.count)
                 })
             } else {
                 let data = t.data

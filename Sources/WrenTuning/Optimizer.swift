@@ -26,16 +26,20 @@ public final class AdamW: @unchecked Sendable {
     public var eps: Float = 1e-8
     public var weightDecay: Float
     /// First and second moments, one pair per parameter, in `parameters` order.
-    public internal(set) var m: [[Float]]
-    public internal(set) var v: [[Float]]
+    let m: [UnsafeMutablePointer<Float>]
+    let v: [UnsafeMutablePointer<Float>]
+    let counts: [Int]
     /// Updates applied so far (for bias correction).
     public internal(set) var t = 0
 
     public init(parameters: [Parameter], weightDecay: Float) {
         self.weightDecay = weightDecay
-        m = parameters.map { [Float](repeating: 0, count: $0.count) }
-        v = parameters.map { [Float](repeating: 0, count: $0.count) }
+        counts = parameters.map(\.count)
+        m = counts.map { n in let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1)); p.initialize(repeating: 0, count: max(n, 1)); return p }
+        v = counts.map { n in let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1)); p.initialize(repeating: 0, count: max(n, 1)); return p }
     }
+
+    deinit { for p in m + v { p.deallocate() } }
 
     /// One update of every parameter at learning rate `lr`.
     public func step(_ parameters: [Parameter], lr: Float) {
@@ -44,24 +48,27 @@ public final class AdamW: @unchecked Sendable {
         let b1 = beta1, b2 = beta2, e = eps
         for (i, p) in parameters.enumerated() {
             let decay = p.decays ? 1 - lr * weightDecay : 1
-            m[i].withUnsafeMutableBufferPointer { mb in
-                v[i].withUnsafeMutableBufferPointer { vb in
-                    let w = p.value, g = p.grad, mm = mb.baseAddress!, vv = vb.baseAddress!
-                    for j in 0..<p.count {
-                        let gj = g[j]
-                        mm[j] = b1 * mm[j] + (1 - b1) * gj
-                        vv[j] = b2 * vv[j] + (1 - b2) * gj * gj
-                        let update = (mm[j] / bc1) / ((vv[j] / bc2).squareRoot() + e)
-                        w[j] = w[j] * decay - lr * update
-                    }
-                }
+            let w = p.value, g = p.grad, mm = m[i], vv = v[i]
+            for j in 0..<p.count {
+                let gj = g[j]
+                mm[j] = b1 * mm[j] + (1 - b1) * gj
+                vv[j] = b2 * vv[j] + (1 - b2) * gj * gj
+                let update = (mm[j] / bc1) / ((vv[j] / bc2).squareRoot() + e)
+                w[j] = w[j] * decay - lr * update
             }
         }
     }
 
+    /// The first (or second) moment of parameter `i`, for streaming a checkpoint.
+    func momentPointer(_ i: Int, second: Bool) -> UnsafePointer<Float> { UnsafePointer(second ? v[i] : m[i]) }
+
     /// Restores state saved by a checkpoint.
-    func restore(m: [[Float]], v: [[Float]], t: Int) {
-        self.m = m; self.v = v; self.t = t
+    func restore(m ms: [[Float]], v vs: [[Float]], t: Int) {
+        for i in 0..<counts.count {
+            ms[i].withUnsafeBufferPointer { m[i].update(from: $0.baseAddress!, count: counts[i]) }
+            vs[i].withUnsafeBufferPointer { v[i].update(from: $0.baseAddress!, count: counts[i]) }
+        }
+        self.t = t
     }
 }
 

@@ -94,7 +94,7 @@ public final class TrainModel: @unchecked Sendable {
     // Scratch for the passes.
     let n, h, dx, dn, dh, dg, du, datt, dq, dk, dv, probs, dprobs, ropeTab, headIn, dHeadIn, logits: UnsafeMutablePointer<Float>
     /// Rows of the output head evaluated at once.
-    static let headChunk = 256
+    static let headChunk = 128
 
     /// - Parameters:
     ///   - maxTokens: the most tokens (batch × sequence length) of one micro-batch.
@@ -175,6 +175,8 @@ public final class TrainModel: @unchecked Sendable {
             output = model.output; outputParam = nil
         }
         parameters = params
+        // Full finetuning copied every weight; the mapped file's pages are not needed any more.
+        if isFull { model.file.mapping.adviseDontNeed() }
         let biggest = model.layers.first.map { l in Projection.allCases.map { $0.matrix(l).rows * $0.matrix(l).cols }.max()! } ?? 1
         ctx = TrainContext(scratch: Scratch(weightTile: max(biggest, 4096 * dim)), threads: self.threads, maxTokens: maxTokens,
                            maxIn: max(dim, qDim, ff), maxRank: maxRank)
