@@ -181,6 +181,12 @@ enum Layers {
     }
 
     // MARK: causal GQA attention over B sequences of L tokens
+    //
+    // Queries go in blocks of `queryBlock` rows; block [r0, r1) only needs keys
+    // [0, r1), so the masked upper triangle is (mostly) never computed.
+
+    /// Rows per query block (a variable so that tests can exercise several blocks on tiny sequences).
+    nonisolated(unsafe) static var queryBlock = 64
 
     /// out (T × heads·hd) = softmax(scale·Q·Kᵀ + causal mask)·V, per sequence and head.
     /// One job per (sequence, kv head); `probs` holds B·kvHeads scratch blocks of L × L.
@@ -197,22 +203,30 @@ enum Layers {
             let vp = V.p.assumingMemoryBound(to: Float.self) + b * L * kvDim + g * hd
             for h in (g * group)..<((g + 1) * group) {
                 let qp = Q.p.assumingMemoryBound(to: Float.self) + b * L * qDim + h * hd
-                causalProbabilities(qp, kp, qDim: qDim, kvDim: kvDim, L: L, hd: hd, scale: scale, probs: pr)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(L), Int32(hd), Int32(L),
-                            1, pr, Int32(L), vp, Int32(kvDim), 0, O.p + b * L * qDim + h * hd, Int32(qDim))
+                let op = O.p + b * L * qDim + h * hd
+                var r0 = 0
+                while r0 < L {
+                    let r1 = min(L, r0 + queryBlock), nr = r1 - r0
+                    causalProbabilities(qp, kp, qDim: qDim, kvDim: kvDim, rows: r0..<r1, L: L, hd: hd, scale: scale, probs: pr)
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(nr), Int32(hd), Int32(r1),
+                                1, pr + r0 * L, Int32(L), vp, Int32(kvDim), 0, op + r0 * qDim, Int32(qDim))
+                    r0 = r1
+                }
             }
         }
     }
 
-    /// P = causal softmax(scale·Q·Kᵀ) for one sequence and head (L × L, zeros above the diagonal).
-    static func causalProbabilities(_ qp: UnsafePointer<Float>, _ kp: UnsafePointer<Float>, qDim: Int, kvDim: Int, L: Int, hd: Int,
-                                    scale: Float, probs: UnsafeMutablePointer<Float>) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(L), Int32(L), Int32(hd),
-                    scale, qp, Int32(qDim), kp, Int32(kvDim), 0, probs, Int32(L))
-        for i in 0..<L {
+    /// Rows `rows` of P = causal softmax(scale·Q·Kᵀ) for one sequence and head, into
+    /// `probs` (ld L): row i holds i + 1 probabilities then zeros up to column rows.upperBound.
+    static func causalProbabilities(_ qp: UnsafePointer<Float>, _ kp: UnsafePointer<Float>, qDim: Int, kvDim: Int, rows: Range<Int>,
+                                    L: Int, hd: Int, scale: Float, probs: UnsafeMutablePointer<Float>) {
+        let r0 = rows.lowerBound, r1 = rows.upperBound
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(r1 - r0), Int32(r1), Int32(hd),
+                    scale, qp + r0 * qDim, Int32(qDim), kp, Int32(kvDim), 0, probs + r0 * L, Int32(L))
+        for i in rows {
             let row = probs + i * L
             Ops.softmax(row, i + 1)
-            if i + 1 < L { (row + i + 1).update(repeating: 0, count: L - i - 1) }
+            if i + 1 < r1 { (row + i + 1).update(repeating: 0, count: r1 - i - 1) }
         }
     }
 
@@ -235,25 +249,31 @@ enum Layers {
             for h in (g * group)..<((g + 1) * group) {
                 let qo = b * L * qDim + h * hd
                 let qp = Q.p.assumingMemoryBound(to: Float.self) + qo, dop = DO.p.assumingMemoryBound(to: Float.self) + qo
-                causalProbabilities(qp, kp, qDim: qDim, kvDim: kvDim, L: L, hd: hd, scale: scale, probs: pr)
-                // dP = dO·Vᵀ; dV += Pᵀ·dO
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(L), Int32(L), Int32(hd),
-                            1, dop, Int32(qDim), vp, Int32(kvDim), 0, dpr, Int32(L))
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(L), Int32(hd), Int32(L),
-                            1, pr, Int32(L), dop, Int32(qDim), 1, DV.p + ko, Int32(kvDim))
-                // dS = P ⊙ (dP − Σ_j P·dP), row by row (zero where masked, since P is).
-                for i in 0..<L {
-                    let p = pr + i * L, d = dpr + i * L
-                    var s: Float = 0
-                    for j in 0...i { s += p[j] * d[j] }
-                    for j in 0...i { d[j] = p[j] * (d[j] - s) }
-                    if i + 1 < L { (d + i + 1).update(repeating: 0, count: L - i - 1) }
+                var r0 = 0
+                while r0 < L {
+                    let r1 = min(L, r0 + queryBlock), nr = r1 - r0
+                    let pb = pr + r0 * L, db = dpr + r0 * L
+                    causalProbabilities(qp, kp, qDim: qDim, kvDim: kvDim, rows: r0..<r1, L: L, hd: hd, scale: scale, probs: pr)
+                    // dP = dO·Vᵀ; dV[0..<r1] += Pᵀ·dO
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(nr), Int32(r1), Int32(hd),
+                                1, dop + r0 * qDim, Int32(qDim), vp, Int32(kvDim), 0, db, Int32(L))
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(r1), Int32(hd), Int32(nr),
+                                1, pb, Int32(L), dop + r0 * qDim, Int32(qDim), 1, DV.p + ko, Int32(kvDim))
+                    // dS = P ⊙ (dP − Σ_j P·dP), row by row (zero where masked, since P is).
+                    for i in r0..<r1 {
+                        let p = pr + i * L, d = dpr + i * L
+                        var s: Float = 0
+                        for j in 0...i { s += p[j] * d[j] }
+                        for j in 0...i { d[j] = p[j] * (d[j] - s) }
+                        if i + 1 < r1 { (d + i + 1).update(repeating: 0, count: r1 - i - 1) }
+                    }
+                    // dQ += scale·dS·K; dK[0..<r1] += scale·dSᵀ·Q
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(nr), Int32(hd), Int32(r1),
+                                scale, db, Int32(L), kp, Int32(kvDim), 1, DQ.p + qo + r0 * qDim, Int32(qDim))
+                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(r1), Int32(hd), Int32(nr),
+                                scale, db, Int32(L), qp + r0 * qDim, Int32(qDim), 1, DK.p + ko, Int32(kvDim))
+                    r0 = r1
                 }
-                // dQ += scale·dS·K; dK += scale·dSᵀ·Q
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(L), Int32(hd), Int32(L),
-                            scale, dpr, Int32(L), kp, Int32(kvDim), 1, DQ.p + qo, Int32(qDim))
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(L), Int32(hd), Int32(L),
-                            scale, dpr, Int32(L), qp, Int32(qDim), 1, DK.p + ko, Int32(kvDim))
             }
         }
     }

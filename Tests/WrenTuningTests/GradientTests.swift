@@ -241,6 +241,12 @@ final class GradientTests: XCTestCase {
         XCTAssertEqual(tm.parameters.count, 2 * 7 * 2)
         randomizeLoRA(tm, seed: 2)
         checkModel(tm)
+        // Attention in several query blocks (as for real sequence lengths): blocks of 4 and 2 rows.
+        for block in [4, 2] {
+            Layers.queryBlock = block
+            checkModel(tm, samples: 3)
+        }
+        Layers.queryBlock = 64
     }
 
     func testLoRADropoutQuantizedUntiedGradients() throws {
