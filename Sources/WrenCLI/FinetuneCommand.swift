@@ -14,7 +14,7 @@ struct Finetune: ParsableCommand {
         discussion: """
         DATA is a directory of LMFlow .json files ({"type": "text_only" | "text2text" | "conversation", "instances": [...]}) \
         or .jsonl files (one instance per line), or one such file. OUT receives the PEFT adapter \
-        (adapter_config.json, adapter_model.safetensors) or, with --full, model.wren; plus loss.csv, loss.svg and \
+        (adapter_config.json, adapter_model.safetensors) or, with --full, model.wren; plus loss.csv, eval.csv (validation), loss.svg and \
         checkpoint.safetensors. Every instance is checked before training starts.
         """)
 
