@@ -171,9 +171,6 @@ struct Finetune: ParsableCommand {
             if let threads { o.threads = threads }
             o.chatTemplate = chatTemplate
             o.saveType = DType(name: saveType) ?? .f32
-            if !resume, FileManager.default.fileExists(atPath: output + "/checkpoint.safetensors") {
-                throw CLIError(message: "\(output) already holds a training run (checkpoint.safetensors); pass --resume to continue it or choose another -o")
-            }
             let t0 = Date()
             let ft = try Finetuner(o)
             let trainable = ft.trainModel.parameters.reduce(0) { $0 + $1.count }

@@ -209,6 +209,10 @@ public final class Finetuner: @unchecked Sendable {
     /// checkpoints and the result into the output directory.
     public func run(baseline: ((Double) -> Void)? = nil, progress: ((TrainProgress) -> Void)? = nil) throws {
         let o = options
+        if !o.resume, FileManager.default.fileExists(atPath: checkpointPath) {
+            throw EngineError.invalidParameter(
+                "\(o.outputDir) already holds a training run (checkpoint.safetensors); pass --resume to continue it or choose another output directory")
+        }
         try FileManager.default.createDirectory(atPath: o.outputDir, withIntermediateDirectories: true)
         if o.resume { try loadCheckpoint() }
         if step == 0, let e = evaluate() {

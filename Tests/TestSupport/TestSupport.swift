@@ -5,6 +5,7 @@
 import Foundation
 import WrenFormat
 import WrenKernels
+import XCTest
 
 /// SplitMix64: small, seeded, reproducible everywhere (never the system RNG).
 public struct SeededRNG: RandomNumberGenerator {
@@ -35,6 +36,21 @@ public func realModelPath() -> String? {
     let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     let p = root.appendingPathComponent("models/SmolLM2-135M-Instruct.Q4_1.gguf").path
     return FileManager.default.fileExists(atPath: p) ? p : nil
+}
+
+/// The real model's GGUF for tests that need it: skips in debug builds (numeric code
+/// there is 10–100× slower) and when the model is absent — except on CI, where a
+/// missing model is a failure.
+public func requireRealModel() throws -> String {
+    #if DEBUG
+    throw XCTSkip("real-model tests run in the release test build (swift test -c release -Xswiftc -enable-testing)")
+    #else
+    guard let p = realModelPath() else {
+        if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("models/ missing on CI: run tools/fetch-model.sh") }
+        throw XCTSkip("run tools/fetch-model.sh to fetch the real model")
+    }
+    return p
+    #endif
 }
 
 public func repoRoot() -> String {

@@ -33,13 +33,7 @@ final class RealModelEngineTests: XCTestCase {
     static let dir = tempDirectory("RealModelEngineTests")
 
     func model(_ variant: String) throws -> LlamaModel {
-        #if DEBUG
-        throw XCTSkip("real-model tests run in the release test build")
-        #else
-        guard let gguf = realModelPath() else {
-            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("models/ missing on CI") }
-            throw XCTSkip("run tools/fetch-model.sh")
-        }
+        let gguf = try requireRealModel()
         if Self.converted[variant] == nil {
             let out = "\(Self.dir)/\(variant).wren"
             _ = try ModelConverter.convert(try ModelSource.open(gguf), to: out,
@@ -47,7 +41,6 @@ final class RealModelEngineTests: XCTestCase {
             Self.converted[variant] = out
         }
         return try LlamaModel(path: Self.converted[variant]!)
-        #endif
     }
 
     func reference() throws -> EngineReference {

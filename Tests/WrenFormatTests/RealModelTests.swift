@@ -17,15 +17,7 @@ final class RealModelTests: XCTestCase {
     override func tearDown() { try? FileManager.default.removeItem(atPath: dir) }
 
     func model() throws -> String {
-        #if DEBUG
-        throw XCTSkip("real-model tests run in the release test build (swift test -c release -Xswiftc -enable-testing)")
-        #else
-        guard let p = realModelPath() else {
-            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("models/ missing on CI: run tools/fetch-model.sh") }
-            throw XCTSkip("run tools/fetch-model.sh to fetch the real model")
-        }
-        return p
-        #endif
+        try requireRealModel()
     }
 
     struct Reference: Decodable {

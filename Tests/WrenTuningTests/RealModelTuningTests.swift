@@ -12,19 +12,12 @@ import XCTest
 
 final class RealModelTuningTests: XCTestCase {
     func modelPath() throws -> String {
-        #if DEBUG
-        throw XCTSkip("real-model tests run in the release test build")
-        #else
-        guard let gguf = realModelPath() else {
-            if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("models/ missing on CI") }
-            throw XCTSkip("run tools/fetch-model.sh")
-        }
+        let gguf = try requireRealModel()
         let out = tempDirectory("RealModelTuningTests") + "/smol.wren"
         if !FileManager.default.fileExists(atPath: out) {
             _ = try ModelConverter.convert(try ModelSource.open(gguf), to: out, options: .init(overwrite: true))
         }
         return out
-        #endif
     }
 
     func testStepZeroMatchesEngine() throws {
