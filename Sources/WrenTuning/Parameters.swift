@@ -141,10 +141,10 @@ final class TrainLinear: @unchecked Sendable {
             TrainLinear.dropout(x, ctx.dropBuffer, count: T * m.inFeatures, p: m.dropout, key: ctx.maskKey ^ m.key)
             xin = UnsafePointer(ctx.dropBuffer)
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(m.rank), Int32(m.inFeatures),
-                    1, xin, Int32(m.inFeatures), m.a.value, Int32(m.inFeatures), 0, m.u, Int32(m.rank))
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(m.outFeatures), Int32(m.rank),
-                    m.scale, m.u, Int32(m.rank), m.b.value, Int32(m.rank), 1, y, Int32(m.outFeatures))
+        Layers.sgemm(CblasNoTrans, CblasTrans, T, m.rank, m.inFeatures,
+                    1, xin, m.inFeatures, m.a.value, m.inFeatures, 0, m.u, m.rank, threads: ctx.threads)
+        Layers.sgemm(CblasNoTrans, CblasTrans, T, m.outFeatures, m.rank,
+                    m.scale, m.u, m.rank, m.b.value, m.rank, 1, y, m.outFeatures, threads: ctx.threads)
     }
 
     /// Given dy, adds parameter gradients and (when `dx` is given) dx += dy·W + LoRA's share.
@@ -155,31 +155,31 @@ final class TrainLinear: @unchecked Sendable {
         guard let m = lora else { return }
         let du = ctx.loraBuffer
         // dU = s·dy·B (T × r); dB += s·dyᵀ·U; dA += dUᵀ·dropout(x); dx += mask⊙(dU·A)
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(m.rank), Int32(m.outFeatures),
-                    m.scale, dy, Int32(m.outFeatures), m.b.value, Int32(m.rank), 0, du, Int32(m.rank))
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m.outFeatures), Int32(m.rank), Int32(T),
-                    m.scale, dy, Int32(m.outFeatures), m.u, Int32(m.rank), 1, m.b.grad, Int32(m.rank))
+        Layers.sgemm(CblasNoTrans, CblasNoTrans, T, m.rank, m.outFeatures,
+                    m.scale, dy, m.outFeatures, m.b.value, m.rank, 0, du, m.rank, threads: ctx.threads)
+        Layers.sgemm(CblasTrans, CblasNoTrans, m.outFeatures, m.rank, T,
+                    m.scale, dy, m.outFeatures, m.u, m.rank, 1, m.b.grad, m.rank, threads: ctx.threads)
         let dropping = m.dropout > 0 && ctx.training
         var xin = x
         if dropping {
             TrainLinear.dropout(x, ctx.dropBuffer, count: T * m.inFeatures, p: m.dropout, key: ctx.maskKey ^ m.key)
             xin = UnsafePointer(ctx.dropBuffer)
         }
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(m.rank), Int32(m.inFeatures), Int32(T),
-                    1, du, Int32(m.rank), xin, Int32(m.inFeatures), 1, m.a.grad, Int32(m.inFeatures))
+        Layers.sgemm(CblasTrans, CblasNoTrans, m.rank, m.inFeatures, T,
+                    1, du, m.rank, xin, m.inFeatures, 1, m.a.grad, m.inFeatures, threads: ctx.threads)
         guard let dx else { return }
         if dropping {
             // dropBuffer held dropout(x); reuse it for dU·A, then apply the mask.
             let tmp = ctx.dropBuffer
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(m.inFeatures), Int32(m.rank),
-                        1, du, Int32(m.rank), m.a.value, Int32(m.inFeatures), 0, tmp, Int32(m.inFeatures))
+            Layers.sgemm(CblasNoTrans, CblasNoTrans, T, m.inFeatures, m.rank,
+                        1, du, m.rank, m.a.value, m.inFeatures, 0, tmp, m.inFeatures, threads: ctx.threads)
             let keep = 1 / (1 - m.dropout), key = ctx.maskKey ^ m.key
             for i in 0..<(T * m.inFeatures) where TrainRNG.hashUniform(key, UInt64(i)) >= m.dropout {
                 dx[i] += tmp[i] * keep
             }
         } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(m.inFeatures), Int32(m.rank),
-                        1, du, Int32(m.rank), m.a.value, Int32(m.inFeatures), 1, dx, Int32(m.inFeatures))
+            Layers.sgemm(CblasNoTrans, CblasNoTrans, T, m.inFeatures, m.rank,
+                        1, du, m.rank, m.a.value, m.inFeatures, 1, dx, m.inFeatures, threads: ctx.threads)
         }
     }
 }
