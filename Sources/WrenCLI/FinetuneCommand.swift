@@ -51,6 +51,12 @@ struct Finetune: ParsableCommand {
     @Flag(help: "Train every weight (f32 copies; small models) instead of LoRA.")
     var full = false
 
+    @Option(name: .customLong("lisa-layers"), help: "With --full: LISA, train only this many randomly sampled layers at a time (plus embedding, head and final norm).")
+    var lisaLayers: Int?
+
+    @Option(name: .customLong("lisa-interval"), help: "With --lisa-layers: sample new layers every this many steps.")
+    var lisaInterval = 20
+
     @Option(help: "Epochs over the training data.")
     var epochs = 3
 
@@ -119,6 +125,11 @@ struct Finetune: ParsableCommand {
         guard loraDropout >= 0, loraDropout < 1 else { throw ValidationError("--lora-dropout must be in [0, 1)") }
         guard epochs >= 1, batchSize >= 1, gradAccum >= 1 else { throw ValidationError("--epochs, --batch-size and --grad-accum must be ≥ 1") }
         guard blockSize >= 2 else { throw ValidationError("--block-size must be ≥ 2") }
+        if let lisaLayers {
+            guard full else { throw ValidationError("--lisa-layers samples layers for full finetuning; add --full") }
+            guard lisaLayers >= 1 else { throw ValidationError("--lisa-layers must be ≥ 1") }
+        }
+        guard lisaInterval >= 1 else { throw ValidationError("--lisa-interval must be ≥ 1") }
         if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be ≥ 1") }
         guard Schedule(rawValue: schedule) != nil else { throw ValidationError("--schedule must be cosine, linear or constant (got \(schedule))") }
         guard warmup >= 0, saveEvery >= 0, evalEvery >= 0 else { throw ValidationError("--warmup, --save-every and --eval-every must be ≥ 0") }
@@ -171,13 +182,15 @@ struct Finetune: ParsableCommand {
             if let threads { o.threads = threads }
             o.chatTemplate = chatTemplate
             o.saveType = DType(name: saveType) ?? .f32
+            o.lisaLayers = lisaLayers ?? 0
+            o.lisaInterval = lisaInterval
             let t0 = Date()
             let ft = try Finetuner(o)
             let trainable = ft.trainModel.parameters.reduce(0) { $0 + $1.count }
             let base = ft.model.layers.first.map { $0.q.dtype } ?? .f32
             stderrLine("wren finetune: \(ft.datasetType.rawValue) data, \(ft.train.count) training sequences (\(ft.trainTokens) trained tokens per epoch)"
                 + (ft.eval.isEmpty ? "" : ", \(ft.eval.count) validation sequences")
-                + "; \(full ? "full finetune" : (base.isQuantized ? "QLoRA on a \(base) base" : "LoRA on a \(base) base")), \(trainable) trainable parameters; "
+                + "; \(full ? (lisaLayers.map { "full finetune with LISA (\($0) of \(ft.model.config.blockCount) layers every \(lisaInterval) steps)" } ?? "full finetune") : (base.isQuantized ? "QLoRA on a \(base) base" : "LoRA on a \(base) base")), \(trainable) trainable parameters; "
                 + "\(ft.totalSteps) steps (\(ft.stepsPerEpoch) per epoch); prepared in \(String(format: "%.1f", Date().timeIntervalSince(t0))) s")
             let tty = isatty(2) == 1
             var lastPrint = Date.distantPast

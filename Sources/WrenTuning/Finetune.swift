@@ -44,6 +44,11 @@ public struct FinetuneOptions: Sendable {
     public var chatTemplate: String?
     /// Element type of the .wren a full finetune writes.
     public var saveType: DType = .f32
+    /// LISA (full finetuning only): train this many randomly chosen layers at a
+    /// time (0: all layers), plus the embedding, output head and final norm.
+    public var lisaLayers = 0
+    /// LISA: choose new layers every this many optimizer steps.
+    public var lisaInterval = 20
 
     public init(modelPath: String, dataPath: String, outputDir: String) {
         self.modelPath = modelPath; self.dataPath = dataPath; self.outputDir = outputDir
@@ -134,10 +139,29 @@ public final class Finetuner: @unchecked Sendable {
         let maxLen = (train + eval).map(\.ids.count).max() ?? 2
         trainModel = try TrainModel(model: model, mode: o.mode, maxTokens: o.batchSize * maxLen, maxLength: maxLen, threads: o.threads,
                                     checkpointing: o.checkpointing, seed: o.seed)
+        if o.lisaLayers != 0 {
+            guard o.mode == .full else { throw EngineError.invalidParameter("--lisa-layers samples layers for full finetuning; add --full") }
+            guard (1...model.config.blockCount).contains(o.lisaLayers) else {
+                throw EngineError.invalidParameter("--lisa-layers must be in 1...\(model.config.blockCount) (the model's layers), not \(o.lisaLayers)")
+            }
+            guard o.lisaInterval >= 1 else { throw EngineError.invalidParameter("--lisa-interval must be at least 1") }
+        }
         optimizer = AdamW(parameters: trainModel.parameters, weightDecay: o.weightDecay)
         let micro = (train.count + o.batchSize - 1) / o.batchSize
         stepsPerEpoch = (micro + o.gradAccum - 1) / o.gradAccum
         totalSteps = stepsPerEpoch * o.epochs
+    }
+
+    /// LISA's layers for optimizer step `step` (nil: every layer): `lisaLayers`
+    /// distinct layers drawn from the seed and the interval number, so a resumed
+    /// run draws the same ones.
+    public func lisaActiveLayers(step: Int) -> Set<Int>? {
+        let o = options
+        guard o.lisaLayers > 0 else { return nil }
+        var rng = TrainRNG(seed: TrainRNG.mix(o.seed ^ 0x4C49_5341_0000_0000 ^ UInt64(step / o.lisaInterval)))
+        var idx = Array(0..<model.config.blockCount)
+        for i in 0..<o.lisaLayers { idx.swapAt(i, i + Int(rng.next() % UInt64(idx.count - i))) }
+        return Set(idx.prefix(o.lisaLayers))
     }
 
     /// Trained tokens per epoch.
@@ -190,6 +214,7 @@ public final class Finetuner: @unchecked Sendable {
             batches.append(batch(idx.map { train[$0] }))
         }
         let count = batches.reduce(0) { $0 + $1.labels.filter { $0 != ignoreLabel }.count }
+        trainModel.activeLayers = lisaActiveLayers(step: step)
         trainModel.zeroGradients()
         var lossSum = 0.0
         for (j, b) in batches.enumerated() {
@@ -197,9 +222,10 @@ public final class Finetuner: @unchecked Sendable {
             lossSum += trainModel.step(tokens: b.ids, labels: b.labels, batch: b.B, length: b.L, gradScale: 1 / Float(count), backward: true,
                                        maskKey: key).lossSum
         }
-        let norm = clipGradients(trainModel.parameters, maxNorm: o.clip)
+        let trainable = trainModel.trainableParameters
+        let norm = clipGradients(trainable, maxNorm: o.clip)
         let lr = o.learningRate * o.schedule.factor(step: step, total: totalSteps, warmup: o.warmup)
-        optimizer.step(trainModel.parameters, lr: lr)
+        optimizer.step(trainable, lr: lr)
         step += 1
         return LogRow(step: step, epoch: Double(step) / Double(stepsPerEpoch), loss: lossSum / Double(max(count, 1)), lr: lr,
                       tokens: batches.reduce(0) { $0 + $1.B * $1.L }, seconds: 0, gradNorm: norm, evalLoss: nil)
@@ -321,6 +347,7 @@ public final class Finetuner: @unchecked Sendable {
         let o = options
         return "\(o.mode)|lr=\(o.learningRate)|bs=\(o.batchSize)|acc=\(o.gradAccum)|block=\(o.blockSize)|ep=\(o.epochs)|warm=\(o.warmup)|"
             + "sched=\(o.schedule)|wd=\(o.weightDecay)|clip=\(o.clip)|seed=\(o.seed)|train=\(train.count)|tokens=\(trainTokens)"
+            + (o.lisaLayers > 0 ? "|lisa=\(o.lisaLayers)/\(o.lisaInterval)" : "")
     }
 
     func saveCheckpoint(seconds: Double) throws {
@@ -335,7 +362,7 @@ public final class Finetuner: @unchecked Sendable {
         let logText = log.map(Self.csvLine).joined()
         let evalText = evalHistory.map { "\($0.step):\($0.loss)" }.joined(separator: ";")
         let meta = ["eval": evalText, "step": "\(step)", "adam_t": "\(optimizer.t)", "fingerprint": fingerprint, "seconds": "\(seconds)",
-                    "log": logText, "seed": "\(options.seed)"]
+                    "log": logText, "seed": "\(options.seed)", "adam_steps": optimizer.steps.map(String.init).joined(separator: ",")]
         try SafetensorsWriter.write(sources, metadata: meta, to: checkpointPath)
     }
 
@@ -365,7 +392,16 @@ public final class Finetuner: @unchecked Sendable {
             ms.append(try read(p.name + ".adam_m", p.count))
             vs.append(try read(p.name + ".adam_v", p.count))
         }
-        optimizer.restore(m: ms, v: vs, t: t)
+        // Updates per parameter (differ from adam_t only with LISA; absent in older checkpoints).
+        var steps = Array(repeating: t, count: ms.count)
+        if let text = st.metadata["adam_steps"] {
+            let parsed = text.split(separator: ",").compactMap { Int($0) }
+            guard parsed.count == ms.count else {
+                throw FormatError.invalid(path: path, field: "__metadata__.adam_steps", reason: "\(parsed.count) counts for \(ms.count) parameters")
+            }
+            steps = parsed
+        }
+        optimizer.restore(m: ms, v: vs, t: t, steps: steps)
         step = s
         priorSeconds = st.metadata["seconds"].flatMap(Double.init) ?? 0
         log = (st.metadata["log"] ?? "").split(separator: "\n").compactMap { Self.parseCSV(String($0)) }

@@ -29,24 +29,34 @@ public final class AdamW: @unchecked Sendable {
     let m: [UnsafeMutablePointer<Float>]
     let v: [UnsafeMutablePointer<Float>]
     let counts: [Int]
-    /// Updates applied so far (for bias correction).
+    /// Optimizer steps taken so far.
     public internal(set) var t = 0
+    /// Updates each parameter has had (bias correction is per parameter, as in
+    /// PyTorch: with LISA a layer is only updated while it is sampled).
+    public internal(set) var steps: [Int]
+    let index: [ObjectIdentifier: Int]
 
     public init(parameters: [Parameter], weightDecay: Float) {
         self.weightDecay = weightDecay
         counts = parameters.map(\.count)
-        m = counts.map { n in let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1)); p.initialize(repeating: 0, count: max(n, 1)); return p }
-        v = counts.map { n in let p = UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1)); p.initialize(repeating: 0, count: max(n, 1)); return p }
+        steps = Array(repeating: 0, count: parameters.count)
+        index = Dictionary(uniqueKeysWithValues: parameters.enumerated().map { (ObjectIdentifier($0.element), $0.offset) })
+        m = counts.map(zeroedFloats)
+        v = counts.map(zeroedFloats)
     }
 
-    deinit { for p in m + v { p.deallocate() } }
+    deinit { for p in m + v { free(p) } }
 
-    /// One update of every parameter at learning rate `lr`.
+    /// One update, at learning rate `lr`, of `parameters` (all of those the
+    /// optimizer was made for, or a subset of them); the others keep their
+    /// values and moments.
     public func step(_ parameters: [Parameter], lr: Float) {
         t += 1
-        let bc1 = 1 - powf(beta1, Float(t)), bc2 = 1 - powf(beta2, Float(t))
         let b1 = beta1, b2 = beta2, e = eps
-        for (i, p) in parameters.enumerated() {
+        for p in parameters {
+            guard let i = index[ObjectIdentifier(p)] else { preconditionFailure("\(p.name) is not handled by this optimizer") }
+            steps[i] += 1
+            let bc1 = 1 - powf(beta1, Float(steps[i])), bc2 = 1 - powf(beta2, Float(steps[i]))
             let decay = p.decays ? 1 - lr * weightDecay : 1
             let w = p.value, g = p.grad, mm = m[i], vv = v[i]
             for j in 0..<p.count {
@@ -63,12 +73,13 @@ public final class AdamW: @unchecked Sendable {
     func momentPointer(_ i: Int, second: Bool) -> UnsafePointer<Float> { UnsafePointer(second ? v[i] : m[i]) }
 
     /// Restores state saved by a checkpoint.
-    func restore(m ms: [[Float]], v vs: [[Float]], t: Int) {
+    func restore(m ms: [[Float]], v vs: [[Float]], t: Int, steps st: [Int]) {
         for i in 0..<counts.count {
             ms[i].withUnsafeBufferPointer { m[i].update(from: $0.baseAddress!, count: counts[i]) }
             vs[i].withUnsafeBufferPointer { v[i].update(from: $0.baseAddress!, count: counts[i]) }
         }
         self.t = t
+        steps = st
     }
 }
 

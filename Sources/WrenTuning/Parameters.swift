@@ -23,14 +23,12 @@ public final class Parameter: @unchecked Sendable {
         self.name = name
         self.shape = shape
         count = shape.reduce(1, *)
-        value = .allocate(capacity: max(count, 1))
-        grad = .allocate(capacity: max(count, 1))
-        value.initialize(repeating: 0, count: max(count, 1))
-        grad.initialize(repeating: 0, count: max(count, 1))
+        value = zeroedFloats(count)
+        grad = zeroedFloats(count)
         self.decays = decays
     }
 
-    deinit { value.deallocate(); grad.deallocate() }
+    deinit { free(value); free(grad) }
 
     public var values: [Float] { Array(UnsafeBufferPointer(start: value, count: count)) }
     public var gradients: [Float] { Array(UnsafeBufferPointer(start: grad, count: count)) }
@@ -39,6 +37,16 @@ public final class Parameter: @unchecked Sendable {
         v.withUnsafeBufferPointer { value.update(from: $0.baseAddress!, count: count) }
     }
     func zeroGrad() { grad.update(repeating: 0, count: count) }
+}
+
+/// `count` zero floats from calloc (release with free): large blocks come as
+/// fresh zero pages that take no memory until written, so the gradients and
+/// moments of layers LISA never samples cost nothing.
+func zeroedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
+    guard let p = calloc(max(count, 1), MemoryLayout<Float>.stride) else {
+        fatalError("out of memory allocating \(count) floats")
+    }
+    return p.bindMemory(to: Float.self, capacity: max(count, 1))
 }
 
 /// LoRA settings (PEFT's names in comments).
@@ -147,11 +155,13 @@ final class TrainLinear: @unchecked Sendable {
                     m.scale, m.u, m.rank, m.b.value, m.rank, 1, y, m.outFeatures, threads: ctx.threads)
     }
 
-    /// Given dy, adds parameter gradients and (when `dx` is given) dx += dy·W + LoRA's share.
+    /// Given dy, adds parameter gradients (unless `weights` is false: a frozen
+    /// layer) and (when `dx` is given) dx += dy·W + LoRA's share.
     /// `x` is the forward input; the LoRA module's `u` must be from the forward of the same x.
-    func backward(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, T: Int, dx: UnsafeMutablePointer<Float>?, ctx: TrainContext) {
+    func backward(_ x: UnsafePointer<Float>, dy: UnsafePointer<Float>, T: Int, dx: UnsafeMutablePointer<Float>?, ctx: TrainContext,
+                  weights: Bool = true) {
         if let dx { Layers.linearBackwardInput(weight, dy: dy, T: T, dx: dx, scratch: ctx.scratch, threads: ctx.threads) }
-        if let full { Layers.linearBackwardWeight(dy: dy, x: x, T: T, rows: weight.rows, cols: weight.cols, dw: full.grad, threads: ctx.threads) }
+        if let full, weights { Layers.linearBackwardWeight(dy: dy, x: x, T: T, rows: weight.rows, cols: weight.cols, dw: full.grad, threads: ctx.threads) }
         guard let m = lora else { return }
         let du = ctx.loraBuffer
         // dU = s·dy·B (T × r); dB += s·dyᵀ·U; dA += dUᵀ·dropout(x); dx += mask⊙(dU·A)

@@ -79,6 +79,12 @@ public final class TrainModel: @unchecked Sendable {
     public let checkpointing: Bool
     /// Every trainable tensor, in a fixed order.
     public private(set) var parameters: [Parameter] = []
+    /// The trainable tensors of each layer (for LISA's layer sampling).
+    let layerParameters: [[Parameter]]
+    /// Layers whose weights are trained in the next steps (nil: all). The
+    /// others stay frozen: their weight gradients are not computed, though
+    /// gradients still flow through them to the layers below (LISA).
+    public var activeLayers: Set<Int>?
     let layers: [TrainLayer]
     let embedding: WeightMatrix
     let embeddingParam: Parameter?
@@ -128,8 +134,10 @@ public final class TrainModel: @unchecked Sendable {
             embedding = model.embedding; embeddingParam = nil
         }
         var built: [TrainLayer] = []
+        var perLayer: [[Parameter]] = []
         for (l, w) in model.layers.enumerated() {
             let p = "blk.\(l)."
+            let firstParam = params.count
             func norm(_ name: String, _ v: [Float]) -> NormWeight {
                 guard isFull else { return NormWeight(v) }
                 let pr = Parameter(name: p + name, shape: [v.count], decays: false)
@@ -158,8 +166,10 @@ public final class TrainModel: @unchecked Sendable {
             }
             let fn = norm("ffn_norm.weight", w.ffnNorm)
             built.append(TrainLayer(attnNorm: an, ffnNorm: fn, linears: linears))
+            perLayer.append(Array(params[firstParam...]))
         }
         layers = built
+        layerParameters = perLayer
         if isFull {
             let pr = Parameter(name: TensorNames.outputNorm, shape: [dim], decays: false)
             params.append(pr)
@@ -213,7 +223,15 @@ public final class TrainModel: @unchecked Sendable {
     /// The LoRA module of layer `l`, projection `p`, if trained.
     func loraModule(_ l: Int, _ p: Projection) -> LoRAModule? { layers[l].linear(p).lora }
 
-    public func zeroGradients() { for p in parameters { p.zeroGrad() } }
+    /// The tensors trained in the next step: all, or those outside the layers
+    /// plus the active layers' (`activeLayers`).
+    public var trainableParameters: [Parameter] {
+        guard let active = activeLayers else { return parameters }
+        let inLayers = Set(layerParameters.joined().map(ObjectIdentifier.init))
+        return parameters.filter { !inLayers.contains(ObjectIdentifier($0)) } + active.sorted().flatMap { layerParameters[$0] }
+    }
+
+    public func zeroGradients() { for p in trainableParameters { p.zeroGrad() } }
 
     /// Loss of a batch and (when `backward`) gradients added into the parameters.
     /// - Parameters:
@@ -323,20 +341,21 @@ public final class TrainModel: @unchecked Sendable {
         let dim = c.embeddingLength, ff = c.feedForwardLength, eps = c.rmsNormEps
         let qDim = c.headCount * c.headDim, kvDim = c.headCountKV * c.headDim
         let x0 = xs[l]
+        let trained = activeLayers?.contains(l) ?? true
         // Feed-forward: x2 = x1 + down(silu(gate(n2))·up(n2)), n2 = norm(x1).
         Layers.swigluForward(a.g, a.u, h, n: T * ff)
         dh.update(repeating: 0, count: T * ff)
-        w.down.backward(h, dy: dx, T: T, dx: dh, ctx: ctx)
+        w.down.backward(h, dy: dx, T: T, dx: dh, ctx: ctx, weights: trained)
         dg.update(repeating: 0, count: T * ff); du.update(repeating: 0, count: T * ff)
         Layers.swigluBackward(a.g, a.u, dh: dh, dg: dg, du: du, n: T * ff, threads: threads)
         Layers.rmsNormForward(a.x1, w.ffnNorm.value, n, T: T, n: dim, eps: eps, threads: threads)
         dn.update(repeating: 0, count: T * dim)
-        w.gate.backward(n, dy: dg, T: T, dx: dn, ctx: ctx)
-        w.up.backward(n, dy: du, T: T, dx: dn, ctx: ctx)
-        Layers.rmsNormBackward(a.x1, w.ffnNorm.value, dy: dn, dx: dx, dw: w.ffnNorm.param?.grad, T: T, n: dim, eps: eps, threads: threads)
+        w.gate.backward(n, dy: dg, T: T, dx: dn, ctx: ctx, weights: trained)
+        w.up.backward(n, dy: du, T: T, dx: dn, ctx: ctx, weights: trained)
+        Layers.rmsNormBackward(a.x1, w.ffnNorm.value, dy: dn, dx: dx, dw: trained ? w.ffnNorm.param?.grad : nil, T: T, n: dim, eps: eps, threads: threads)
         // Attention: x1 = x0 + o(attn(rope(q(n1)), rope(k(n1)), v(n1))), n1 = norm(x0).
         datt.update(repeating: 0, count: T * qDim)
-        w.o.backward(a.att, dy: dx, T: T, dx: datt, ctx: ctx)
+        w.o.backward(a.att, dy: dx, T: T, dx: datt, ctx: ctx, weights: trained)
         dq.update(repeating: 0, count: T * qDim); dk.update(repeating: 0, count: T * kvDim); dv.update(repeating: 0, count: T * kvDim)
         Layers.attentionBackward(q: a.q, k: a.k, v: a.v, dOut: datt, dq: dq, dk: dk, dv: dv, B: B, L: L, heads: c.headCount,
                                  kvHeads: c.headCountKV, headDim: c.headDim, probs: probs, dprobs: dprobs, threads: threads)
@@ -348,11 +367,11 @@ public final class TrainModel: @unchecked Sendable {
         let needInput = l > 0 || embeddingParam != nil
         dn.update(repeating: 0, count: T * dim)
         let dIn: UnsafeMutablePointer<Float>? = needInput ? dn : nil
-        w.q.backward(n, dy: dq, T: T, dx: dIn, ctx: ctx)
-        w.k.backward(n, dy: dk, T: T, dx: dIn, ctx: ctx)
-        w.v.backward(n, dy: dv, T: T, dx: dIn, ctx: ctx)
+        w.q.backward(n, dy: dq, T: T, dx: dIn, ctx: ctx, weights: trained)
+        w.k.backward(n, dy: dk, T: T, dx: dIn, ctx: ctx, weights: trained)
+        w.v.backward(n, dy: dv, T: T, dx: dIn, ctx: ctx, weights: trained)
         if needInput {
-            Layers.rmsNormBackward(x0, w.attnNorm.value, dy: dn, dx: dx, dw: w.attnNorm.param?.grad, T: T, n: dim, eps: eps, threads: threads)
+            Layers.rmsNormBackward(x0, w.attnNorm.value, dy: dn, dx: dx, dw: trained ? w.attnNorm.param?.grad : nil, T: T, n: dim, eps: eps, threads: threads)
         }
     }
 }

@@ -290,4 +290,69 @@ final class FinetuneTests: XCTestCase {
         let trained = try XCTUnwrap(ft.trainModel.parameters.first { $0.name == TensorNames.tokenEmbedding })
         XCTAssertEqual(emb, trained.values)
     }
+
+    /// LISA: only the sampled layers (and the embedding, head, final norm) change;
+    /// the same layers are drawn for every step of an interval; resume is exact
+    /// across interval boundaries; bad settings are refused.
+    func testLISATrainsOnlySampledLayersAndResumes() throws {
+        let dir = tempDirectory()
+        let model = dir + "/tiny4.wren"
+        try TinyModel(seed: 5, tied: false, vocab: 64, dim: 32, layers: 4, heads: 4, kvHeads: 2, ff: 64).writeWren(to: model, dtype: .f32)
+        let data = try makeTaskData(dir)
+        func options(_ out: String) -> FinetuneOptions {
+            var o = FinetuneOptions(modelPath: model, dataPath: data, outputDir: out)
+            o.mode = .full; o.lisaLayers = 1; o.lisaInterval = 2; o.maxSteps = 6; o.epochs = 4
+            o.batchSize = 4; o.learningRate = 1e-3; o.blockSize = 32; o.weightDecay = 0.01; o.threads = 2
+            return o
+        }
+        var o2 = options(dir + "/two")
+        o2.maxSteps = 2
+        let two = try Finetuner(o2)
+        let start = Dictionary(uniqueKeysWithValues: two.trainModel.parameters.map { ($0.name, $0.values) })
+        try two.run()
+        let active = try XCTUnwrap(two.lisaActiveLayers(step: 0))
+        XCTAssertEqual(active.count, 1)
+        XCTAssertEqual(two.lisaActiveLayers(step: 1), active, "one draw per interval")
+        let inLayers = Set(two.trainModel.layerParameters.joined().map(\.name))
+        for (l, ps) in two.trainModel.layerParameters.enumerated() {
+            XCTAssertEqual(ps.count, 9, "two norms and seven projections")
+            for p in ps {
+                if active.contains(l) {
+                    XCTAssertNotEqual(p.values, start[p.name], "\(p.name) was sampled and should change")
+                } else {
+                    XCTAssertEqual(p.values, start[p.name], "\(p.name) was not sampled and must not change")
+                }
+            }
+        }
+        for p in two.trainModel.parameters where !inLayers.contains(p.name) {
+            XCTAssertNotEqual(p.values, start[p.name], "\(p.name) is always trained")
+        }
+        for (i, p) in two.trainModel.parameters.enumerated() {
+            let sampled = !inLayers.contains(p.name) || active.contains { p.name.hasPrefix("blk.\($0).") }
+            XCTAssertEqual(two.optimizer.steps[i], sampled ? 2 : 0, p.name)
+        }
+        // Six steps cross two interval boundaries; stopped after 3 and resumed, the result is identical.
+        let whole = try Finetuner(options(dir + "/a"))
+        try whole.run()
+        XCTAssertLessThan(whole.log.last!.loss, whole.log.first!.loss)
+        var cut = options(dir + "/b")
+        cut.maxSteps = 3
+        try Finetuner(cut).run()
+        var r = options(dir + "/b")
+        r.resume = true
+        let resumed = try Finetuner(r)
+        try resumed.run()
+        XCTAssertEqual(resumed.trainModel.parameters.map(\.values), whole.trainModel.parameters.map(\.values))
+        XCTAssertEqual(resumed.optimizer.steps, whole.optimizer.steps)
+        // Refused: more layers than the model has, LISA with LoRA, an interval of 0.
+        var many = options(dir + "/c")
+        many.lisaLayers = 5
+        expectError({ _ = try Finetuner(many) }, contains: ["--lisa-layers", "1...4"])
+        var lora = options(dir + "/c")
+        lora.mode = .lora(LoRAConfig())
+        expectError({ _ = try Finetuner(lora) }, contains: ["--lisa-layers", "--full"])
+        var zero = options(dir + "/c")
+        zero.lisaInterval = 0
+        expectError({ _ = try Finetuner(zero) }, contains: ["--lisa-interval"])
+    }
 }
