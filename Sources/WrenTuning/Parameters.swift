@@ -167,16 +167,18 @@ final class TrainLinear: @unchecked Sendable {
         // dU = s·dy·B (T × r); dB += s·dyᵀ·U; dA += dUᵀ·dropout(x); dx += mask⊙(dU·A)
         Layers.sgemm(CblasNoTrans, CblasNoTrans, T, m.rank, m.outFeatures,
                     m.scale, dy, m.outFeatures, m.b.value, m.rank, 0, du, m.rank, threads: ctx.threads)
-        Layers.sgemm(CblasTrans, CblasNoTrans, m.outFeatures, m.rank, T,
-                    m.scale, dy, m.outFeatures, m.u, m.rank, 1, m.b.grad, m.rank, threads: ctx.threads)
         let dropping = m.dropout > 0 && ctx.training
-        var xin = x
-        if dropping {
-            TrainLinear.dropout(x, ctx.dropBuffer, count: T * m.inFeatures, p: m.dropout, key: ctx.maskKey ^ m.key)
-            xin = UnsafePointer(ctx.dropBuffer)
+        if weights {
+            Layers.sgemm(CblasTrans, CblasNoTrans, m.outFeatures, m.rank, T,
+                        m.scale, dy, m.outFeatures, m.u, m.rank, 1, m.b.grad, m.rank, threads: ctx.threads)
+            var xin = x
+            if dropping {
+                TrainLinear.dropout(x, ctx.dropBuffer, count: T * m.inFeatures, p: m.dropout, key: ctx.maskKey ^ m.key)
+                xin = UnsafePointer(ctx.dropBuffer)
+            }
+            Layers.sgemm(CblasTrans, CblasNoTrans, m.rank, m.inFeatures, T,
+                        1, du, m.rank, xin, m.inFeatures, 1, m.a.grad, m.inFeatures, threads: ctx.threads)
         }
-        Layers.sgemm(CblasTrans, CblasNoTrans, m.rank, m.inFeatures, T,
-                    1, du, m.rank, xin, m.inFeatures, 1, m.a.grad, m.inFeatures, threads: ctx.threads)
         guard let dx else { return }
         if dropping {
             // dropBuffer held dropout(x); reuse it for dU·A, then apply the mask.
