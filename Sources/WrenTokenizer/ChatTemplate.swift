@@ -3,6 +3,8 @@
 // (messages, add_generation_prompt, bos_token, eos_token, tools), and named
 // fallbacks for models whose file carries no template.
 
+import Foundation
+
 public struct ChatMessage: Sendable, Equatable {
     public var role: String
     public var content: String
@@ -11,12 +13,29 @@ public struct ChatMessage: Sendable, Equatable {
 
 public final class ChatTemplate: @unchecked Sendable {
     public let source: String
+    public let limits: JinjaLimits
     let nodes: [Node]
 
-    /// Parses `source`. - Throws: `JinjaError` naming the template line of a syntax error or unsupported construct.
-    public init(_ source: String) throws {
+    /// Parses `source`, which may be hostile (it comes from a model file): see `JinjaLimits`.
+    /// - Throws: `JinjaError` naming the template line of a syntax error, unsupported construct or limit.
+    public init(_ source: String, limits: JinjaLimits = JinjaLimits()) throws {
         self.source = source
-        nodes = try JinjaParser.parse(source)
+        self.limits = limits
+        nodes = try Self.onLargeStack { try JinjaParser.parse(source, limits: limits) }
+    }
+
+    /// Parsing and rendering recurse as deep as the sandbox allows (`maxNesting`, `maxDepth`); they
+    /// run on a thread of their own with a 64 MiB stack (reserved, touched only as used), so the
+    /// limits hold whatever thread the caller is on (a 512 KiB secondary thread, a debug build).
+    static func onLargeStack<T>(_ body: () throws -> T) throws -> T {
+        try withoutActuallyEscaping(body) { body in
+            let job = StackJob(body: body)
+            let thread = Thread { job.run() }
+            thread.stackSize = 64 << 20
+            thread.start()
+            job.done.wait()
+            return try job.result!.get()
+        }
     }
 
     /// Renders a conversation.
@@ -31,11 +50,13 @@ public final class ChatTemplate: @unchecked Sendable {
         globals["bos_token"] = .string(bosToken)
         globals["eos_token"] = .string(eosToken)
         globals["tools"] = tools.map { JinjaValue.from($0) } ?? .none
-        let r = JinjaInterpreter(globals: globals)
-        do { try r.render(nodes) } catch JinjaInterpreter.Flow.breakLoop, JinjaInterpreter.Flow.continueLoop {
-            throw JinjaError.syntax(line: 0, message: "break/continue outside a loop")
+        let r = JinjaInterpreter(globals: globals, limits: limits)
+        return try Self.onLargeStack {
+            do { try r.render(nodes) } catch JinjaInterpreter.Flow.breakLoop, JinjaInterpreter.Flow.continueLoop {
+                throw JinjaError.syntax(line: 0, message: "break/continue outside a loop")
+            }
+            return r.out
         }
-        return r.out
     }
 
     /// Built-in templates for models without one, by name.
@@ -55,6 +76,21 @@ public final class ChatTemplate: @unchecked Sendable {
 
     /// A built-in template by name (see `fallbacks`).
     public static func named(_ name: String) throws -> ChatTemplate? {
-        try fallbacks[name.lowercased()].map(ChatTemplate.init)
+        try fallbacks[name.lowercased()].map { try ChatTemplate($0) }
+    }
+}
+
+/// One call handed to the large-stack thread; the caller waits on `done`, so the thread's
+/// writes to `result` happen before the caller reads it.
+/// The body is dropped before the caller is woken: the closure must not outlive the call.
+private final class StackJob<T>: @unchecked Sendable {
+    var body: (() throws -> T)?
+    var result: Result<T, Error>?
+    let done = DispatchSemaphore(value: 0)
+    init(body: @escaping () throws -> T) { self.body = body }
+    func run() {
+        result = Result(catching: body!)
+        body = nil
+        done.signal()
     }
 }

@@ -8,10 +8,113 @@ import Foundation
 final class JinjaInterpreter {
     var scopes: [[String: JinjaValue]]
     var out = ""
+    let limits: JinjaLimits
+    /// Sandbox accounting for one render (see JinjaLimits).
+    var depth = 0, iterations = 0, work = 0
+    /// The template line of the expression evaluated last (for errors raised outside one).
+    var line = 0
 
     enum Flow: Error { case breakLoop, continueLoop }
 
-    init(globals: [String: JinjaValue]) { scopes = [globals] }
+    init(globals: [String: JinjaValue], limits: JinjaLimits = JinjaLimits()) { scopes = [globals]; self.limits = limits }
+
+    // MARK: sandbox
+
+    func refuse(_ message: String, _ line: Int) -> JinjaError { .limit(line: line, message: message) }
+
+    /// Adds `units` to this render's work; each operation pays for the size of what it reads or builds.
+    func charge(_ units: Int, _ line: Int) throws {
+        work = work.addingReportingOverflow(max(units, 0)).partialValue
+        if work > limits.maxWork || work < 0 {
+            throw refuse("more than \(limits.maxWork) units of work (a loop too long or values too large)", line)
+        }
+    }
+
+    /// The size an operation on `v` pays for: bytes of a string, four per element of a container.
+    func size(_ v: JinjaValue) -> Int {
+        switch v {
+        case .string(let s): return s.utf8.count + 1
+        case .list(let l): return 4 * l.count + 1
+        case .dict(let d): return 4 * d.count + 1
+        case .namespace(let n): return 4 * n.items.count + 1
+        default: return 1
+        }
+    }
+
+    func checkStringBytes(_ n: Int, _ line: Int) throws {
+        if n > limits.maxStringBytes { throw refuse("a string of \(n) bytes (limit \(limits.maxStringBytes))", line) }
+    }
+
+    /// A string result, checked against the size limit and paid for.
+    func string(_ s: String, _ line: Int) throws -> JinjaValue {
+        try checkStringBytes(s.utf8.count, line)
+        try charge(s.utf8.count, line)
+        return .string(s)
+    }
+
+    /// A list result, checked against the length and nesting limits and paid for.
+    func list(_ l: [JinjaValue], _ line: Int) throws -> JinjaValue {
+        if l.count > limits.maxListLength { throw refuse("a list of \(l.count) items (limit \(limits.maxListLength))", line) }
+        try charge(4 * l.count, line)
+        let v = JinjaValue.list(l)
+        try checkNesting(v, line)
+        return v
+    }
+
+    /// Refuses values nested deeper than `maxValueNesting` (also any namespace that contains itself).
+    func checkNesting(_ v: JinjaValue, _ line: Int) throws {
+        var visited = 0
+        func depth(_ v: JinjaValue, _ level: Int) throws {
+            visited += 1
+            if level > limits.maxValueNesting { throw refuse("values nested more than \(limits.maxValueNesting) deep", line) }
+            switch v {
+            case .list(let l): for x in l where x.isContainer { try depth(x, level + 1) }
+            case .dict(let d): for x in d where x.1.isContainer { try depth(x.1, level + 1) }
+            case .namespace(let n): for x in n.items where x.1.isContainer { try depth(x.1, level + 1) }
+            default: break
+            }
+        }
+        try depth(v, 1)
+        try charge(visited, line)
+    }
+
+    /// Evaluation depth: expressions inside expressions and macro calls.
+    func enter(_ line: Int) throws {
+        depth += 1
+        if depth > limits.maxDepth { throw refuse("evaluation nested more than \(limits.maxDepth) deep (runaway recursion?)", line) }
+    }
+
+    func countIteration(_ line: Int) throws {
+        iterations += 1
+        if iterations > limits.maxIterations { throw refuse("more than \(limits.maxIterations) loop iterations and macro calls", line) }
+    }
+
+    func emit(_ s: String) throws {
+        try charge(s.utf8.count, line)
+        out += s
+        if out.utf8.count > limits.maxStringBytes { throw refuse("output over \(limits.maxStringBytes) bytes", line) }
+    }
+
+    /// Python str() of any value, bounded by the string limit.
+    func text(_ v: JinjaValue, _ line: Int) throws -> String {
+        guard v.isContainer else {
+            if case .string(let s) = v { return s }
+            return v.str
+        }
+        var w = JinjaValue.Writer(limit: limits.maxStringBytes)
+        v.write(into: &w, mode: .repr)
+        guard !w.overflowed else { throw refuse("a value whose text is over \(limits.maxStringBytes) bytes", line) }
+        try charge(w.out.utf8.count, line)
+        return w.out
+    }
+
+    /// Python int() of a number, refusing what a 64-bit integer cannot hold.
+    func toInt(_ d: Double, _ line: Int) throws -> Int {
+        guard let i = Int(exactly: d.rounded(.towardZero)) else {
+            throw JinjaError.runtime(line: line, message: "\(JinjaValue.pyFloat(d)) does not fit in a 64-bit integer")
+        }
+        return i
+    }
 
     func lookup(_ n: String) -> JinjaValue {
         for s in scopes.reversed() { if let v = s[n] { return v } }
@@ -25,9 +128,13 @@ final class JinjaInterpreter {
     }
 
     func exec(_ node: Node) throws {
+        try enter(line)
+        defer { depth -= 1 }
         switch node {
-        case .text(let t): out += t
-        case .output(let e): out += try eval(e).str
+        case .text(let t): try emit(t)
+        case .output(let e):
+            let v = try eval(e)
+            try emit(try text(v, line))
         case .ifs(let branches):
             for (cond, body) in branches where try cond.map({ try eval($0).truthy }) ?? true {
                 try render(body)
@@ -37,6 +144,7 @@ final class JinjaInterpreter {
             var items = try iterable(try eval(iterExpr), line)
             if let cond {
                 items = try items.filter { item in
+                    try countIteration(line)
                     scopes.append([:]); defer { scopes.removeLast() }
                     try bind(targets, item, line)
                     return try eval(cond).truthy
@@ -47,6 +155,7 @@ final class JinjaInterpreter {
             scopes.append([:])
             defer { scopes.removeLast() }
             for (i, item) in items.enumerated() {
+                try countIteration(line)
                 try bind(targets, item, line)
                 var loop: [(String, JinjaValue)] = [
                     ("index", .int(i + 1)), ("index0", .int(i)), ("revindex", .int(items.count - i)), ("revindex0", .int(items.count - i - 1)),
@@ -66,6 +175,7 @@ final class JinjaInterpreter {
                     throw JinjaError.runtime(line: line, message: "cannot set attribute \"\(attr)\" on \(lookup(obj).typeName) (only on a namespace)")
                 }
                 ns[attr] = v
+                try checkNesting(.namespace(ns), line)
             case .names(let ns): try bind(ns, v, line)
             }
         case let .setBlock(n, body):
@@ -95,7 +205,10 @@ final class JinjaInterpreter {
         switch v {
         case .list(let l): return l
         case .dict(let d): return d.map { .string($0.0) }
-        case .string(let s): return s.map { .string(String($0)) }
+        case .string(let s):
+            try charge(s.utf8.count, line)
+            if s.utf8.count > limits.maxListLength { throw refuse("iterating over a string of \(s.utf8.count) bytes", line) }
+            return s.map { .string(String($0)) }
         case .undefined, .none: return []
         case .namespace(let n): return n.items.map { .string($0.0) }
         default: throw JinjaError.runtime(line: line, message: "\(v.typeName) is not iterable")
@@ -105,11 +218,17 @@ final class JinjaInterpreter {
     // MARK: expressions
 
     func eval(_ e: Expr) throws -> JinjaValue {
+        if let l = e.line { line = l }
+        try enter(line)
+        defer { depth -= 1 }
         switch e {
         case .literal(let v): return v
         case .name(let n, _): return lookup(n)
-        case .list(let items): return .list(try items.map(eval))
-        case .dict(let items): return .dict(try items.map { (try eval($0.0).str, try eval($0.1)) })
+        case .list(let items): return try list(try items.map(eval), line)
+        case .dict(let items):
+            let d = JinjaValue.dict(try items.map { (try text(try eval($0.0), line), try eval($0.1)) })
+            try checkNesting(d, line)
+            return d
         case let .attr(base, name, line): return try attribute(try eval(base), name, line)
         case let .index(base, idx, line): return try subscriptValue(try eval(base), try eval(idx), line)
         case let .slice(base, a, b, c, line): return try slice(try eval(base), a.map(eval), b.map(eval), c.map(eval), line)
@@ -124,7 +243,11 @@ final class JinjaInterpreter {
             switch op {
             case "not": return .bool(!v.truthy)
             case "-":
-                if case .int(let i) = v { return .int(-i) }
+                if case .int(let i) = v {
+                    guard i != .min else { throw JinjaError.runtime(line: line, message: "integer overflow in -\(i)") }
+                    return .int(-i)
+                }
+                if case .bool(let b) = v { return .int(b ? -1 : 0) }
                 if let d = v.number { return .double(-d) }
                 throw JinjaError.runtime(line: line, message: "bad operand type for unary -: \(v.typeName)")
             default: return v
@@ -140,6 +263,7 @@ final class JinjaInterpreter {
 
     func binary(_ op: String, _ a: JinjaValue, _ b: JinjaValue, _ line: Int) throws -> JinjaValue {
         func bad() -> JinjaError { .runtime(line: line, message: "unsupported operand types for \(op): \(a.typeName) and \(b.typeName)") }
+        try charge(size(a) + size(b), line)
         switch op {
         case "==": return .bool(JinjaValue.equal(a, b))
         case "!=": return .bool(!JinjaValue.equal(a, b))
@@ -162,50 +286,106 @@ final class JinjaInterpreter {
             default: throw bad()
             }
             return .bool(op == "in" ? r : !r)
-        case "~": return .string(a.str + b.str)
+        case "~":
+            let x = try text(a, line), y = try text(b, line)
+            try checkStringBytes(x.utf8.count + y.utf8.count, line)
+            return try string(x + y, line)
         case "+":
             switch (a, b) {
-            case let (.string(x), .string(y)): return .string(x + y)
-            case let (.list(x), .list(y)): return .list(x + y)
-            case let (.int(x), .int(y)): return .int(x + y)
-            default:
-                if let x = a.number, let y = b.number {
-                    if case .double = a { return .double(x + y) }; if case .double = b { return .double(x + y) }
-                    return .int(Int(x + y))
-                }
-                throw bad()
+            case let (.string(x), .string(y)):
+                try checkStringBytes(x.utf8.count + y.utf8.count, line)
+                return try string(x + y, line)
+            case let (.list(x), .list(y)):
+                if x.count + y.count > limits.maxListLength { throw refuse("a list of \(x.count + y.count) items (limit \(limits.maxListLength))", line) }
+                return try list(x + y, line)
+            default: return try arithmetic(op, a, b, line) ?? { throw bad() }()
             }
-        case "-", "*", "/", "//", "%", "**":
-            if op == "*", case .string(let s) = a, case .int(let n) = b { return .string(String(repeating: s, count: max(0, n))) }
-            if op == "%", case .string(let s) = a { return .string(pyFormat(s, b)) }
-            guard let x = a.number, let y = b.number else { throw bad() }
-            let ints: Bool = { if case .double = a { return false }; if case .double = b { return false }; return true }()
-            switch op {
-            case "-": return ints ? .int(Int(x - y)) : .double(x - y)
-            case "*": return ints ? .int(Int(x * y)) : .double(x * y)
-            case "/":
-                guard y != 0 else { throw JinjaError.runtime(line: line, message: "division by zero") }
-                return .double(x / y)
-            case "//":
-                guard y != 0 else { throw JinjaError.runtime(line: line, message: "division by zero") }
-                return ints ? .int(Int((x / y).rounded(.down))) : .double((x / y).rounded(.down))
-            case "%":
-                guard y != 0 else { throw JinjaError.runtime(line: line, message: "modulo by zero") }
-                let m = x - y * (x / y).rounded(.down)
-                return ints ? .int(Int(m)) : .double(m)
-            default: return ints && y >= 0 ? .int(Int(pow(x, y))) : .double(pow(x, y))
-            }
+        case "*":
+            if case .string(let s) = a, let n = b.integer { return try repeated(s, n, line) }
+            if case .string(let s) = b, let n = a.integer { return try repeated(s, n, line) }
+            return try arithmetic(op, a, b, line) ?? { throw bad() }()
+        case "%":
+            if case .string(let s) = a { return try string(try pyFormat(s, b, line), line) }
+            return try arithmetic(op, a, b, line) ?? { throw bad() }()
+        case "-", "/", "//", "**":
+            return try arithmetic(op, a, b, line) ?? { throw bad() }()
         default: throw JinjaError.unsupported(line: line, construct: "operator \(op)")
         }
     }
 
-    func pyFormat(_ fmt: String, _ arg: JinjaValue) -> String {
+    /// `s * n`, refused before it is built when the result would pass the string limit.
+    func repeated(_ s: String, _ n: Int, _ line: Int) throws -> JinjaValue {
+        guard n > 0, !s.isEmpty else { return .string("") }
+        let (bytes, overflow) = s.utf8.count.multipliedReportingOverflow(by: n)
+        if overflow || bytes > limits.maxStringBytes { throw refuse("a string of \(s.utf8.count) bytes repeated \(n) times (limit \(limits.maxStringBytes) bytes)", line) }
+        return try string(String(repeating: s, count: n), line)
+    }
+
+    /// Python arithmetic on bool/int/float: integers stay exact and overflow is an error
+    /// (Python's integers are unbounded; a 64-bit sandbox refuses instead of wrapping).
+    /// nil when an operand is not a number.
+    func arithmetic(_ op: String, _ a: JinjaValue, _ b: JinjaValue, _ line: Int) throws -> JinjaValue? {
+        if let x = a.integer, let y = b.integer {
+            func overflow() -> JinjaError { .runtime(line: line, message: "integer overflow in \(x) \(op) \(y)") }
+            func checked(_ r: (partialValue: Int, overflow: Bool)) throws -> JinjaValue {
+                if r.overflow { throw overflow() }
+                return .int(r.partialValue)
+            }
+            switch op {
+            case "+": return try checked(x.addingReportingOverflow(y))
+            case "-": return try checked(x.subtractingReportingOverflow(y))
+            case "*": return try checked(x.multipliedReportingOverflow(by: y))
+            case "/":
+                guard y != 0 else { throw JinjaError.runtime(line: line, message: "division by zero") }
+                return .double(Double(x) / Double(y))
+            case "//", "%":
+                guard y != 0 else { throw JinjaError.runtime(line: line, message: op == "//" ? "division by zero" : "modulo by zero") }
+                if y == -1 { return op == "%" ? .int(0) : try checked(0.subtractingReportingOverflow(x)) }
+                var q = x / y, r = x % y
+                if r != 0 && ((r < 0) != (y < 0)) { q -= 1; r += y }   // Python floors
+                return .int(op == "//" ? q : r)
+            case "**":
+                if y < 0 { return .double(pow(Double(x), Double(y))) }
+                var result = 1, base = x, e = y
+                while e > 0 {
+                    if e & 1 == 1 { let r = result.multipliedReportingOverflow(by: base); if r.overflow { throw overflow() }; result = r.partialValue }
+                    e >>= 1
+                    if e > 0 { let r = base.multipliedReportingOverflow(by: base); if r.overflow { throw overflow() }; base = r.partialValue }
+                }
+                return .int(result)
+            default: return nil
+            }
+        }
+        guard let x = a.number, let y = b.number else { return nil }
+        switch op {
+        case "+": return .double(x + y)
+        case "-": return .double(x - y)
+        case "*": return .double(x * y)
+        case "/":
+            guard y != 0 else { throw JinjaError.runtime(line: line, message: "division by zero") }
+            return .double(x / y)
+        case "//":
+            guard y != 0 else { throw JinjaError.runtime(line: line, message: "division by zero") }
+            return .double((x / y).rounded(.down))
+        case "%":
+            guard y != 0 else { throw JinjaError.runtime(line: line, message: "modulo by zero") }
+            return .double(x - y * (x / y).rounded(.down))
+        case "**": return .double(pow(x, y))
+        default: return nil
+        }
+    }
+
+    func pyFormat(_ fmt: String, _ arg: JinjaValue, _ line: Int) throws -> String {
         var args: [JinjaValue] = { if case .list(let l) = arg { return l }; return [arg] }()
         var out = ""
         var it = fmt.makeIterator()
         while let c = it.next() {
             if c == "%", let d = it.next() {
-                if d == "%" { out.append("%") } else if !args.isEmpty { out += d == "r" ? args.removeFirst().repr : args.removeFirst().str }
+                if d == "%" { out.append("%") } else if !args.isEmpty {
+                    let a = args.removeFirst()
+                    out += d == "r" && !a.isContainer ? a.repr : try text(a, line)
+                    try checkStringBytes(out.utf8.count, line)
+                }
             } else { out.append(c) }
         }
         return out
@@ -227,11 +407,12 @@ final class JinjaInterpreter {
             let j = i < 0 ? l.count + i : i
             return j >= 0 && j < l.count ? l[j] : .undefined
         case let (.string(s), .int(i)):
+            try charge(s.utf8.count, line)
             let chars = Array(s)
             let j = i < 0 ? chars.count + i : i
             return j >= 0 && j < chars.count ? .string(String(chars[j])) : .undefined
         case (.dict, .string(let key)), (.namespace, .string(let key)): return try attribute(v, key, line)
-        case let (.dict(d), _): return d.first { $0.0 == k.str }?.1 ?? .undefined
+        case let (.dict(d), _): return d.first { $0.0 == k.str && !k.isContainer }?.1 ?? .undefined
         case (.undefined, _): return .undefined
         default: return .undefined
         }
@@ -249,6 +430,7 @@ final class JinjaInterpreter {
             let start = norm(a, step > 0 ? 0 : n - 1), end = norm(b, step > 0 ? n : -1)
             return Array(stride(from: start, to: end, by: step))
         }
+        try charge(size(v), line)
         switch v {
         case .list(let l): return .list(try ints(l.count).map { l[$0] })
         case .string(let s):
@@ -272,13 +454,19 @@ final class JinjaInterpreter {
                 var items: [(String, JinjaValue)] = []
                 if case .dict(let d)? = args.first { items = d }
                 items += kwargs
-                return .namespace(JinjaNamespace(items))
+                let ns = JinjaValue.namespace(JinjaNamespace(items))
+                try checkNesting(ns, line)
+                return ns
             case "range":
                 let n = args.compactMap { v -> Int? in if case .int(let i) = v { return i }; return nil }
-                guard n.count == args.count, !n.isEmpty else { throw JinjaError.runtime(line: line, message: "range takes integers") }
+                guard n.count == args.count, (1...3).contains(n.count) else { throw JinjaError.runtime(line: line, message: "range takes one to three integers") }
                 let (a, b, s) = n.count == 1 ? (0, n[0], 1) : (n[0], n[1], n.count > 2 ? n[2] : 1)
                 guard s != 0 else { throw JinjaError.runtime(line: line, message: "range step cannot be zero") }
-                return .list(stride(from: a, to: b, by: s).map { .int($0) })
+                // Length without overflow: the distance in UInt64, then divided by the step's magnitude.
+                let (lo, hi) = s > 0 ? (a, b) : (b, a)
+                let length: UInt64 = lo < hi ? (UInt64(bitPattern: Int64(hi) &- Int64(lo)) - 1) / UInt64(s.magnitude) + 1 : 0
+                if length > UInt64(limits.maxListLength) { throw refuse("range of \(length) items (limit \(limits.maxListLength))", line) }
+                return try list(stride(from: a, to: b, by: s).map { .int($0) }, line)
             case "strftime_now":
                 let f = DateFormatter()
                 f.locale = Locale(identifier: "en_US_POSIX")
@@ -286,12 +474,16 @@ final class JinjaInterpreter {
                 f.dateFormat = fmt.replacingOccurrences(of: "%d", with: "dd").replacingOccurrences(of: "%B", with: "MMMM")
                     .replacingOccurrences(of: "%b", with: "MMM").replacingOccurrences(of: "%Y", with: "yyyy").replacingOccurrences(of: "%m", with: "MM")
                 return .string(f.string(from: Date()))
-            case "dict": return .dict(kwargs)
+            case "dict":
+                let d = JinjaValue.dict(kwargs)
+                try checkNesting(d, line)
+                return d
             default: throw JinjaError.runtime(line: line, message: "\"\(n)\" is undefined (not callable)")
             }
         }
         let fn = try eval(fnExpr)
         guard case .macro(let m) = fn else { throw JinjaError.runtime(line: line, message: "\(fn.typeName) is not callable") }
+        try countIteration(line)
         scopes.append([:])
         defer { scopes.removeLast() }
         for (i, p) in m.params.enumerated() {
@@ -307,6 +499,7 @@ final class JinjaInterpreter {
     }
 
     func callMethod(_ base: JinjaValue, _ m: String, _ args: [JinjaValue], _ kwargs: [(String, JinjaValue)], _ line: Int) throws -> JinjaValue {
+        try charge(size(base) + args.reduce(0) { $0 + size($1) }, line)
         switch base {
         case .string(let s):
             func chars(_ i: Int) -> Set<Character>? { args.count > i ? Set(args[i].str) : nil }
@@ -322,10 +515,10 @@ final class JinjaInterpreter {
             case "strip": return .string(strip(s, lead: true, trail: true))
             case "lstrip": return .string(strip(s, lead: true, trail: false))
             case "rstrip": return .string(strip(s, lead: false, trail: true))
-            case "upper": return .string(s.uppercased())
-            case "lower": return .string(s.lowercased())
-            case "title": return .string(pyTitle(s))
-            case "capitalize": return .string(s.prefix(1).uppercased() + s.dropFirst().lowercased())
+            case "upper": return try string(s.uppercased(), line)
+            case "lower": return try string(s.lowercased(), line)
+            case "title": return try string(pyTitle(s), line)
+            case "capitalize": return try string(s.prefix(1).uppercased() + s.dropFirst().lowercased(), line)
             case "startswith", "endswith":
                 let opts: [String] = { if case .list(let l)? = args.first { return l.map(\.str) }; return args.first.map { [$0.str] } ?? [] }()
                 return .bool(opts.contains { m == "startswith" ? s.hasPrefix($0) : s.hasSuffix($0) })
@@ -334,24 +527,27 @@ final class JinjaInterpreter {
                 if let sep = args.first, case .string(let sp) = sep {
                     var parts = s.components(separatedBy: sp)
                     if maxSplit >= 0 && parts.count > maxSplit + 1 { parts = Array(parts[..<maxSplit]) + [parts[maxSplit...].joined(separator: sp)] }
-                    return .list(parts.map { .string($0) })
+                    return try list(parts.map { .string($0) }, line)
                 }
-                return .list(s.split(whereSeparator: { $0.isWhitespace }).map { .string(String($0)) })
+                return try list(s.split(whereSeparator: { $0.isWhitespace }).map { .string(String($0)) }, line)
             case "replace":
                 guard args.count >= 2 else { break }
-                return .string(s.replacingOccurrences(of: args[0].str, with: args[1].str))
+                return try replace(s, try text(args[0], line), try text(args[1], line), line)
             case "find": return .int(s.range(of: args.first?.str ?? "").map { s.distance(from: s.startIndex, to: $0.lowerBound) } ?? -1)
             case "count": return .int(s.components(separatedBy: args.first?.str ?? "").count - 1)
-            case "join": if case .list(let l)? = args.first { return .string(l.map(\.str).joined(separator: s)) }
+            case "join": if case .list(let l)? = args.first { return try join(try l.map { try text($0, line) }, s, line) }
             case "format":
                 var r = s, i = 0
-                while let range = r.range(of: "{}"), i < args.count { r.replaceSubrange(range, with: args[i].str); i += 1 }
-                return .string(r)
+                while let range = r.range(of: "{}"), i < args.count {
+                    r.replaceSubrange(range, with: try text(args[i], line)); i += 1
+                    try checkStringBytes(r.utf8.count, line)
+                }
+                return try string(r, line)
             default: break
             }
         case .dict(let d):
             switch m {
-            case "items": return .list(d.map { .list([.string($0.0), $0.1]) })
+            case "items": return try list(d.map { .list([.string($0.0), $0.1]) }, line)
             case "keys": return .list(d.map { .string($0.0) })
             case "values": return .list(d.map { $0.1 })
             case "get": return d.first { $0.0 == args.first?.str }?.1 ?? (args.count > 1 ? args[1] : .none)
@@ -362,6 +558,26 @@ final class JinjaInterpreter {
         default: break
         }
         throw JinjaError.unsupported(line: line, construct: "method \(base.typeName).\(m)()")
+    }
+
+    /// `s.replace(old, new)`, refused up front when the result could pass the string limit.
+    func replace(_ s: String, _ old: String, _ new: String, _ line: Int) throws -> JinjaValue {
+        guard !old.isEmpty else { return .string(s) }
+        if new.utf8.count > old.utf8.count {
+            let n = s.components(separatedBy: old).count - 1
+            let (grow, o) = n.multipliedReportingOverflow(by: new.utf8.count - old.utf8.count)
+            if o { throw refuse("replace would build a string past \(limits.maxStringBytes) bytes", line) }
+            try checkStringBytes(s.utf8.count + grow, line)
+        }
+        return try string(s.replacingOccurrences(of: old, with: new), line)
+    }
+
+    /// Strings joined by `sep`, refused up front past the string limit.
+    func join(_ parts: [String], _ sep: String, _ line: Int) throws -> JinjaValue {
+        var total = sep.utf8.count * max(parts.count - 1, 0)
+        for p in parts { total += p.utf8.count; try checkStringBytes(total, line) }
+        try checkStringBytes(total, line)
+        return try string(parts.joined(separator: sep), line)
     }
 
     func pyTitle(_ s: String) -> String {
@@ -376,17 +592,22 @@ final class JinjaInterpreter {
     func kw(_ kwargs: [(String, JinjaValue)], _ name: String) -> JinjaValue? { kwargs.first { $0.0 == name }?.1 }
 
     func filter(_ name: String, _ v: JinjaValue, _ args: [JinjaValue], _ kwargs: [(String, JinjaValue)], _ line: Int) throws -> JinjaValue {
+        try charge(size(v) + args.reduce(0) { $0 + size($1) }, line)
         switch name {
-        case "trim": return try callMethod(.string(v.str), "strip", args, [], line)
-        case "upper": return .string(v.str.uppercased())
-        case "lower": return .string(v.str.lowercased())
-        case "capitalize": return .string(v.str.prefix(1).uppercased() + v.str.dropFirst().lowercased())
-        case "title": return .string(pyTitle(v.str))
-        case "string": return .string(v.str)
+        case "trim": return try callMethod(.string(try text(v, line)), "strip", args, [], line)
+        case "upper": return try string(try text(v, line).uppercased(), line)
+        case "lower": return try string(try text(v, line).lowercased(), line)
+        case "capitalize":
+            let s = try text(v, line)
+            return try string(s.prefix(1).uppercased() + s.dropFirst().lowercased(), line)
+        case "title": return try string(pyTitle(try text(v, line)), line)
+        case "string": return try string(try text(v, line), line)
         case "safe", "e", "escape", "forceescape":
             if name == "safe" { return v }
-            return .string(v.str.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
-                .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&#34;").replacingOccurrences(of: "'", with: "&#39;"))
+            let s = try text(v, line)
+            try checkStringBytes(s.utf8.count * 6, line)   // "&#34;" is the longest replacement, 6 bytes for 1
+            return try string(s.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;")
+                .replacingOccurrences(of: ">", with: "&gt;").replacingOccurrences(of: "\"", with: "&#34;").replacingOccurrences(of: "'", with: "&#39;"), line)
         case "length", "count":
             switch v {
             case .string(let s): return .int(s.count)
@@ -396,16 +617,21 @@ final class JinjaInterpreter {
             default: throw JinjaError.runtime(line: line, message: "object of type \(v.typeName) has no len()")
             }
         case "tojson":
-            let indent: Int? = { if case .int(let i)? = kw(kwargs, "indent") ?? args.first { return i }; return nil }()
-            return .string(v.json(indent: indent))
+            // Python treats a negative indent as 0 (newlines only); the writer stops at the string limit.
+            let indent: Int? = { if case .int(let i)? = kw(kwargs, "indent") ?? args.first { return max(0, min(i, limits.maxStringBytes)) }; return nil }()
+            var w = JinjaValue.Writer(limit: limits.maxStringBytes)
+            v.write(into: &w, mode: .json(indent: indent))
+            guard !w.overflowed else { throw refuse("tojson output over \(limits.maxStringBytes) bytes", line) }
+            return try string(w.out, line)
         case "default", "d":
             let boolean = (kw(kwargs, "boolean") ?? (args.count > 1 ? args[1] : .bool(false))).truthy
             if v.isUndefined || (boolean && !v.truthy) { return args.first ?? kw(kwargs, "default_value") ?? .string("") }
             return v
         case "join":
-            let sep = (args.first ?? kw(kwargs, "d") ?? .string("")).str
+            let sep = try text(args.first ?? kw(kwargs, "d") ?? .string(""), line)
             let attr = kw(kwargs, "attribute")?.str
-            return .string(try iterable(v, line).map { item in try attr.map { a in try attribute(item, a, line) } ?? item }.map(\.str).joined(separator: sep))
+            let items = try iterable(v, line).map { item in try attr.map { a in try attribute(item, a, line) } ?? item }
+            return try join(try items.map { try text($0, line) }, sep, line)
         case "first":
             let l = try iterable(v, line)
             return l.first ?? .undefined
@@ -421,20 +647,37 @@ final class JinjaInterpreter {
             return .list([])
         case "replace":
             guard args.count >= 2 else { throw JinjaError.runtime(line: line, message: "replace needs two arguments") }
-            return .string(v.str.replacingOccurrences(of: args[0].str, with: args[1].str))
+            return try replace(try text(v, line), try text(args[0], line), try text(args[1], line), line)
         case "int":
+            // Jinja's int filter: int(x), else int(float(x)), else the default (0) — nan and inf
+            // included; a finite value past 64 bits is an error rather than a trap.
+            let fallback: JinjaValue = args.first ?? kw(kwargs, "default") ?? .int(0)
             if case .int = v { return v }
-            if let d = v.number { return .int(Int(d)) }
-            return .int(Int(v.str.trimmingCharacters(in: .whitespaces)) ?? Int(Double(v.str) ?? 0))
+            if case .bool(let b) = v { return .int(b ? 1 : 0) }
+            let d: Double
+            if case .double(let x) = v { d = x } else {
+                let s = try text(v, line).trimmingCharacters(in: .whitespaces)
+                if let i = Int(s) { return .int(i) }
+                guard let x = Double(s) else { return fallback }
+                d = x
+            }
+            guard d.isFinite else { return fallback }
+            return .int(try toInt(d, line))
         case "float":
             if let d = v.number { return .double(d) }
-            return .double(Double(v.str.trimmingCharacters(in: .whitespaces)) ?? 0)
+            return .double(Double(try text(v, line).trimmingCharacters(in: .whitespaces)) ?? 0)
         case "abs":
-            if case .int(let i) = v { return .int(abs(i)) }
+            if case .int(let i) = v {
+                guard i != .min else { throw JinjaError.runtime(line: line, message: "integer overflow in abs(\(i))") }
+                return .int(abs(i))
+            }
             return .double(abs(v.number ?? 0))
         case "unique":
             var seen: [JinjaValue] = []
-            for x in try iterable(v, line) where !seen.contains(where: { JinjaValue.equal($0, x) }) { seen.append(x) }
+            for x in try iterable(v, line) {
+                try charge(seen.count, line)
+                if !seen.contains(where: { JinjaValue.equal($0, x) }) { seen.append(x) }
+            }
             return .list(seen)
         case "selectattr", "rejectattr", "select", "reject":
             let items = try iterable(v, line)
@@ -450,15 +693,23 @@ final class JinjaInterpreter {
             })
         case "map":
             let items = try iterable(v, line)
-            if let a = kw(kwargs, "attribute") { return .list(try items.map { try attribute($0, a.str, line) }) }
-            if let f = args.first { return .list(try items.map { try filter(f.str, $0, Array(args.dropFirst()), [], line) }) }
+            if let a = kw(kwargs, "attribute") { return try list(try items.map { try attribute($0, a.str, line) }, line) }
+            if let f = args.first { return try list(try items.map { try filter(f.str, $0, Array(args.dropFirst()), [], line) }, line) }
             throw JinjaError.unsupported(line: line, construct: "map without attribute or filter")
         case "indent":
-            let width: Int = { if case .int(let i)? = args.first ?? kw(kwargs, "width") { return i }; return 4 }()
+            let widthArg = args.first ?? kw(kwargs, "width")
+            let pad: String
+            switch widthArg {
+            case .int(let i)?: pad = try repeated(" ", i, line).str   // negative: no padding, as " " * -1 in Python
+            case .string(let p)?: pad = p
+            default: pad = "    "
+            }
             let first = (args.count > 1 ? args[1] : kw(kwargs, "first") ?? .bool(false)).truthy
-            let pad = String(repeating: " ", count: width)
-            let lines = v.str.components(separatedBy: "\n")
-            return .string(lines.enumerated().map { i, l in (i == 0 && !first) || l.isEmpty ? l : pad + l }.joined(separator: "\n"))
+            let lines = try text(v, line).components(separatedBy: "\n")
+            let (padBytes, o) = pad.utf8.count.multipliedReportingOverflow(by: lines.count)
+            if o { throw refuse("indent of \(lines.count) lines by \(pad.utf8.count) bytes", line) }
+            try checkStringBytes(padBytes, line)
+            return try join(lines.enumerated().map { i, l in (i == 0 && !first) || l.isEmpty ? l : pad + l }, "\n", line)
         default:
             throw JinjaError.unsupported(line: line, construct: "filter \"\(name)\"")
         }
@@ -482,12 +733,12 @@ final class JinjaInterpreter {
         case "callable": if case .macro = v { return true }; return false
         case "even": if case .int(let i) = v { return i % 2 == 0 }; return false
         case "odd": if case .int(let i) = v { return i % 2 != 0 }; return false
-        case "divisibleby": if case .int(let i) = v, case .int(let d)? = args.first, d != 0 { return i % d == 0 }; return false
+        case "divisibleby": if case .int(let i) = v, case .int(let d)? = args.first, d != 0 { return d == -1 || i % d == 0 }; return false
         case "equalto", "eq", "==", "sameas": return JinjaValue.equal(v, args.first ?? .undefined)
         case "ne", "!=": return !JinjaValue.equal(v, args.first ?? .undefined)
         case "in": return try binary("in", v, args.first ?? .undefined, line).truthy
-        case "lower": return v.str == v.str.lowercased()
-        case "upper": return v.str == v.str.uppercased()
+        case "lower": let s = try text(v, line); return s == s.lowercased()
+        case "upper": let s = try text(v, line); return s == s.uppercased()
         default: throw JinjaError.unsupported(line: line, construct: "test \"\(name)\"")
         }
     }

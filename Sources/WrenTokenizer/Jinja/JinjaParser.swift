@@ -20,6 +20,17 @@ indirect enum Expr {
     case cond(Expr, Expr, Expr?)
 }
 
+extension Expr {
+    /// The template line, for the nodes that carry one.
+    var line: Int? {
+        switch self {
+        case .name(_, let l), .attr(_, _, let l), .index(_, _, let l), .slice(_, _, _, _, let l), .call(_, _, _, let l),
+             .filter(_, _, _, _, let l), .test(_, _, _, _, let l), .unary(_, _, let l), .binary(_, _, _, let l): return l
+        case .literal, .list, .dict, .cond: return nil
+        }
+    }
+}
+
 enum SetTarget {
     case name(String)
     case attribute(String, String)
@@ -229,11 +240,19 @@ enum JinjaLexer {
 struct JinjaParser {
     var segs: [JinjaLexer.Segment]
     var pos = 0
+    let limits: JinjaLimits
+    var blockDepth = 0
 
-    init(_ src: String) throws { segs = try JinjaLexer.segments(src) }
+    init(_ src: String, limits: JinjaLimits) throws {
+        self.limits = limits
+        if src.utf8.count > limits.maxStringBytes {
+            throw JinjaError.limit(line: 1, message: "a template of \(src.utf8.count) bytes (limit \(limits.maxStringBytes))")
+        }
+        segs = try JinjaLexer.segments(src)
+    }
 
-    static func parse(_ src: String) throws -> [Node] {
-        var p = try JinjaParser(src)
+    static func parse(_ src: String, limits: JinjaLimits = JinjaLimits()) throws -> [Node] {
+        var p = try JinjaParser(src, limits: limits)
         let (nodes, end) = try p.parseBlock(until: [])
         if let end { throw JinjaError.syntax(line: end.line, message: "unexpected {% \(end.word) %}") }
         return nodes
@@ -241,6 +260,11 @@ struct JinjaParser {
 
     /// Parses nodes until a statement whose first word is in `until`; returns it (with its tokens).
     mutating func parseBlock(until: Set<String>) throws -> ([Node], (word: String, toks: [Tok], line: Int)?) {
+        blockDepth += 1
+        defer { blockDepth -= 1 }
+        if blockDepth > limits.maxNesting {
+            throw JinjaError.limit(line: segs[max(pos - 1, 0)].line, message: "blocks nested more than \(limits.maxNesting) deep")
+        }
         var nodes: [Node] = []
         while pos < segs.count {
             let seg = segs[pos]
@@ -248,7 +272,7 @@ struct JinjaParser {
             switch seg.kind {
             case .text: nodes.append(.text(seg.content))
             case .output:
-                var e = ExprParser(toks: try JinjaLexer.tokens(seg.content, line: seg.line), line: seg.line)
+                var e = ExprParser(toks: try JinjaLexer.tokens(seg.content, line: seg.line), line: seg.line, limits: limits)
                 let x = try e.parseExpression()
                 try e.expectEnd()
                 nodes.append(.output(x))
@@ -263,7 +287,7 @@ struct JinjaParser {
     }
 
     mutating func parseStatement(_ word: String, _ toks: [Tok], _ line: Int) throws -> [Node] {
-        var e = ExprParser(toks: toks, line: line)
+        var e = ExprParser(toks: toks, line: line, limits: limits)
         e.pos = 1
         switch word {
         case "if":
@@ -276,7 +300,7 @@ struct JinjaParser {
                 branches.append((cond, body))
                 if end.word == "endif" { break }
                 if end.word == "else" { cond = nil; continue }
-                var ee = ExprParser(toks: end.toks, line: end.line)
+                var ee = ExprParser(toks: end.toks, line: end.line, limits: limits)
                 ee.pos = 1
                 cond = try ee.parseExpression()
                 try ee.expectEnd()
@@ -357,8 +381,24 @@ struct ExprParser {
     var toks: [Tok]
     var line: Int
     var pos = 0
+    let limits: JinjaLimits
+    /// Sandbox: recursion depth of the parse and operator nodes built in this tag.
+    var depth = 0, nodes = 0
 
-    init(toks: [Tok], line: Int) { self.toks = toks; self.line = line }
+    init(toks: [Tok], line: Int, limits: JinjaLimits = JinjaLimits()) { self.toks = toks; self.line = line; self.limits = limits }
+
+    /// Counts one recursion level; refuses nesting past `maxNesting` before the stack can overflow.
+    mutating func nest() throws {
+        depth += 1
+        if depth > limits.maxNesting { throw JinjaError.limit(line: curLine, message: "expression nested more than \(limits.maxNesting) deep") }
+    }
+
+    /// Counts one operator/call node: a loop-built chain (`a + a + …`) is a tree as deep as it is long.
+    mutating func node(_ x: Expr) throws -> Expr {
+        nodes += 1
+        if nodes > limits.maxExpressionNodes { throw JinjaError.limit(line: curLine, message: "more than \(limits.maxExpressionNodes) operators in one tag") }
+        return x
+    }
 
     var atEnd: Bool { pos >= toks.count }
     func peek(_ k: Int = 0) -> Tok? { pos + k < toks.count ? toks[pos + k] : nil }
@@ -380,29 +420,36 @@ struct ExprParser {
     }
 
     mutating func parseExpression(allowCond: Bool = true) throws -> Expr {
+        try nest()
+        defer { depth -= 1 }
         let x = try parseOr()
         if allowCond, acceptName("if") {
             let c = try parseOr()
             let other = acceptName("else") ? try parseExpression() : nil
-            return .cond(c, x, other)
+            return try node(.cond(c, x, other))
         }
         return x
     }
 
     mutating func parseOr() throws -> Expr {
         var x = try parseAnd()
-        while let t = peek(), t.kind == .name, t.text == "or" { pos += 1; x = .binary("or", x, try parseAnd(), t.line) }
+        while let t = peek(), t.kind == .name, t.text == "or" { pos += 1; x = try node(.binary("or", x, try parseAnd(), t.line)) }
         return x
     }
 
     mutating func parseAnd() throws -> Expr {
         var x = try parseNot()
-        while let t = peek(), t.kind == .name, t.text == "and" { pos += 1; x = .binary("and", x, try parseNot(), t.line) }
+        while let t = peek(), t.kind == .name, t.text == "and" { pos += 1; x = try node(.binary("and", x, try parseNot(), t.line)) }
         return x
     }
 
     mutating func parseNot() throws -> Expr {
-        if let t = peek(), t.kind == .name, t.text == "not" { pos += 1; return .unary("not", try parseNot(), t.line) }
+        if let t = peek(), t.kind == .name, t.text == "not" {
+            pos += 1
+            try nest()
+            defer { depth -= 1 }
+            return try node(.unary("not", try parseNot(), t.line))
+        }
         return try parseCompare()
     }
 
@@ -411,13 +458,13 @@ struct ExprParser {
         while let t = peek() {
             if t.kind == .op, ["==", "!=", "<", ">", "<=", ">="].contains(t.text) {
                 pos += 1
-                x = .binary(t.text, x, try parseMath1(), t.line)
+                x = try node(.binary(t.text, x, try parseMath1(), t.line))
             } else if t.kind == .name, t.text == "in" {
                 pos += 1
-                x = .binary("in", x, try parseMath1(), t.line)
+                x = try node(.binary("in", x, try parseMath1(), t.line))
             } else if t.kind == .name, t.text == "not", peek(1)?.text == "in" {
                 pos += 2
-                x = .binary("not in", x, try parseMath1(), t.line)
+                x = try node(.binary("not in", x, try parseMath1(), t.line))
             } else { break }
         }
         return x
@@ -425,32 +472,34 @@ struct ExprParser {
 
     mutating func parseMath1() throws -> Expr {
         var x = try parseConcat()
-        while let t = peek(), t.kind == .op, t.text == "+" || t.text == "-" { pos += 1; x = .binary(t.text, x, try parseConcat(), t.line) }
+        while let t = peek(), t.kind == .op, t.text == "+" || t.text == "-" { pos += 1; x = try node(.binary(t.text, x, try parseConcat(), t.line)) }
         return x
     }
 
     mutating func parseConcat() throws -> Expr {
         var x = try parseMath2()
-        while let t = peek(), t.kind == .op, t.text == "~" { pos += 1; x = .binary("~", x, try parseMath2(), t.line) }
+        while let t = peek(), t.kind == .op, t.text == "~" { pos += 1; x = try node(.binary("~", x, try parseMath2(), t.line)) }
         return x
     }
 
     mutating func parseMath2() throws -> Expr {
         var x = try parsePow()
-        while let t = peek(), t.kind == .op, ["*", "/", "//", "%"].contains(t.text) { pos += 1; x = .binary(t.text, x, try parsePow(), t.line) }
+        while let t = peek(), t.kind == .op, ["*", "/", "//", "%"].contains(t.text) { pos += 1; x = try node(.binary(t.text, x, try parsePow(), t.line)) }
         return x
     }
 
     mutating func parsePow() throws -> Expr {
         var x = try parseUnary()
-        while let t = peek(), t.kind == .op, t.text == "**" { pos += 1; x = .binary("**", x, try parseUnary(), t.line) }
+        while let t = peek(), t.kind == .op, t.text == "**" { pos += 1; x = try node(.binary("**", x, try parseUnary(), t.line)) }
         return x
     }
 
     mutating func parseUnary() throws -> Expr {
         if let t = peek(), t.kind == .op, t.text == "-" || t.text == "+" {
             pos += 1
-            return try parseFilters(.unary(t.text, try parseUnary(), t.line))
+            try nest()
+            defer { depth -= 1 }
+            return try parseFilters(try node(.unary(t.text, try parseUnary(), t.line)))
         }
         return try parseFilters(try parsePostfix(try parsePrimary()))
     }
@@ -476,7 +525,7 @@ struct ExprParser {
             if t.text == "." {
                 pos += 1
                 guard let n = next(), n.kind == .name || n.kind == .int else { throw JinjaError.syntax(line: t.line, message: "expected an attribute name after \".\"") }
-                x = .attr(x, n.text, t.line)
+                x = try node(.attr(x, n.text, t.line))
             } else if t.text == "[" {
                 pos += 1
                 var a: Expr? = nil, b: Expr? = nil, c: Expr? = nil
@@ -488,11 +537,12 @@ struct ExprParser {
                     if accept(":") { if peek()?.text != "]" { c = try parseExpression() } }
                 }
                 try expect("]")
-                x = isSlice ? .slice(x, a, b, c, t.line) : .index(x, a!, t.line)
+                guard isSlice || a != nil else { throw JinjaError.syntax(line: t.line, message: "empty subscript") }
+                x = try node(isSlice ? .slice(x, a, b, c, t.line) : .index(x, a!, t.line))
             } else if t.text == "(" {
                 pos += 1
                 let (args, kwargs) = try parseArgs()
-                x = .call(x, args, kwargs, t.line)
+                x = try node(.call(x, args, kwargs, t.line))
             } else { break }
         }
         return x
@@ -506,7 +556,7 @@ struct ExprParser {
                 guard let n = next(), n.kind == .name else { throw JinjaError.syntax(line: t.line, message: "expected a filter name") }
                 var args: [Expr] = [], kwargs: [(String, Expr)] = []
                 if accept("(") { (args, kwargs) = try parseArgs() }
-                x = .filter(x, n.text, args, kwargs, t.line)
+                x = try node(.filter(x, n.text, args, kwargs, t.line))
             } else if t.kind == .name, t.text == "is" {
                 pos += 1
                 let negated = acceptName("not")
@@ -515,7 +565,7 @@ struct ExprParser {
                 if accept("(") { args = try parseArgs().0 } else if let a = peek(), a.kind == .string || a.kind == .int || a.kind == .double || (a.kind == .name && !["and", "or", "else", "if", "in", "not", "is"].contains(a.text)) {
                     args = [try parsePrimary()]
                 }
-                x = .test(x, n.text, args, negated, t.line)
+                x = try node(.test(x, n.text, args, negated, t.line))
             } else { break }
         }
         return x
@@ -528,8 +578,12 @@ struct ExprParser {
             var s = t.text
             while let n = peek(), n.kind == .string { s += n.text; pos += 1 }   // adjacent literals concatenate
             return .literal(.string(s))
-        case .int: return .literal(.int(Int(t.text) ?? 0))
-        case .double: return .literal(.double(Double(t.text) ?? 0))
+        case .int:
+            guard let i = Int(t.text) else { throw JinjaError.syntax(line: t.line, message: "integer literal \(t.text.prefix(30)) does not fit in 64 bits") }
+            return .literal(.int(i))
+        case .double:
+            guard let d = Double(t.text), d.isFinite else { throw JinjaError.syntax(line: t.line, message: "bad number literal \(t.text.prefix(30))") }
+            return .literal(.double(d))
         case .name:
             switch t.text {
             case "true", "True": return .literal(.bool(true))
@@ -552,7 +606,7 @@ struct ExprParser {
             case "[":
                 var items: [Expr] = []
                 if !accept("]") {
-                    repeat { if peek()?.text == "]" { break }; items.append(try parseExpression()) } while accept(",")
+                    repeat { if peek()?.text == "]" { break }; items.append(try node(try parseExpression())) } while accept(",")
                     try expect("]")
                 }
                 return .list(items)
@@ -561,7 +615,7 @@ struct ExprParser {
                 if !accept("}") {
                     repeat {
                         if peek()?.text == "}" { break }
-                        let k = try parseExpression()
+                        let k = try node(try parseExpression())
                         try expect(":")
                         items.append((k, try parseExpression()))
                     } while accept(",")

@@ -7,6 +7,8 @@ public enum JinjaError: Error, CustomStringConvertible, Equatable {
     case syntax(line: Int, message: String)
     case unsupported(line: Int, construct: String)
     case runtime(line: Int, message: String)
+    /// A sandbox limit (`JinjaLimits`) was reached.
+    case limit(line: Int, message: String)
     /// The template called raise_exception(message).
     case raised(String)
 
@@ -15,9 +17,37 @@ public enum JinjaError: Error, CustomStringConvertible, Equatable {
         case let .syntax(line, m): return "chat template line \(line): syntax error: \(m)"
         case let .unsupported(line, c): return "chat template line \(line): unsupported construct: \(c)"
         case let .runtime(line, m): return "chat template line \(line): \(m)"
+        case let .limit(line, m): return "chat template line \(line): refused by the sandbox: \(m)"
         case let .raised(m): return "chat template raised: \(m)"
         }
     }
+}
+
+/// The sandbox: what one template may cost. Templates live inside model files, so
+/// they are hostile input: every limit below turns a crash, hang or memory blow-up
+/// into a `JinjaError.limit` naming the template line. The defaults are far above
+/// what real chat templates use (their expressions nest < 10 deep, they loop over
+/// the messages once or twice and produce a few kilobytes per message).
+public struct JinjaLimits: Sendable {
+    /// Brackets, unary operators and blocks nested in the source (parser recursion).
+    public var maxNesting = 100
+    /// Operators and calls in one tag: bounds the depth of an expression tree built by loops (`a + a + a …`).
+    public var maxExpressionNodes = 2_000
+    /// Evaluation depth (expressions within expressions, macros calling macros).
+    public var maxDepth = 1_000
+    /// Lists, dicts and namespaces nested inside each other.
+    public var maxValueNesting = 100
+    /// Loop iterations and macro calls in one render.
+    public var maxIterations = 1_000_000
+    /// UTF-8 bytes in one string, and in the rendered output.
+    public var maxStringBytes = 16 << 20
+    /// Elements in one list (`range` included).
+    public var maxListLength = 1_000_000
+    /// Units of work in one render: each operation costs the size of what it reads or builds
+    /// (bytes of a string, four per element of a list or dict: copying one retains it), so
+    /// quadratic loops stop long before a hang.
+    public var maxWork = 100_000_000
+    public init() {}
 }
 
 /// A mutable attribute holder (`namespace(...)`), shared by reference as in Jinja.
@@ -83,6 +113,15 @@ public indirect enum JinjaValue {
 
     var isUndefined: Bool { if case .undefined = self { return true } else { return false } }
 
+    var isContainer: Bool {
+        switch self { case .list, .dict, .namespace: return true; default: return false }
+    }
+
+    /// The integer value of an int or bool (Python treats bools as ints).
+    var integer: Int? {
+        switch self { case .int(let i): return i; case .bool(let b): return b ? 1 : 0; default: return nil }
+    }
+
     /// Python str().
     var str: String {
         switch self {
@@ -100,11 +139,84 @@ public indirect enum JinjaValue {
 
     /// Python repr().
     var repr: String {
-        switch self {
-        case .string(let s): return Self.pyStringRepr(s)
-        case .list(let l): return "[" + l.map(\.repr).joined(separator: ", ") + "]"
-        case .dict(let d): return "{" + d.map { Self.pyStringRepr($0.0) + ": " + $0.1.repr }.joined(separator: ", ") + "}"
-        default: return str
+        var w = Writer(limit: .max)
+        write(into: &w, mode: .repr)
+        return w.out
+    }
+
+    /// Text built up to a byte limit: past it, writing stops and `overflowed` is set, so a
+    /// huge or self-containing value costs at most `limit` bytes to print.
+    struct Writer {
+        var out = ""
+        let limit: Int
+        var overflowed = false
+        var level = 0
+        init(limit: Int) { self.limit = limit }
+        mutating func add(_ s: String) {
+            guard !overflowed else { return }
+            out += s
+            if out.utf8.count > limit { overflowed = true }
+        }
+    }
+
+    enum TextMode { case repr, json(indent: Int?) }
+
+    /// Writes repr() or json.dumps() of this value. Nesting past 1,000 levels (only a namespace
+    /// that contains itself gets there) marks the writer overflowed.
+    func write(into w: inout Writer, mode: TextMode) {
+        guard !w.overflowed else { return }
+        guard w.level < 1_000 else { w.overflowed = true; return }
+        w.level += 1
+        defer { w.level -= 1 }
+        switch mode {
+        case .repr:
+            switch self {
+            case .string(let s): w.add(Self.pyStringRepr(s))
+            case .list(let l):
+                w.add("[")
+                for (i, x) in l.enumerated() { if i > 0 { w.add(", ") }; x.write(into: &w, mode: mode); if w.overflowed { return } }
+                w.add("]")
+            case .dict(let d):
+                w.add("{")
+                for (i, kv) in d.enumerated() {
+                    if i > 0 { w.add(", ") }
+                    w.add(Self.pyStringRepr(kv.0) + ": ")
+                    kv.1.write(into: &w, mode: mode)
+                    if w.overflowed { return }
+                }
+                w.add("}")
+            default: w.add(str)
+            }
+        case .json(let indent):
+            let nl = indent.map { "\n" + String(repeating: " ", count: $0 * w.level) } ?? ""
+            let close = indent.map { "\n" + String(repeating: " ", count: $0 * (w.level - 1)) } ?? ""
+            let sep = indent == nil ? ", " : ","
+            switch self {
+            case .undefined, .none, .macro: w.add("null")
+            case .bool(let b): w.add(b ? "true" : "false")
+            case .int(let i): w.add(String(i))
+            case .double(let d): w.add(d.isFinite ? Self.pyFloat(d) : (d.isNaN ? "NaN" : (d > 0 ? "Infinity" : "-Infinity")))
+            case .string(let s): w.add(Self.jsonString(s))
+            case .list(let l):
+                if l.isEmpty { w.add("[]"); return }
+                w.add("[" + nl)
+                for (i, x) in l.enumerated() { if i > 0 { w.add(sep + nl) }; x.write(into: &w, mode: mode); if w.overflowed { return } }
+                w.add(close + "]")
+            case .dict(let d):
+                if d.isEmpty { w.add("{}"); return }
+                w.add("{" + nl)
+                for (i, kv) in d.enumerated() {
+                    if i > 0 { w.add(sep + nl) }
+                    w.add(Self.jsonString(kv.0) + ": ")
+                    kv.1.write(into: &w, mode: mode)
+                    if w.overflowed { return }
+                }
+                w.add(close + "}")
+            case .namespace(let n):
+                w.level -= 1
+                JinjaValue.dict(n.items).write(into: &w, mode: mode)
+                w.level += 1
+            }
         }
     }
 
@@ -132,25 +244,10 @@ public indirect enum JinjaValue {
     }
 
     /// json.dumps(x, ensure_ascii=False, indent=indent) with Python's default separators.
-    func json(indent: Int?, level: Int = 0) -> String {
-        let nl = indent.map { "\n" + String(repeating: " ", count: $0 * (level + 1)) } ?? ""
-        let close = indent.map { "\n" + String(repeating: " ", count: $0 * level) } ?? ""
-        let sep = indent == nil ? ", " : ","
-        switch self {
-        case .undefined, .none: return "null"
-        case .bool(let b): return b ? "true" : "false"
-        case .int(let i): return String(i)
-        case .double(let d): return d.isFinite ? Self.pyFloat(d) : (d.isNaN ? "NaN" : (d > 0 ? "Infinity" : "-Infinity"))
-        case .string(let s): return Self.jsonString(s)
-        case .list(let l):
-            if l.isEmpty { return "[]" }
-            return "[" + nl + l.map { $0.json(indent: indent, level: level + 1) }.joined(separator: sep + nl) + close + "]"
-        case .dict(let d):
-            if d.isEmpty { return "{}" }
-            return "{" + nl + d.map { Self.jsonString($0.0) + ": " + $0.1.json(indent: indent, level: level + 1) }.joined(separator: sep + nl) + close + "}"
-        case .namespace(let n): return JinjaValue.dict(n.items).json(indent: indent, level: level)
-        case .macro: return "null"
-        }
+    func json(indent: Int?) -> String {
+        var w = Writer(limit: .max)
+        write(into: &w, mode: .json(indent: indent.map { max(0, $0) }))
+        return w.out
     }
 
     static func jsonString(_ s: String) -> String {
