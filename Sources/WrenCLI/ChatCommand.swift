@@ -51,10 +51,9 @@ struct Chat: ParsableCommand {
                 if interruptRequested { Glibc._exit(130) }   // a second Ctrl-C quits
                 interruptRequested = true
             }
-            let out = FileHandle.standardOutput
             if interactive { stderrLine("wren chat: \(m.file.path) (template: \(fmt.origin)); /reset, /exit, Ctrl-C stops a reply") }
             while true {
-                if interactive { FileHandle.standardError.write(Data("> ".utf8)) }
+                if interactive { Std.err("> ") }
                 interruptRequested = false
                 guard let line = readLine(strippingNewline: true) else { break }
                 if interruptRequested { break }
@@ -79,10 +78,10 @@ struct Chat: ParsableCommand {
                 var local = opts
                 local.maxTokens = min(opts.maxTokens ?? Int.max, session.contextLength - fitted.tokens.count)
                 let r = try gen.generate(tokens: fitted.tokens, options: local) { piece, _ in
-                    if !piece.isEmpty { out.write(Data(piece.utf8)) }
+                    if !piece.isEmpty { Std.out(piece) }
                     return !interruptRequested
                 }
-                out.write(Data("\n".utf8))
+                Std.out("\n")
                 if r.stopReason == .cancelled { stderrLine("(stopped)") }
                 history.append(ChatMessage(role: "assistant", content: r.text))
             }

@@ -108,6 +108,9 @@ struct Finetune: ParsableCommand {
     @Flag(help: "Continue from OUT/checkpoint.safetensors (same settings and data).")
     var resume = false
 
+    @Flag(help: "Start afresh even if OUT already holds a trained adapter or model (it is replaced at the end).")
+    var force = false
+
     @Option(help: "Random seed (LoRA init, data order, dropout).")
     var seed: UInt64 = 42
 
@@ -137,7 +140,10 @@ struct Finetune: ParsableCommand {
         if evalData != nil && validationSplit > 0 { throw ValidationError("use either --eval-data or --validation-split") }
         _ = try targets()
         guard DType(name: saveType) != nil else { throw ValidationError("--save-type: unknown type \(saveType)") }
-        if let lr, !(lr > 0) { throw ValidationError("--lr must be > 0") }
+        if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a finite number > 0") }
+        guard loraAlpha.isFinite, loraAlpha > 0 else { throw ValidationError("--lora-alpha must be a finite number > 0") }
+        guard weightDecay.isFinite, weightDecay >= 0 else { throw ValidationError("--weight-decay must be a finite number ≥ 0") }
+        guard clip.isFinite, clip >= 0 else { throw ValidationError("--clip must be a finite number ≥ 0 (0: off)") }
         if let threads, threads < 1 { throw ValidationError("-t must be ≥ 1") }
     }
 
@@ -178,6 +184,7 @@ struct Finetune: ParsableCommand {
             o.saveEvery = saveEvery
             o.evalEvery = evalEvery
             o.resume = resume
+            o.force = force
             o.seed = seed
             if let threads { o.threads = threads }
             o.chatTemplate = chatTemplate
@@ -205,9 +212,9 @@ struct Finetune: ParsableCommand {
                                   p.row.loss, Double(p.row.lr), p.tokensPerSecond, Self.duration(p.etaSeconds))
                 if let e = p.row.evalLoss { line += String(format: "  val_loss %.4f (ppl %.2f)", e, exp(e)) }
                 if tty && p.row.evalLoss == nil && !final {
-                    FileHandle.standardError.write(Data(("\r\u{1b}[K" + line).utf8))
+                    Std.err(("\r\u{1b}[K" + line))
                 } else {
-                    FileHandle.standardError.write(Data(((tty ? "\r\u{1b}[K" : "") + line + "\n").utf8))
+                    Std.err(((tty ? "\r\u{1b}[K" : "") + line + "\n"))
                 }
             }
             stderrLine("wren finetune: wrote \(full ? output + "/model.wren" : output + "/adapter_model.safetensors"), \(output)/loss.csv, \(output)/loss.svg"

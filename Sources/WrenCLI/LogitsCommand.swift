@@ -41,8 +41,8 @@ struct ModelOptions: ParsableArguments {
         if !loraScale.isEmpty, lora.isEmpty { throw ValidationError("--lora-scale needs --lora") }
         if let ctx, ctx < 1 { throw ValidationError("-c must be at least 1") }
         if let threads, threads < 1 || threads > 256 { throw ValidationError("-t must be in 1...256") }
-        if let ropeFreqBase, !(ropeFreqBase > 1) { throw ValidationError("--rope-freq-base must be > 1") }
-        if let ropeScale, !(ropeScale > 0) { throw ValidationError("--rope-scale must be > 0") }
+        if let ropeFreqBase, !(ropeFreqBase > 1 && ropeFreqBase.isFinite) { throw ValidationError("--rope-freq-base must be a finite number > 1") }
+        if let ropeScale, !(ropeScale > 0 && ropeScale.isFinite) { throw ValidationError("--rope-scale must be a finite number > 0") }
         if let kvType, KVCacheType(rawValue: kvType) == nil { throw ValidationError("--kv-type must be f32, f16 or q8_0 (got \(kvType))") }
     }
 

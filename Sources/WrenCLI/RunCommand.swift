@@ -113,13 +113,12 @@ struct Run: ParsableCommand {
             if jsonl { try serveJSONL(gen, formatter); return }
             let text: String
             if let prompt { text = prompt } else {
-                guard let s = String(validating: readAllStdin(), as: UTF8.self) else { throw CLIError(message: "stdin: invalid UTF-8") }
+                guard let s = String(validating: try readAllStdin(), as: UTF8.self) else { throw CLIError(message: "stdin: invalid UTF-8") }
                 text = s
             }
             guard !text.isEmpty else { throw EngineError.emptyPrompt }
             var opts = try sampling.options()
             opts.parseSpecial = !noSpecial
-            let out = FileHandle.standardOutput
             var promptTokens = gen.tokenize(text, parseSpecial: !noSpecial)
             if chat, let formatter {
                 var msgs = template.system.map { [ChatMessage(role: "system", content: $0)] } ?? []
@@ -127,10 +126,10 @@ struct Run: ParsableCommand {
                 promptTokens = try formatter.tokens(msgs)
             }
             let result = try gen.generate(tokens: promptTokens, options: opts) { piece, _ in
-                if !piece.isEmpty { out.write(Data(piece.utf8)) }
+                if !piece.isEmpty { Std.out(piece) }
                 return true
             }
-            if isatty(1) == 1 { out.write(Data("\n".utf8)) }
+            if isatty(1) == 1 { Std.out("\n") }
             if result.stats.contextFull { stderrLine("wren: the context of \(session.contextLength) tokens is full; generation stopped (use -c to enlarge it)") }
             if verbose { printStats(result) }
         } catch { fail(error) }
@@ -151,11 +150,16 @@ struct Run: ParsableCommand {
     func serveJSONL(_ gen: Generator, _ formatter: ChatFormatter?) throws {
         let defaults = try sampling.options()
         var lineNo = 0
-        while let line = readLine(strippingNewline: true) {
+        var lines = StdinLines()
+        while let bytes = try lines.next() {
             lineNo += 1
-            if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
             var obj: [String: Any]
             do {
+                // Raw bytes, not readLine (which would replace invalid UTF-8 silently): as plain stdin does, refuse it.
+                guard let line = String(validating: bytes, as: UTF8.self) else {
+                    throw JSONRequest.Failure(message: "invalid UTF-8 (byte \(Self.firstInvalidUTF8(bytes)))")
+                }
+                if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
                 let req = try JSONRequest.parse(line, defaults: defaults)
                 var opts = req.options
                 opts.parseSpecial = !noSpecial
@@ -189,8 +193,21 @@ struct Run: ParsableCommand {
                 obj = ["error": "line \(lineNo): \(error)"]
             }
             let data = try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys, .withoutEscapingSlashes])
-            FileHandle.standardOutput.write(data + Data("\n".utf8))
+            Std.out(data + Data("\n".utf8))
         }
+    }
+}
+
+extension Run {
+    /// The offset of the first byte that does not start or continue valid UTF-8.
+    static func firstInvalidUTF8(_ b: [UInt8]) -> Int {
+        var i = 0
+        while i < b.count {
+            let n = b[i] < 0x80 ? 1 : b[i] >> 5 == 0x6 ? 2 : b[i] >> 4 == 0xE ? 3 : b[i] >> 3 == 0x1E ? 4 : 0
+            guard n > 0, i + n <= b.count, String(validating: b[i..<(i + n)], as: UTF8.self) != nil else { return i }
+            i += n
+        }
+        return b.count
     }
 }
 

@@ -7,8 +7,8 @@ import WrenFormat
 import WrenTokenizer
 
 /// All of stdin as bytes.
-func readAllStdin() -> [UInt8] {
-    Array(FileHandle.standardInput.readDataToEndOfFile())
+func readAllStdin() throws -> [UInt8] {
+    try Std.readAll()
 }
 
 struct Tokenize: ParsableCommand {
@@ -39,7 +39,7 @@ struct Tokenize: ParsableCommand {
             let tok = try Tokenizer.load(model: model)
             let input: String
             if let text { input = text } else {
-                let bytes = readAllStdin()
+                let bytes = try readAllStdin()
                 guard let s = String(validating: bytes, as: UTF8.self) else { throw CLIError(message: "stdin: invalid UTF-8") }
                 input = s
             }
@@ -57,7 +57,7 @@ struct Tokenize: ParsableCommand {
             } else {
                 for id in ids { out += "\(id)\t\(tok.pieces[Int(id)].debugDescription)\n" }
             }
-            FileHandle.standardOutput.write(Data(out.utf8))
+            Std.out(out)
         } catch { fail(error) }
     }
 }
@@ -78,15 +78,15 @@ struct Detokenize: ParsableCommand {
     func run() throws {
         do {
             let tok = try Tokenizer.load(model: model)
-            let raw = ids.isEmpty ? String(decoding: readAllStdin(), as: UTF8.self) : ids.joined(separator: " ")
+            let raw = ids.isEmpty ? String(decoding: try readAllStdin(), as: UTF8.self) : ids.joined(separator: " ")
             var list: [Int32] = []
             for part in raw.split(whereSeparator: { " \t\n\r,[]".contains($0) }) {
                 guard let v = Int32(part) else { throw CLIError(message: "not a token id: \"\(part)\"") }
                 list.append(v)
             }
             let text = try tok.decode(list, skipSpecial: skipSpecial)
-            FileHandle.standardOutput.write(Data(text.utf8))
-            if isatty(1) == 1 { FileHandle.standardOutput.write(Data("\n".utf8)) }
+            Std.out(text)
+            if isatty(1) == 1 { Std.out("\n") }
         } catch let e as TokenizerError { fail(CLIError(message: e.description)) } catch { fail(error) }
     }
 }

@@ -16,6 +16,17 @@ struct Wren: ParsableCommand {
         abstract: "Run and tune LLaMA-family models on a CPU.",
         version: "0.1.0",
         subcommands: [Run.self, Chat.self, Bench.self, Logits.self, Convert.self, Inspect.self, Export.self, Tokenize.self, Detokenize.self, Finetune.self, Merge.self])
+
+    /// ArgumentParser's main, after the standard streams and signals are set up (StandardStreams.swift).
+    static func main() {
+        Std.prepare()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Prints a library error as one line and exits 1.
@@ -24,7 +35,8 @@ func fail(_ error: Error) -> Never {
     if let e = error as? FormatError { text = e.description } else if let e = error as? CLIError { text = e.message }
     else if let e = error as? EngineError { text = e.description } else if let e = error as? TokenizerError { text = e.description }
     else if let e = error as? JinjaError { text = e.description } else if let e = error as? DatasetError { text = e.description } else { text = "\(error)" }
-    FileHandle.standardError.write(Data("wren: error: \(text)\n".utf8))
+    Std.err("wren: error: \(text)\n")
+    TempFiles.removeAll()
     exit(1)
 }
 
@@ -33,7 +45,7 @@ struct CLIError: Error {
 }
 
 func stderrLine(_ s: String) {
-    FileHandle.standardError.write(Data((s + "\n").utf8))
+    Std.err((s + "\n"))
 }
 
 /// A progress line on stderr: redrawn in place on a terminal, one line a second otherwise.
@@ -54,7 +66,7 @@ final class ProgressLine {
         let line = String(format: "[%d/%d tensors] %.1f/%.1f MB  %.1f MB/s  ETA %.1fs  %@", p.tensorsDone, p.tensorCount,
                           Double(p.bytesDone) / 1e6, Double(p.bytesTotal) / 1e6, rate, eta, p.name)
         if tty {
-            FileHandle.standardError.write(Data(("\r\u{1b}[K" + line + (done ? "\n" : "")).utf8))
+            Std.err(("\r\u{1b}[K" + line + (done ? "\n" : "")))
         } else {
             stderrLine(line)
         }

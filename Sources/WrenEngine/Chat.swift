@@ -4,6 +4,7 @@
 // template did not write it), and history trimming when the context is full.
 
 import Foundation
+import WrenFormat
 import WrenTokenizer
 
 public final class ChatFormatter: @unchecked Sendable {
@@ -24,7 +25,7 @@ public final class ChatFormatter: @unchecked Sendable {
         bos = model.tokenizer.bosID.map { model.tokenizer.pieces[Int($0)] } ?? ""
         eos = model.tokenizer.eosID.map { model.tokenizer.pieces[Int($0)] } ?? ""
         if let file {
-            guard let s = try? String(contentsOfFile: file, encoding: .utf8) else {
+            guard let s = MappedFile.contents(of: file).flatMap({ String(data: $0, encoding: .utf8) }) else {
                 throw EngineError.invalidParameter("\(file): cannot read the chat template file")
             }
             template = try ChatTemplate(s)

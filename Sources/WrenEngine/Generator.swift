@@ -121,7 +121,7 @@ public final class Generator: @unchecked Sendable {
 
     public func generate(tokens prompt: [Int32], options: GenerationOptions = .init(),
                          onPiece: (String, Int32) -> Bool = { _, _ in true }) throws -> GenerationResult {
-        try options.sampling.validate()
+        try options.sampling.validate(vocabSize: model.config.vocabSize)
         if let m = options.maxTokens, m < 0 { throw EngineError.invalidParameter("the number of tokens to predict must be >= 0 (got \(m))") }
         guard !prompt.isEmpty else { throw EngineError.emptyPrompt }
         guard prompt.count <= session.contextLength else {

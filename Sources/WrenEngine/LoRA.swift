@@ -147,6 +147,16 @@ extension LlamaModel {
                 guard let p = Projection(name: module) else {
                     throw EngineError.invalidParameter("\(source): module \(module) is not a llama projection")
                 }
+                // Shapes first: the q/k row permutation below indexes by them.
+                guard layer >= 0, layer < config.blockCount else {
+                    throw EngineError.invalidParameter("\(source): layer \(layer) is outside this model's \(config.blockCount) layers")
+                }
+                let w = p.matrix(layers[layer])
+                guard f.inFeatures == w.cols, f.outFeatures == w.rows, f.rank > 0,
+                      f.a.count == f.rank * f.inFeatures, f.b.count == f.outFeatures * f.rank else {
+                    throw EngineError.invalidParameter(
+                        "\(source): layer \(layer) \(module) is \(f.outFeatures)×\(f.inFeatures) (rank \(f.rank)) but the model's is \(w.rows)×\(w.cols)")
+                }
                 var b = f.b
                 if let heads = permutedHeads(p) {
                     guard f.outFeatures % heads == 0 else {
@@ -157,6 +167,7 @@ extension LlamaModel {
                 }
                 let key = PEFTAdapter.key(layer: layer, module: module, factor: "A")
                 let s = Float(adapter.config.scale(forKey: key, rank: f.rank)) * scale
+                guard s.isFinite else { throw EngineError.invalidParameter("\(source): layer \(layer) \(module): scale \(s) is not finite") }
                 out[layer, default: [:]][p] = LoRADelta(rank: f.rank, inFeatures: f.inFeatures, outFeatures: f.outFeatures, a: f.a, b: b, scale: s)
             }
         }

@@ -105,6 +105,8 @@ public final class LlamaModel: @unchecked Sendable {
 
     /// Loads the model at `path` (.wren). RoPE overrides replace the file's base / linear factor.
     public init(path: String, ropeFreqBase: Float? = nil, ropeScale: Float? = nil) throws {
+        if let b = ropeFreqBase, !(b.isFinite && b > 1) { throw EngineError.invalidParameter("RoPE frequency base must be a finite number > 1 (got \(b))") }
+        if let s = ropeScale, !(s.isFinite && s > 0) { throw EngineError.invalidParameter("RoPE scale must be a finite number > 0 (got \(s))") }
         let f = try WrenFile(path: path)
         file = f
         config = try ModelConfig(metadata: f.metadata, path: path)

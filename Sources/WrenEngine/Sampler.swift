@@ -59,7 +59,8 @@ public struct SamplingParameters: Sendable, Equatable {
     }
 
     /// Throws for values outside their ranges.
-    public func validate() throws {
+    /// - Parameter vocabSize: when given, logit-bias ids must be below it.
+    public func validate(vocabSize: Int? = nil) throws {
         func bad(_ s: String) -> EngineError { .invalidParameter(s) }
         guard temperature.isFinite, temperature >= 0 else { throw bad("temperature must be >= 0 (got \(temperature))") }
         guard topK >= 0 else { throw bad("top-k must be >= 0 (got \(topK))") }
@@ -68,6 +69,12 @@ public struct SamplingParameters: Sendable, Equatable {
         guard repeatPenalty > 0, repeatPenalty.isFinite else { throw bad("repeat-penalty must be > 0 (got \(repeatPenalty))") }
         guard repeatLastN >= 0 else { throw bad("repeat-last-n must be >= 0 (got \(repeatLastN))") }
         guard frequencyPenalty.isFinite, presencePenalty.isFinite else { throw bad("penalties must be finite") }
+        for (t, v) in logitBias.sorted(by: { $0.key < $1.key }) {
+            guard t >= 0, vocabSize.map({ Int(t) < $0 }) ?? true else {
+                throw bad("logit bias for token \(t): not a token id of this model" + (vocabSize.map { " (0..<\($0))" } ?? ""))
+            }
+            guard !v.isNaN, v != .infinity else { throw bad("logit bias for token \(t) must be a number or -inf (got \(v))") }
+        }
     }
 }
 

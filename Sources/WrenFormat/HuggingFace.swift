@@ -8,7 +8,7 @@ import WrenKernels
 
 public enum HFImporter {
     static func readJSON(_ path: String) throws -> [String: Any] {
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = MappedFile.contents(of: path) else {
             throw FormatError.io(path: path, operation: "read", errno: ENOENT)
         }
         let obj: Any
@@ -272,19 +272,16 @@ public enum HFExporter {
     /// tokenizer_config.json, model.safetensors. Quantized tensors are written
     /// dequantized (as `floatType`, default f32) and their original dtype is kept in
     /// the safetensors metadata ("wren.dtypes") so that converting back restores them.
+    /// The directory is built under a temporary name beside `dir` and renamed into place
+    /// whole, so a kill at any point leaves either the old directory or the new one, never a
+    /// mix. An existing `dir` is replaced only with `overwrite` and only when it holds nothing
+    /// but the files export writes.
     public static func export(_ w: WrenFile, to dir: String, floatType: DType = .f32, overwrite: Bool = false) throws {
         precondition(!floatType.isQuantized)
         let c = try ModelConfig(metadata: w.metadata, path: w.path)
         let tok = try TokenizerMetadata(metadata: w.metadata, path: w.path)
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: dir, isDirectory: &isDir) {
-            guard isDir.boolValue else { throw FormatError.outputExists(path: dir) }
-            if !overwrite, FileManager.default.fileExists(atPath: dir + "/model.safetensors") { throw FormatError.outputExists(path: dir) }
-        } else {
-            do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-                throw FormatError.io(path: dir, operation: "mkdir", errno: EACCES)
-            }
-        }
+        let build = try DirectoryBuild(path: dir, overwrite: overwrite, replaceable: exportedFiles)
+        let out = build.tempPath
         var entries: [SafetensorsWriter.Entry] = []
         var original: [String: String] = [:]
         for (index, info) in w.tensors.enumerated() {
@@ -305,7 +302,7 @@ public enum HFExporter {
            let d = try? JSONSerialization.data(withJSONObject: original, options: [.sortedKeys]) {
             stMeta["wren.dtypes"] = String(decoding: d, as: UTF8.self)
         }
-        try AtomicFile.write(SafetensorsWriter.encode(entries, metadata: stMeta), to: dir + "/model.safetensors", overwrite: true)
+        try AtomicFile.write(SafetensorsWriter.encode(entries, metadata: stMeta), to: out + "/model.safetensors", overwrite: true)
 
         var cfg: [String: Any] = [
             "architectures": ["LlamaForCausalLM"], "model_type": "llama",
@@ -331,8 +328,8 @@ public enum HFExporter {
         } else {
             cfg["rope_scaling"] = NSNull()
         }
-        try writeJSON(cfg, dir + "/config.json")
-        try writeJSON(tokenizerJSON(tok), dir + "/tokenizer.json")
+        try writeJSON(cfg, out + "/config.json")
+        try writeJSON(tokenizerJSON(tok), out + "/tokenizer.json")
         var tc: [String: Any] = ["add_bos_token": tok.addBOS, "add_eos_token": tok.addEOS,
                                  "tokenizer_class": tok.model == "gpt2" ? "GPT2Tokenizer" : "LlamaTokenizer",
                                  "clean_up_tokenization_spaces": false, "model_max_length": c.contextLength]
@@ -341,8 +338,12 @@ public enum HFExporter {
         if let u = tok.unkID { tc["unk_token"] = tok.tokens.string(u) }
         if let p = tok.padID { tc["pad_token"] = tok.tokens.string(p) }
         if let t = tok.chatTemplate { tc["chat_template"] = t }
-        try writeJSON(tc, dir + "/tokenizer_config.json")
+        try writeJSON(tc, out + "/tokenizer_config.json")
+        try build.commit()
     }
+
+    /// What `export` writes; an existing directory holding anything else is never replaced.
+    public static let exportedFiles: Set<String> = ["config.json", "tokenizer.json", "tokenizer_config.json", "model.safetensors"]
 
     static func writeJSON(_ obj: Any, _ path: String) throws {
         let d = try JSONSerialization.data(withJSONObject: obj, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])

@@ -22,13 +22,14 @@ public final class MappedFile: @unchecked Sendable {
     /// - Throws: `FormatError.io` with errno when a call fails.
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below).
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw FormatError.io(path: path, operation: "open", errno: errno) }
         defer { close(fd) }
         var st = stat()
         guard fstat(fd, &st) == 0 else { throw FormatError.io(path: path, operation: "fstat", errno: errno) }
         guard (st.st_mode & S_IFMT) == S_IFREG else {
-            throw FormatError.invalid(path: path, field: "file", reason: "not a regular file")
+            throw FormatError.invalid(path: path, field: "file", reason: "not a regular file (a directory, FIFO or device)")
         }
         size = Int(st.st_size)
         if size == 0 {
@@ -51,6 +52,13 @@ public final class MappedFile: @unchecked Sendable {
     public static func prefix(of path: String, count: Int) throws -> [UInt8] {
         let m = try MappedFile(path: path)
         return withExtendedLifetime(m) { Array(m.bytes.prefix(count)) }
+    }
+
+    /// The whole file at `path` as Data, or nil when it cannot be read or is not a regular
+    /// file (so a FIFO or device given as a JSON or template file never blocks or streams forever).
+    public static func contents(of path: String) -> Data? {
+        guard let m = try? MappedFile(path: path) else { return nil }
+        return withExtendedLifetime(m) { m.size == 0 ? Data() : Data(bytes: m.bytes.baseAddress!, count: m.size) }
     }
 
     /// Asks the kernel to read ahead (madvise WILLNEED); a hint only.

@@ -67,7 +67,7 @@ public struct PEFTAdapter: Sendable {
         var dir = path
         if path.hasSuffix("adapter_config.json") { dir = (path as NSString).deletingLastPathComponent }
         let cfgPath = dir + "/adapter_config.json"
-        guard let data = FileManager.default.contents(atPath: cfgPath) else {
+        guard let data = MappedFile.contents(of: cfgPath) else {
             throw FormatError.invalid(path: cfgPath, field: "file", reason: "cannot read it (a PEFT adapter directory holds adapter_config.json and adapter_model.safetensors)")
         }
         guard let d = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
@@ -84,14 +84,46 @@ public struct PEFTAdapter: Sendable {
         if let m = d["modules_to_save"], !(m is NSNull), !((m as? [Any])?.isEmpty ?? false) {
             throw FormatError.invalid(path: cfgPath, field: "modules_to_save", reason: "fully trained extra modules are not supported")
         }
-        guard let r = d["r"] as? Int, r > 0 else { throw FormatError.invalid(path: cfgPath, field: "r", reason: "missing or not a positive integer") }
-        guard let alpha = (d["lora_alpha"] as? NSNumber)?.doubleValue else { throw FormatError.invalid(path: cfgPath, field: "lora_alpha", reason: "missing or not a number") }
+        guard let r = Checked.jsonInt(d["r"]), r > 0 else { throw FormatError.invalid(path: cfgPath, field: "r", reason: "missing or not a positive integer") }
+        guard let alpha = Checked.jsonNumber(d["lora_alpha"]) else { throw FormatError.invalid(path: cfgPath, field: "lora_alpha", reason: "missing or not a finite number") }
+        // target_modules: a list of module names, or a string that PEFT full-matches as a regular
+        // expression against each module's path ("all-linear" meaning every projection).
         var targets: [String] = []
-        if let t = d["target_modules"] as? [String] { targets = t } else if let t = d["target_modules"] as? String { targets = [t] }
+        var targetRegex: NSRegularExpression?
+        switch d["target_modules"] {
+        case let t as [Any]:
+            guard let names = t as? [String] else { throw FormatError.wrongFieldType(path: cfgPath, field: "target_modules", expected: "a list of strings or a string") }
+            targets = names
+        case let t as String:
+            if t == "all-linear" { targets = modulePaths.map { String($0.split(separator: ".").last!) } } else {
+                guard let re = try? NSRegularExpression(pattern: "^(?:" + t + ")$") else {
+                    throw FormatError.invalid(path: cfgPath, field: "target_modules", reason: "\"\(t)\" is not a regular expression")
+                }
+                targets = [t]
+                targetRegex = re
+            }
+        case nil, is NSNull: break
+        default: throw FormatError.wrongFieldType(path: cfgPath, field: "target_modules", expected: "a list of strings or a string")
+        }
         var rp: [String: Int] = [:], ap: [String: Double] = [:]
-        if let p = d["rank_pattern"] as? [String: Any] { for (k, v) in p { if let i = (v as? NSNumber)?.intValue { rp[k] = i } } }
-        if let p = d["alpha_pattern"] as? [String: Any] { for (k, v) in p { if let x = (v as? NSNumber)?.doubleValue { ap[k] = x } } }
-        let config = PEFTConfig(rank: r, alpha: alpha, dropout: (d["lora_dropout"] as? NSNumber)?.doubleValue ?? 0, targetModules: targets,
+        if let p = d["rank_pattern"] as? [String: Any] {
+            for (k, v) in p {
+                guard let i = Checked.jsonInt(v), i > 0 else { throw FormatError.invalid(path: cfgPath, field: "rank_pattern.\(k)", reason: "not a positive integer") }
+                rp[k] = i
+            }
+        }
+        if let p = d["alpha_pattern"] as? [String: Any] {
+            for (k, v) in p {
+                guard let x = Checked.jsonNumber(v) else { throw FormatError.invalid(path: cfgPath, field: "alpha_pattern.\(k)", reason: "not a finite number") }
+                ap[k] = x
+            }
+        }
+        var dropout = 0.0
+        if let v = d["lora_dropout"], !(v is NSNull) {
+            guard let x = Checked.jsonNumber(v), x >= 0, x < 1 else { throw FormatError.invalid(path: cfgPath, field: "lora_dropout", reason: "not a number in [0, 1)") }
+            dropout = x
+        }
+        let config = PEFTConfig(rank: r, alpha: alpha, dropout: dropout, targetModules: targets,
                                 useRSLoRA: (d["use_rslora"] as? Bool) ?? false, baseModel: (d["base_model_name_or_path"] as? String) ?? "",
                                 rankPattern: rp, alphaPattern: ap)
 
@@ -109,8 +141,16 @@ public struct PEFTAdapter: Sendable {
                 throw FormatError.invalid(path: stPath, field: "tensor \(t.name)", reason: "not a LoRA factor of a llama layer")
             }
             let module = parts[fi - 1]
-            guard modulePaths.contains(where: { $0.hasSuffix("." + module) }) else {
+            guard let modulePath = modulePaths.first(where: { $0.hasSuffix("." + module) }) else {
                 throw FormatError.invalid(path: stPath, field: "tensor \(t.name)", reason: "module \(module) is not a llama projection")
+            }
+            let targeted = targetRegex.map { re in
+                let p = "model.layers.\(layer).\(modulePath)"
+                return re.firstMatch(in: p, range: NSRange(p.startIndex..., in: p)) != nil
+                    || re.firstMatch(in: module, range: NSRange(module.startIndex..., in: module)) != nil
+            } ?? (targets.isEmpty || targets.contains(module) || targets.contains { modulePath.hasSuffix($0) })
+            guard targeted else {
+                throw FormatError.invalid(path: stPath, field: "tensor \(t.name)", reason: "module \(module) is not in adapter_config.json's target_modules \(targets)")
             }
             guard t.shape.count == 2 else { throw FormatError.invalid(path: stPath, field: "tensor \(t.name) shape", reason: "\(t.shape) is not 2-D") }
             var e = halves[layer, default: [:]][module] ?? (nil, nil)
@@ -124,14 +164,27 @@ public struct PEFTAdapter: Sendable {
                     throw FormatError.invalid(path: stPath, field: "layer \(layer) \(module)", reason: "has only one of lora_A and lora_B")
                 }
                 let rank = a.shape[0]
-                guard b.shape[1] == rank else {
+                guard rank > 0, b.shape[1] == rank, a.shape[1] > 0, b.shape[0] > 0 else {
                     throw FormatError.invalid(path: stPath, field: "layer \(layer) \(module)", reason: "lora_A is \(a.shape) but lora_B is \(b.shape)")
                 }
-                factors[layer, default: [:]][module] = PEFTFactor(a: try floats(st, a), b: try floats(st, b), rank: rank,
-                                                                  inFeatures: a.shape[1], outFeatures: b.shape[0])
+                let key = Self.key(layer: layer, module: module, factor: "A")
+                let want = rp.first(where: { key.hasSuffix($0.key) || key.contains("." + $0.key + ".") || $0.key == module })?.value ?? r
+                guard rank == want else {
+                    throw FormatError.invalid(path: stPath, field: "layer \(layer) \(module)", reason: "rank \(rank), but adapter_config.json says \(want)")
+                }
+                let fa = try floats(st, a), fb = try floats(st, b)
+                for (f, info) in [(fa, a), (fb, b)] {
+                    if let i = f.firstIndex(where: { !$0.isFinite }) {
+                        throw FormatError.invalid(path: stPath, field: "tensor \(info.name)", reason: "element \(i) is \(f[i]) (NaN or infinite)")
+                    }
+                }
+                factors[layer, default: [:]][module] = PEFTFactor(a: fa, b: fb, rank: rank, inFeatures: a.shape[1], outFeatures: b.shape[0])
             }
         }
         guard !factors.isEmpty else { throw FormatError.invalid(path: stPath, field: "tensors", reason: "no LoRA factors") }
+        if let bad = factors.flatMap({ l, m in m.keys.map { (l, $0) } }).first(where: { !config.scale(forKey: key(layer: $0.0, module: $0.1, factor: "A"), rank: r).isFinite }) {
+            throw FormatError.invalid(path: cfgPath, field: "lora_alpha", reason: "gives a non-finite scale for layer \(bad.0) \(bad.1)")
+        }
         return PEFTAdapter(config: config, factors: factors)
     }
 
@@ -178,15 +231,5 @@ public struct PEFTAdapter: Sendable {
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename,
 /// so a reader (or a crash) never sees a half-written file.
 public func writeAtomically(_ bytes: [UInt8], to path: String) throws {
-    let tmp = path + ".tmp-\(getpid())"
-    guard FileManager.default.createFile(atPath: tmp, contents: Data(bytes)) else {
-        throw FormatError.io(path: tmp, operation: "create", errno: errno)
-    }
-    let fd = open(tmp, O_RDONLY)
-    if fd >= 0 { fsync(fd); close(fd) }
-    guard rename(tmp, path) == 0 else {
-        let e = errno
-        unlink(tmp)
-        throw FormatError.io(path: path, operation: "rename", errno: e)
-    }
+    try AtomicFile.write(bytes, to: path, overwrite: true)
 }

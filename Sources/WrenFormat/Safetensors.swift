@@ -57,43 +57,50 @@ public final class SafetensorsFile: @unchecked Sendable {
             throw FormatError.invalid(path: path, field: "header", reason: "not valid JSON")
         }
         guard let dict = json as? [String: Any] else { throw FormatError.invalid(path: path, field: "header", reason: "not a JSON object") }
+        if let keys = Checked.topLevelKeys(Array(header)), keys.count != dict.count {
+            var seen = Set<String>()
+            let dup = keys.first { !seen.insert($0).inserted } ?? "?"
+            throw FormatError.invalid(path: path, field: "tensor \(dup)", reason: "duplicate name in the header")
+        }
         let dataSize = mapping.size - dataStart
         var infos: [SafetensorInfo] = []
         var meta: [String: String] = [:]
         for (name, value) in dict {
             if name == "__metadata__" {
                 guard let m = value as? [String: Any] else { throw FormatError.wrongFieldType(path: path, field: "__metadata__", expected: "an object") }
-                for (k, v) in m { meta[k] = v as? String }
+                for (k, v) in m {
+                    guard let s = v as? String else { throw FormatError.wrongFieldType(path: path, field: "__metadata__.\(k)", expected: "a string") }
+                    meta[k] = s
+                }
                 continue
             }
             guard let e = value as? [String: Any] else { throw FormatError.wrongFieldType(path: path, field: name, expected: "an object") }
             guard let dt = e["dtype"] as? String else { throw FormatError.wrongFieldType(path: path, field: "\(name).dtype", expected: "a string") }
-            guard let shapeAny = e["shape"] as? [Any], let shape = shapeAny.map({ ($0 as? NSNumber)?.intValue }) as? [Int],
+            guard let shapeAny = e["shape"] as? [Any], shapeAny.count <= 8, let shape = shapeAny.map(Checked.jsonInt) as? [Int],
                   shape.allSatisfy({ $0 >= 0 }) else {
-                throw FormatError.wrongFieldType(path: path, field: "\(name).shape", expected: "an array of non-negative integers")
+                throw FormatError.wrongFieldType(path: path, field: "\(name).shape", expected: "an array of at most 8 non-negative integers")
             }
-            guard let offs = e["data_offsets"] as? [Any], offs.count == 2, let b = (offs[0] as? NSNumber)?.intValue,
-                  let en = (offs[1] as? NSNumber)?.intValue, b >= 0, en >= b else {
-                throw FormatError.wrongFieldType(path: path, field: "\(name).data_offsets", expected: "[begin, end] with begin <= end")
+            guard let offs = e["data_offsets"] as? [Any], offs.count == 2, let b = Checked.jsonInt(offs[0]),
+                  let en = Checked.jsonInt(offs[1]), b >= 0, en >= b else {
+                throw FormatError.wrongFieldType(path: path, field: "\(name).data_offsets", expected: "[begin, end], integers with 0 <= begin <= end")
             }
             guard let es = SafetensorInfo.elementSize(dt) else {
                 throw FormatError.unsupportedDType(path: path, dtype: dt, tensor: name)
             }
-            var count = 1
-            for d in shape {
-                let (p, o) = count.multipliedReportingOverflow(by: d)
-                guard !o else { throw FormatError.invalid(path: path, field: "\(name).shape", reason: "overflows") }
-                count = p
-            }
-            guard count * es == en - b else {
-                throw FormatError.invalid(path: path, field: "\(name).data_offsets", reason: "\(en - b) bytes for shape \(shape) of \(dt) (needs \(count * es))")
+            let bytes = try Checked.elements(shape, bytesPerElement: es, path: path, field: "\(name).shape")
+            guard bytes == en - b else {
+                throw FormatError.invalid(path: path, field: "\(name).data_offsets", reason: "\(en - b) bytes for shape \(shape) of \(dt) (needs \(bytes))")
             }
             guard en <= dataSize else {
-                throw FormatError.truncated(path: path, what: "tensor \(name) at \(b)..<\(en)", needed: UInt64(dataStart + en), available: UInt64(mapping.size))
+                throw FormatError.truncated(path: path, what: "tensor \(name) at \(b)..<\(en)", needed: UInt64(dataStart) + UInt64(en), available: UInt64(mapping.size))
             }
             infos.append(SafetensorInfo(name: name, dtype: dt, shape: shape, begin: b, end: en))
         }
-        tensors = infos.sorted { $0.begin < $1.begin }
+        tensors = infos.sorted { ($0.begin, $0.end, $0.name) < ($1.begin, $1.end, $1.name) }
+        // The data of distinct tensors must not overlap (safetensors' own rule: one buffer, no overlaps).
+        for (x, y) in zip(tensors, tensors.dropFirst()) where y.begin < x.end {
+            throw FormatError.invalid(path: path, field: "\(y.name).data_offsets", reason: "bytes \(y.begin)..<\(y.end) overlap tensor \(x.name) (\(x.begin)..<\(x.end))")
+        }
         metadata = meta
     }
 
@@ -127,29 +134,10 @@ public enum SafetensorsWriter {
         var head: [UInt8] = []
         WrenMetaCodec.append(UInt64(json.count), to: &head)
         head += json
-        let tmp = path + ".tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FormatError.io(path: tmp, operation: "create", errno: errno) }
-        var ok = false
-        defer { if !ok { close(fd); unlink(tmp) } }
-        func put(_ p: UnsafeRawPointer, _ n: Int) throws {
-            var done = 0
-            while done < n {
-                let w = Foundation.write(fd, p + done, n - done)
-                if w < 0 { if errno == EINTR { continue }; throw FormatError.io(path: tmp, operation: "write", errno: errno) }
-                done += w
-            }
-        }
-        try head.withUnsafeBytes { try put($0.baseAddress!, $0.count) }
-        for t in tensors { try put(UnsafeRawPointer(t.data), 4 * t.shape.reduce(1, *)) }
-        guard fsync(fd) == 0 else { throw FormatError.io(path: tmp, operation: "fsync", errno: errno) }
-        close(fd)
-        ok = true
-        guard rename(tmp, path) == 0 else {
-            let e = errno
-            unlink(tmp)
-            throw FormatError.io(path: path, operation: "rename", errno: e)
-        }
+        let file = try AtomicWrite(path: path, overwrite: true)
+        try file.write(head)
+        for t in tensors { try file.write(UnsafeRawBufferPointer(start: t.data, count: 4 * t.shape.reduce(1, *))) }
+        try file.commit()
     }
 
     public struct Entry {

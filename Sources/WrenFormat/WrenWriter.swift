@@ -71,7 +71,7 @@ public enum WrenWriter {
     public static func write(to path: String, metadata: Metadata, tensors: [PendingTensor],
                              options: WrenWriteOptions = .init(),
                              progress: ((WriteProgress) -> Void)? = nil) throws -> [TensorInfo] {
-        if !options.overwrite, access(path, F_OK) == 0 { throw FormatError.outputExists(path: path) }
+        try checkOutputPath(path, overwrite: options.overwrite)
         var names = Set<String>()
         for t in tensors {
             guard names.insert(t.name).inserted else {
@@ -90,29 +90,8 @@ public enum WrenWriter {
         let headerEnd = WrenFormatConstants.headerSize + metaBytes.count + tableSize
         let dataOffset = (headerEnd + align - 1) / align * align
 
-        let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        let base = path.split(separator: "/").last.map(String.init) ?? path
-        let tmp = "\(dir)/.\(base).tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FormatError.io(path: tmp, operation: "create", errno: errno) }
-        var ok = false
-        defer {
-            if !ok {
-                close(fd)
-                unlink(tmp)
-            }
-        }
-        func pwriteAll(_ buf: UnsafeRawBufferPointer, at offset: Int) throws {
-            var done = 0
-            while done < buf.count {
-                let n = pwrite(fd, buf.baseAddress! + done, buf.count - done, off_t(offset + done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw FormatError.io(path: tmp, operation: "write", errno: errno)
-                }
-                done += n
-            }
-        }
+        let file = try AtomicWrite(path: path, overwrite: options.overwrite)
+        func pwriteAll(_ buf: UnsafeRawBufferPointer, at offset: Int) throws { try file.pwrite(buf, at: offset) }
 
         var infos: [TensorInfo] = []
         var cursor = 0                   // relative to the data section
@@ -180,57 +159,8 @@ public enum WrenWriter {
         header.append(contentsOf: body)
         header.append(contentsOf: [UInt8](repeating: 0, count: dataOffset - headerEnd))
         try header.withUnsafeBytes { try pwriteAll($0, at: 0) }
-        guard ftruncate(fd, off_t(dataOffset + dataSize)) == 0 else { throw FormatError.io(path: tmp, operation: "ftruncate", errno: errno) }
-        guard fsync(fd) == 0 else { throw FormatError.io(path: tmp, operation: "fsync", errno: errno) }
-        try commit(fd: fd, tmp: tmp, to: path, dir: dir, overwrite: options.overwrite)
-        ok = true
+        try file.truncate(to: dataOffset + dataSize)
+        try file.commit()
         return infos
-    }
-
-    /// Closes `fd`, renames `tmp` over `path` (refusing an existing path unless
-    /// `overwrite`) and fsyncs the directory.
-    static func commit(fd: Int32, tmp: String, to path: String, dir: String, overwrite: Bool) throws {
-        guard close(fd) == 0 else {
-            unlink(tmp)
-            throw FormatError.io(path: tmp, operation: "close", errno: errno)
-        }
-        if !overwrite, access(path, F_OK) == 0 {
-            unlink(tmp)
-            throw FormatError.outputExists(path: path)
-        }
-        guard rename(tmp, path) == 0 else {
-            let e = errno
-            unlink(tmp)
-            throw FormatError.io(path: path, operation: "rename", errno: e)
-        }
-        let dfd = open(dir, O_RDONLY | O_DIRECTORY)
-        if dfd >= 0 { _ = fsync(dfd); close(dfd) }
-    }
-}
-
-/// Writes small files (JSON, safetensors) atomically: temp file, fsync, rename.
-public enum AtomicFile {
-    public static func write(_ bytes: [UInt8], to path: String, overwrite: Bool) throws {
-        if !overwrite, access(path, F_OK) == 0 { throw FormatError.outputExists(path: path) }
-        let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
-        let base = path.split(separator: "/").last.map(String.init) ?? path
-        let tmp = "\(dir)/.\(base).tmp-\(getpid())"
-        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw FormatError.io(path: tmp, operation: "create", errno: errno) }
-        var done = 0
-        let err: Int32? = bytes.withUnsafeBytes { b in
-            while done < b.count {
-                let n = Glibc.write(fd, b.baseAddress! + done, b.count - done)
-                if n < 0 { if errno == EINTR { continue }; return errno }
-                done += n
-            }
-            return fsync(fd) == 0 ? nil : errno
-        }
-        if let err {
-            close(fd)
-            unlink(tmp)
-            throw FormatError.io(path: tmp, operation: "write", errno: err)
-        }
-        try WrenWriter.commit(fd: fd, tmp: tmp, to: path, dir: dir, overwrite: overwrite)
     }
 }

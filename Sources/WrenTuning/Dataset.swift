@@ -5,6 +5,7 @@
 // training starts, then tokenized into ids with a per-token "trained" mask.
 
 import Foundation
+import WrenFormat
 import WrenEngine
 import WrenTokenizer
 
@@ -62,7 +63,7 @@ public struct RawDataset: Sendable {
         var instances: [RawInstance] = []
         var sources: [InstanceSource] = []
         for f in files {
-            guard let data = FileManager.default.contents(atPath: f) else { throw DatasetError(f, "cannot read the file") }
+            guard let data = MappedFile.contents(of: f) else { throw DatasetError(f, "cannot read the file") }
             let (t, items) = f.hasSuffix(".jsonl") ? try parseJSONL(data, file: f) : try parseJSON(data, file: f)
             if let type, type != t {
                 throw DatasetError(f, key: "type", "is \(t.rawValue) but \(typeFile) is \(type.rawValue); all files of a dataset must have one type")

@@ -35,6 +35,8 @@ public struct FinetuneOptions: Sendable {
     /// Evaluates every N steps (0: at each save and at the end).
     public var evalEvery = 0
     public var resume = false
+    /// Start afresh in a directory that already holds a finished adapter or model (replacing it).
+    public var force = false
     public var seed: UInt64 = 42
     /// text_only: concatenate and cut into blocks (default); false: one sequence per instance.
     public var pack: Bool?
@@ -91,20 +93,61 @@ public final class Finetuner: @unchecked Sendable {
     public private(set) var evalHistory: [(step: Int, loss: Double)] = []
     /// Wall time of earlier runs (restored from a checkpoint).
     var priorSeconds: Double = 0
+    /// XXH64 of every training and evaluation token and label: a resume must see the same data.
+    let dataHash: UInt64
+
+    /// Refuses up front a run whose trainable parameters, gradients and AdamW moments
+    /// (16 bytes per trainable value) plus the f32 copies of a full finetune and the
+    /// activations would not fit in this machine's memory, with the figure.
+    static func checkMemory(_ o: FinetuneOptions, _ model: LlamaModel) throws {
+        let c = model.config
+        var trainable = 0.0
+        switch o.mode {
+        case .lora(let lc):
+            for l in model.layers { for p in lc.targets { let w = p.matrix(l); trainable += Double(lc.rank) * Double(w.rows + w.cols) } }
+        case .full:
+            trainable = model.file.tensors.reduce(0.0) { $0 + Double($1.elementCount) }
+        }
+        // Activations kept per token and layer (inputs of each op, attention rows, ffn hidden), in floats.
+        let perToken = Double(c.blockCount) * Double(12 * c.embeddingLength + 4 * c.feedForwardLength) + 2 * Double(c.vocabSize) / 8
+        let activations = Double(o.batchSize * o.blockSize) * perToken * 4 * (o.checkpointing ? 0.2 : 1)
+        let bytes = trainable * 16 + activations
+        let physical = Double(sysconf(Int32(_SC_PHYS_PAGES))) * Double(sysconf(Int32(_SC_PAGESIZE)))
+        if physical > 0, bytes > physical {
+            throw EngineError.invalidParameter(String(format: "this run needs about %.1f GB (%.0f million trainable values at 16 bytes each, %.1f GB of activations) but the machine has %.1f GB; lower the LoRA rank, the batch or block size, or add --gradient-checkpointing",
+                                                      bytes / 1e9, trainable / 1e6, activations / 1e9, physical / 1e9))
+        }
+    }
+
+    static func hash(_ seqs: [TrainSequence]) -> UInt64 {
+        var h: UInt64 = 0
+        for s in seqs {
+            h = s.ids.withUnsafeBytes { XXH64.hash($0, seed: h) }
+            h = s.labels.withUnsafeBytes { XXH64.hash($0, seed: h) }
+        }
+        return h
+    }
 
     public init(_ o: FinetuneOptions) throws {
         options = o
         guard o.batchSize >= 1, o.gradAccum >= 1, o.epochs >= 1, o.blockSize >= 2 else {
             throw EngineError.invalidParameter("--batch-size, --grad-accum and --epochs must be ≥ 1 and --block-size ≥ 2")
         }
-        guard o.learningRate > 0, o.learningRate.isFinite else { throw EngineError.invalidParameter("--lr must be a positive number") }
+        guard o.learningRate > 0, o.learningRate.isFinite else { throw EngineError.invalidParameter("learning rate must be a positive number, not \(o.learningRate)") }
+        guard o.weightDecay >= 0, o.weightDecay.isFinite else { throw EngineError.invalidParameter("weight decay must be a finite number ≥ 0, not \(o.weightDecay)") }
+        guard o.clip >= 0, o.clip.isFinite else { throw EngineError.invalidParameter("gradient clipping norm must be a finite number ≥ 0 (0: off), not \(o.clip)") }
+        guard o.warmup >= 0, o.saveEvery >= 0, o.evalEvery >= 0, (o.maxSteps ?? 1) >= 1 else {
+            throw EngineError.invalidParameter("warm-up, save and eval intervals must be ≥ 0 and the step limit ≥ 1")
+        }
         guard o.validationSplit >= 0, o.validationSplit < 1 else { throw EngineError.invalidParameter("--validation-split must be in [0, 1)") }
         if case let .lora(c) = o.mode {
-            guard c.rank >= 1 else { throw EngineError.invalidParameter("--lora-r must be ≥ 1") }
-            guard c.dropout >= 0, c.dropout < 1 else { throw EngineError.invalidParameter("--lora-dropout must be in [0, 1)") }
-            guard !c.targets.isEmpty else { throw EngineError.invalidParameter("--lora-targets is empty") }
+            guard c.rank >= 1 else { throw EngineError.invalidParameter("LoRA rank must be ≥ 1, not \(c.rank)") }
+            guard c.alpha.isFinite, c.alpha > 0 else { throw EngineError.invalidParameter("LoRA alpha must be a finite number > 0, not \(c.alpha)") }
+            guard c.dropout >= 0, c.dropout < 1 else { throw EngineError.invalidParameter("LoRA dropout must be in [0, 1), not \(c.dropout)") }
+            guard !c.targets.isEmpty else { throw EngineError.invalidParameter("no LoRA target modules") }
         }
         model = try LlamaModel(path: o.modelPath)
+        try Self.checkMemory(o, model)
         guard o.blockSize <= model.config.contextLength * max(1, Int(model.rope.factor)) else {
             throw EngineError.invalidParameter("--block-size \(o.blockSize) exceeds the model's context length \(model.config.contextLength)")
         }
@@ -147,6 +190,7 @@ public final class Finetuner: @unchecked Sendable {
             guard o.lisaInterval >= 1 else { throw EngineError.invalidParameter("--lisa-interval must be at least 1") }
         }
         optimizer = AdamW(parameters: trainModel.parameters, weightDecay: o.weightDecay)
+        dataHash = Self.hash(train + [TrainSequence(ids: [], labels: [])] + eval)
         let micro = (train.count + o.batchSize - 1) / o.batchSize
         stepsPerEpoch = (micro + o.gradAccum - 1) / o.gradAccum
         totalSteps = stepsPerEpoch * o.epochs
@@ -235,11 +279,19 @@ public final class Finetuner: @unchecked Sendable {
     /// checkpoints and the result into the output directory.
     public func run(baseline: ((Double) -> Void)? = nil, progress: ((TrainProgress) -> Void)? = nil) throws {
         let o = options
+        try checkOutputPath(o.outputDir, overwrite: true, directory: true)
+        try FileManager.default.createDirectory(atPath: o.outputDir, withIntermediateDirectories: true)
+        let lock = try DirectoryLock(o.outputDir)
+        defer { lock.release() }
         if !o.resume, FileManager.default.fileExists(atPath: checkpointPath) {
             throw EngineError.invalidParameter(
                 "\(o.outputDir) already holds a training run (checkpoint.safetensors); pass --resume to continue it or choose another output directory")
         }
-        try FileManager.default.createDirectory(atPath: o.outputDir, withIntermediateDirectories: true)
+        if !o.resume, !o.force, let done = ["adapter_model.safetensors", "adapter_config.json", "model.wren"].first(where: {
+            FileManager.default.fileExists(atPath: o.outputDir + "/" + $0)
+        }) {
+            throw EngineError.invalidParameter("\(o.outputDir) already holds a trained result (\(done)); pass --force to replace it or choose another output directory")
+        }
         if o.resume { try loadCheckpoint() }
         if step == 0, let e = evaluate() {
             evalHistory = [(0, e)]
@@ -342,12 +394,41 @@ public final class Finetuner: @unchecked Sendable {
 
     var checkpointPath: String { options.outputDir + "/checkpoint.safetensors" }
 
-    /// What must match for a resume to continue the same run.
-    var fingerprint: String {
+    /// What must match for a resume to continue the same run: the settings, the base model
+    /// (a hash of its tensor table: names, types, shapes and data checksums) and the data.
+    var fingerprintFields: [(String, String)] {
         let o = options
-        return "\(o.mode)|lr=\(o.learningRate)|bs=\(o.batchSize)|acc=\(o.gradAccum)|block=\(o.blockSize)|ep=\(o.epochs)|warm=\(o.warmup)|"
-            + "sched=\(o.schedule)|wd=\(o.weightDecay)|clip=\(o.clip)|seed=\(o.seed)|train=\(train.count)|tokens=\(trainTokens)"
-            + (o.lisaLayers > 0 ? "|lisa=\(o.lisaLayers)/\(o.lisaInterval)" : "")
+        var f: [(String, String)] = [("mode", "\(o.mode)"), ("lr", "\(o.learningRate)"), ("bs", "\(o.batchSize)"), ("acc", "\(o.gradAccum)"),
+                                     ("block", "\(o.blockSize)"), ("ep", "\(o.epochs)"), ("warm", "\(o.warmup)"), ("sched", "\(o.schedule)"),
+                                     ("wd", "\(o.weightDecay)"), ("clip", "\(o.clip)"), ("seed", "\(o.seed)"), ("train", "\(train.count)"),
+                                     ("tokens", "\(trainTokens)")]
+        if o.lisaLayers > 0 { f.append(("lisa", "\(o.lisaLayers)/\(o.lisaInterval)")) }
+        var table: [UInt8] = []
+        for t in model.file.tensors {
+            table += Array(t.name.utf8) + [0, UInt8(t.dtype.rawValue & 0xff)]
+            for d in t.shape { withUnsafeBytes(of: Int64(d).littleEndian) { table += $0 } }
+            withUnsafeBytes(of: t.checksum.littleEndian) { table += $0 }
+        }
+        f.append(("base", String(table.withUnsafeBytes { XXH64.hash($0) }, radix: 16)))
+        f.append(("data", String(dataHash, radix: 16)))
+        return f
+    }
+
+    var fingerprint: String { fingerprintFields.map { "\($0.0)=\($0.1)" }.joined(separator: "|") }
+
+    /// The fields whose values differ between a checkpoint's fingerprint and this run's, one per line.
+    func fingerprintChanges(_ stored: String) -> [String] {
+        var old: [String: String] = [:]
+        for part in stored.split(separator: "|") {
+            let kv = part.split(separator: "=", maxSplits: 1).map(String.init)
+            old[kv[0]] = kv.count > 1 ? kv[1] : ""
+        }
+        let names = ["mode": "mode", "lr": "learning rate", "bs": "batch size", "acc": "gradient accumulation", "block": "block size",
+                     "ep": "epochs", "warm": "warm-up", "sched": "schedule", "wd": "weight decay", "clip": "clipping", "seed": "seed",
+                     "train": "training sequences", "tokens": "training tokens", "lisa": "LISA", "base": "base model", "data": "training/eval data"]
+        return fingerprintFields.compactMap { k, v in
+            old[k] == v ? nil : "\(names[k] ?? k): checkpoint \(old[k] ?? "(not recorded)"), now \(v)"
+        }
     }
 
     func saveCheckpoint(seconds: Double) throws {
@@ -361,9 +442,34 @@ public final class Finetuner: @unchecked Sendable {
         }
         let logText = log.map(Self.csvLine).joined()
         let evalText = evalHistory.map { "\($0.step):\($0.loss)" }.joined(separator: ";")
+        // XXH64 of every tensor's bytes, checked on resume: a flipped bit is refused, not trained on.
+        let sums = sources.map { s in "\(s.name):" + String(XXH64.hash(UnsafeRawBufferPointer(start: s.data, count: 4 * s.shape.reduce(1, *))), radix: 16) }
         let meta = ["eval": evalText, "step": "\(step)", "adam_t": "\(optimizer.t)", "fingerprint": fingerprint, "seconds": "\(seconds)",
-                    "log": logText, "seed": "\(options.seed)", "adam_steps": optimizer.steps.map(String.init).joined(separator: ",")]
+                    "log": logText, "seed": "\(options.seed)", "adam_steps": optimizer.steps.map(String.init).joined(separator: ","),
+                    "checksums": sums.joined(separator: ",")]
         try SafetensorsWriter.write(sources, metadata: meta, to: checkpointPath)
+    }
+
+    /// Checks every tensor of a checkpoint against the XXH64 recorded when it was written.
+    func verifyChecksums(_ st: SafetensorsFile) throws {
+        guard let text = st.metadata["checksums"] else {
+            throw FormatError.missingField(path: st.path, field: "__metadata__.checksums")
+        }
+        var want: [String: UInt64] = [:]
+        for item in text.split(separator: ",") {
+            guard let c = item.lastIndex(of: ":"), let v = UInt64(item[item.index(after: c)...], radix: 16) else {
+                throw FormatError.invalid(path: st.path, field: "__metadata__.checksums", reason: "bad entry \(item.prefix(60))")
+            }
+            want[String(item[..<c])] = v
+        }
+        guard want.count == st.tensors.count else {
+            throw FormatError.invalid(path: st.path, field: "__metadata__.checksums", reason: "\(want.count) checksums for \(st.tensors.count) tensors")
+        }
+        for t in st.tensors {
+            guard let w = want[t.name] else { throw FormatError.invalid(path: st.path, field: "tensor \(t.name)", reason: "no checksum recorded") }
+            let got = XXH64.hash(st.data(t))
+            guard got == w else { throw FormatError.checksumMismatch(path: st.path, what: "tensor \(t.name)", expected: w, found: got) }
+        }
     }
 
     func loadCheckpoint() throws {
@@ -377,8 +483,10 @@ public final class Finetuner: @unchecked Sendable {
             throw FormatError.invalid(path: path, field: "__metadata__", reason: "not a Wren training checkpoint")
         }
         guard fp == fingerprint else {
-            throw EngineError.invalidParameter("\(path): the checkpoint was made with different settings or data:\n  checkpoint: \(fp)\n  now:        \(fingerprint)")
+            throw EngineError.invalidParameter("\(path): cannot resume: the checkpoint was made with different settings, data or base model:\n  "
+                + fingerprintChanges(fp).joined(separator: "\n  "))
         }
+        try verifyChecksums(st)
         let byName = Dictionary(st.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         func read(_ name: String, _ count: Int) throws -> [Float] {
             guard let info = byName[name] else { throw FormatError.missingTensor(path: path, tensor: name) }
