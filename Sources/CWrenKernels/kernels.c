@@ -3,6 +3,7 @@
 // which is the dot product with the exactly dequantized row (d·q + m) in f32
 // arithmetic, summed in a different order.
 #include "wren_kernels.h"
+#include <stdlib.h>
 #include <string.h>
 #include <math.h>
 
@@ -609,10 +610,14 @@ SIMD_FN static void gemm_f32_avx2(const float *w, int rows, const float *x, int 
 
 static int simd_state = -1;
 void wren_kernels_force_scalar(int on) { simd_state = on ? 0 : -1; }
+/* WREN_KERNELS=scalar forces the portable C paths (the test command runs the engine
+   tests once more that way, so the fallback is covered on every machine). */
 int wren_kernels_simd(void) {
     if (simd_state < 0) {
+        const char *k = getenv("WREN_KERNELS");
         __builtin_cpu_init();
-        simd_state = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        simd_state = !(k && strcmp(k, "scalar") == 0) &&
+                     __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
     }
     return simd_state;
 }

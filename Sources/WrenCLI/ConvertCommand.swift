@@ -41,6 +41,7 @@ struct Convert: ParsableCommand {
     }
 
     func run() throws {
+        Std.removeTemporaryFilesOnSignals()
         do {
             let t0 = Date()
             if !force, FileManager.default.fileExists(atPath: output) { throw FormatError.outputExists(path: output) }
@@ -84,6 +85,7 @@ struct Export: ParsableCommand {
     }
 
     func run() throws {
+        Std.removeTemporaryFilesOnSignals()
         do {
             let w = try WrenFile(path: input)
             try HFExporter.export(w, to: output, floatType: type, overwrite: force)

@@ -162,6 +162,7 @@ struct Finetune: ParsableCommand {
     }
 
     func run() throws {
+        Std.removeTemporaryFilesOnSignals()
         do {
             var o = FinetuneOptions(modelPath: model, dataPath: data, outputDir: output)
             o.evalDataPath = evalData
@@ -262,6 +263,7 @@ struct Merge: ParsableCommand {
     }
 
     func run() throws {
+        Std.removeTemporaryFilesOnSignals()
         do {
             let m = try LlamaModel(path: model)
             for (i, path) in lora.enumerated() {

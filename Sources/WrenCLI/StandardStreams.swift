@@ -10,7 +10,7 @@
 // Descriptors 0–2 found closed at start get /dev/null, so no file Wren opens can
 // land on them; a stdout closed at start still counts as closed. SIGINT and
 // SIGTERM remove the temporary files of unfinished writes, then end the process
-// with the signal as usual. `print` is shadowed in this module so that every
+// with the signal as usual (in the commands that write files). `print` is shadowed in this module so that every
 // print goes through the same checks.
 
 import Foundation
@@ -28,17 +28,33 @@ enum Std {
             let nfd = open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY)
             if nfd >= 0 && nfd != fd { dup2(nfd, fd); close(nfd) }
         }
+    }
+
+    /// The signal being handled (0: none): a command that fails meanwhile waits for it.
+    nonisolated(unsafe) static var dyingSignal: Int32 = 0
+
+    /// For commands that write files (convert, export, merge, finetune): on SIGINT or SIGTERM,
+    /// remove the temporary files of unfinished writes, then end by that signal as usual.
+    /// (Chat keeps its own SIGINT handler: Ctrl-C stops a reply there.)
+    static func removeTemporaryFilesOnSignals() {
         for sig in [SIGINT, SIGTERM] {
             signal(sig, SIG_IGN)
             let src = DispatchSource.makeSignalSource(signal: sig, queue: .global())
             src.setEventHandler {
+                dyingSignal = sig
                 TempFiles.removeAll()
-                signal(sig, SIG_DFL)
-                raise(sig)
+                dieBySignal()
             }
             src.resume()
             signalSources.append(src)
         }
+    }
+
+    /// Ends the process by `dyingSignal` (the default action, so the parent sees the signal).
+    static func dieBySignal() -> Never {
+        signal(dyingSignal, SIG_DFL)
+        kill(getpid(), dyingSignal)
+        while true { pause() }
     }
 
     /// Writes to stdout; on failure exits (0 when the reader went away, else 1 with a message).
@@ -72,6 +88,7 @@ enum Std {
     }
 
     static func failOut(_ e: Int32) -> Never {
+        if dyingSignal != 0 { dieBySignal() }
         TempFiles.removeAll()
         if e == EPIPE { exit(0) }
         err("wren: error: writing to standard output failed: \(String(cString: strerror(e)))\n")

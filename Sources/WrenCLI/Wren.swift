@@ -31,6 +31,7 @@ struct Wren: ParsableCommand {
 
 /// Prints a library error as one line and exits 1.
 func fail(_ error: Error) -> Never {
+    if Std.dyingSignal != 0 { Std.dieBySignal() }   // the failure is the signal's doing (its temp file went)
     let text: String
     if let e = error as? FormatError { text = e.description } else if let e = error as? CLIError { text = e.message }
     else if let e = error as? EngineError { text = e.description } else if let e = error as? TokenizerError { text = e.description }

@@ -41,16 +41,16 @@ public func realModelPath() -> String? {
 /// The real model's GGUF for tests that need it: skips in debug builds (numeric code
 /// there is 10–100× slower) and when the model is absent — except on CI, where a
 /// missing model is a failure.
-public func requireRealModel() throws -> String {
+/// `inDebug`: also in the debug build (for tests that only read the file, e.g. its tokenizer).
+public func requireRealModel(inDebug: Bool = false) throws -> String {
     #if DEBUG
-    throw XCTSkip("real-model tests run in the release test build (swift test -c release -Xswiftc -enable-testing)")
-    #else
+    if !inDebug { throw XCTSkip("real-model tests run in the release test build (swift test -c release -Xswiftc -enable-testing)") }
+    #endif
     guard let p = realModelPath() else {
         if ProcessInfo.processInfo.environment["CI"] != nil { XCTFail("models/ missing on CI: run tools/fetch-model.sh") }
         throw XCTSkip("run tools/fetch-model.sh to fetch the real model")
     }
     return p
-    #endif
 }
 
 public func repoRoot() -> String {
@@ -223,5 +223,101 @@ extension TinyModel {
         writeGGUF(to: g, dtype: dtype)
         defer { try? FileManager.default.removeItem(atPath: g) }
         _ = try ModelConverter.convert(try ModelSource.open(g), to: path, options: .init(overwrite: true))
+    }
+}
+
+// MARK: tolerance policy
+
+/// A named error bound for comparing numbers, with the reason for its size. Tests pick
+/// one of the bounds below instead of writing a literal, so every tolerance in the suite
+/// is written down once, with its justification, and can be tightened in one place.
+///
+/// Policy (issue: tests that hold on any x86-64): where results are exact up to
+/// summation order, `abs + rel·|want|` per value with ≥ 10× margin over the measured
+/// worst; where rounding is chaotic (8-bit activations, 8-bit KV cache), the mean error
+/// is held tightly and the worst case with ≥ 2× margin over what was measured on more
+/// than one CPU, and the comparison is against a same-machine result where possible.
+public struct Tolerance: Sendable, CustomStringConvertible {
+    public let name: String
+    /// Per-value bound: |got − want| ≤ abs + rel·|want|.
+    public let abs: Double
+    public let rel: Double
+    /// Bound on the mean |got − want| (nil: not checked).
+    public let mean: Double?
+    public let reason: String
+
+    public init(_ name: String, abs: Double, rel: Double = 0, mean: Double? = nil, reason: String) {
+        self.name = name; self.abs = abs; self.rel = rel; self.mean = mean; self.reason = reason
+    }
+
+    public var description: String { "\(name) (|Δ| ≤ \(abs) + \(rel)·|ref|\(mean.map { ", mean ≤ \($0)" } ?? ""))" }
+
+    /// f32 engine vs the f32 numpy reference on identical dequantized weights: only summation
+    /// order and exp/cos differ (~1e-7 relative per op, ~1e-5–1e-4 absolute after 30 layers on
+    /// logits ~20; measured worst 2e-4 on AMD Zen and Intel Xeon). 10× margin, and still 100×
+    /// below the smallest modelling error (llama.cpp's 8-bit activations move logits ~0.7).
+    public static let exactF32 = Tolerance("exact f32 path", abs: 2e-3, rel: 2e-4,
+                                           reason: "summation order only; ≥10× the measured worst")
+    /// The f16 KV cache: k/v rounded to f16 (~5e-4 relative) feeding 30 layers of softmax-weighted sums.
+    /// Measured worst 1.2e-2; bound ≥ 4×.
+    public static let f16KV = Tolerance("f16 KV cache", abs: 5e-2, rel: 2e-4,
+                                        reason: "k/v rounded to f16; ≥4× the measured worst")
+    /// The q8_0 KV cache against Wren's own f32-KV result on the same machine (so BLAS rounding,
+    /// which differs between CPUs, cancels). 8-bit k/v per 32 values is ~0.4% relative; measured
+    /// worst 0.43 (AMD, AVX2), 0.55 (AMD, portable kernels), 0.51 (Intel Xeon, against the numpy
+    /// reference); mean 0.093–0.095.
+    public static let q8_0KV = Tolerance("q8_0 KV cache vs same-machine f32 KV", abs: 1.1, mean: 0.13,
+                                         reason: "chaotic 8-bit rounding: worst 2× the worst seen, mean +35%")
+    /// The default fast path (8-bit activation blocks as llama.cpp's CPU path, f16 KV): which
+    /// logits land where is chaotic. llama.cpp's own distance from the reference on the same
+    /// q4_1 bytes: worst 1.013, mean 0.187; Wren's measured worst 0.80–1.24 (AVX2), 1.45 (portable
+    /// kernels, q8_0), mean 0.167–0.194.
+    public static let fastPath = Tolerance("8-bit activation fast path", abs: 2.9, mean: 0.206,
+                                           reason: "worst 2× the largest seen; mean within 10% of llama.cpp's")
+}
+
+/// The result of comparing many values: the worst one (with where it was and both values),
+/// the mean, and how many broke the per-value bound.
+public struct ErrorReport: CustomStringConvertible {
+    public var tolerance: Tolerance
+    public var count = 0
+    public var sum = 0.0
+    public var worst = 0.0
+    public var worstWhere = ""
+    public var worstGot = 0.0, worstWant = 0.0
+    public var failures = 0
+    public var firstFailure = ""
+
+    public init(_ tolerance: Tolerance) { self.tolerance = tolerance }
+
+    public var mean: Double { count == 0 ? 0 : sum / Double(count) }
+
+    /// Records one comparison; `place` says where it is (prompt, position, id) for the report.
+    public mutating func add(got: Double, want: Double, place: @autoclosure () -> String) {
+        let err = Swift.abs(got - want)
+        count += 1
+        sum += err
+        if err > worst || !err.isFinite {
+            worst = err.isFinite ? err : .infinity
+            worstWhere = place(); worstGot = got; worstWant = want
+        }
+        if !(err <= tolerance.abs + tolerance.rel * Swift.abs(want)) {
+            failures += 1
+            if failures == 1 { firstFailure = "\(place()): \(got) vs \(want)" }
+        }
+    }
+
+    public var description: String {
+        "\(tolerance.name): \(count) values, worst \(worst) at \(worstWhere) (got \(worstGot), want \(worstWant)), mean \(mean)"
+            + (failures > 0 ? "; \(failures) over the bound, first \(firstFailure)" : "")
+    }
+
+    /// Fails the test (once, with the whole report) if any value or the mean breaks the bound.
+    public func check(file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertGreaterThan(count, 0, "nothing compared", file: file, line: line)
+        XCTAssertEqual(failures, 0, "\(self) [bound \(tolerance); \(tolerance.reason)]", file: file, line: line)
+        if let m = tolerance.mean {
+            XCTAssertLessThanOrEqual(mean, m, "mean over the bound: \(self) [\(tolerance.reason)]", file: file, line: line)
+        }
     }
 }

@@ -122,8 +122,7 @@ final class CLITests: XCTestCase {
 
 final class TokenizeCLITests: XCTestCase {
     func model() throws -> String {
-        guard let p = realModelPath() else { throw XCTSkip("run tools/fetch-model.sh") }
-        return p
+        try requireRealModel(inDebug: true)
     }
 
     func testTokenizeAndDetokenize() throws {
@@ -331,10 +330,7 @@ final class BenchCLITests: XCTestCase {
 final class ChatInterruptTests: XCTestCase {
     /// Ctrl-C (SIGINT) stops the current reply; the chat goes on with the next turn.
     func testSigintStopsReplyNotChat() throws {
-        #if DEBUG
-        throw XCTSkip("runs in the release test build")
-        #else
-        guard let gguf = realModelPath() else { throw XCTSkip("run tools/fetch-model.sh") }
+        let gguf = try requireRealModel()
         let dir = tempDirectory(name)
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let model = dir + "/smol.wren"
@@ -364,6 +360,32 @@ final class ChatInterruptTests: XCTestCase {
         XCTAssertEqual(p.terminationStatus, 0, e)
         XCTAssertEqual(e.components(separatedBy: "(stopped)").count - 1, 2, e)
         XCTAssertGreaterThanOrEqual(o.filter { $0 == "\n" }.count, 2, "a reply after the interrupted one: \(o.suffix(200))")
-        #endif
+    }
+
+    /// SIGINT or SIGTERM in the middle of a convert: the temporary file is removed, the
+    /// destination never appears, and the process ends by the signal.
+    func testSignalRemovesTemporaryFiles() throws {
+        let gguf = try requireRealModel()
+        let dir = tempDirectory(name)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wren")
+        for sig in [SIGINT, SIGTERM] {
+            let p = Process()
+            p.executableURL = exe
+            p.arguments = ["convert", gguf, "-o", dir + "/out.wren", "--type", "f16", "--compress"]
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            // Wait until the temporary file exists, then interrupt.
+            let deadline = Date().addingTimeInterval(30)
+            while p.isRunning, Date() < deadline, !(try FileManager.default.contentsOfDirectory(atPath: dir)).contains(where: { $0.contains(TempFiles.marker) }) {
+                Thread.sleep(forTimeInterval: 0.01)
+            }
+            XCTAssertTrue(p.isRunning, "convert finished before it could be interrupted")
+            kill(p.processIdentifier, sig)
+            p.waitUntilExit()
+            XCTAssertEqual(p.terminationReason, .uncaughtSignal)
+            XCTAssertEqual(p.terminationStatus, sig)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir), [], "no temporary file and no output left")
+        }
     }
 }

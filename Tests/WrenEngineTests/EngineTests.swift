@@ -263,8 +263,10 @@ final class EngineTests: XCTestCase {
         let (m, s) = try load(tiny)
         let g = try Generator(model: m, session: s)
         var opts = GenerationOptions(maxTokens: 12, sampling: .greedy)
+        opts.sampling.logitBias = [0: -.infinity, 1: -.infinity, 2: -.infinity]   // no EOS or special tokens: exactly 12
         let a = try g.generate(prompt: "abc", options: opts)
-        XCTAssertEqual(a.tokens.count, a.stopReason == .eos ? a.tokens.count : 12)
+        XCTAssertEqual(a.tokens.count, 12)
+        XCTAssertEqual(a.stopReason, .length)
         let b = try g.generate(prompt: "abc", options: opts)            // reuses the cached prefix
         XCTAssertEqual(a.tokens, b.tokens)
         XCTAssertEqual(b.stats.promptTokensEvaluated, 1)
@@ -273,7 +275,8 @@ final class EngineTests: XCTestCase {
         XCTAssertEqual(fresh.tokens, a.tokens)
         // Stop strings: cut before the first occurrence, never emitted.
         let text = a.text
-        if text.count > 4 {
+        XCTAssertGreaterThan(text.count, 4, "12 letter tokens give a text long enough for the stop-string check")
+        do {
             let stop = String(text.dropFirst(2).prefix(2))
             opts.stop = [stop]
             var streamed = ""
@@ -303,7 +306,13 @@ final class EngineTests: XCTestCase {
         XCTAssertTrue(r.stats.contextFull)
         XCTAssertEqual(r.stopReason, .length)
         XCTAssertEqual(s.position, 64)
-        XCTAssertThrowsError(try s.evaluate([70])) { _ in }
+        XCTAssertThrowsError(try s.evaluate([5])) { XCTAssertEqual($0 as? EngineError, .contextFull(context: 64)) }
+        // An id outside the vocabulary, in a session with room: invalidToken, and the cache is untouched.
+        let (_, fresh) = try load(tiny)
+        for bad: Int32 in [64, -1, .max] {
+            XCTAssertThrowsError(try fresh.evaluate([3, bad])) { XCTAssertEqual($0 as? EngineError, .invalidToken(bad, vocabularySize: 64)) }
+        }
+        XCTAssertEqual(fresh.position, 0)
     }
 
     func testSampler() {
