@@ -286,7 +286,7 @@ public enum HFExporter {
         var original: [String: String] = [:]
         for (index, info) in w.tensors.enumerated() {
             guard let hf = TensorNames.hfName(wren: info.name) else { continue }
-            let t = w.tensor(at: index)
+            let t = try w.verifiedTensor(at: index)
             let outType = info.dtype.isQuantized ? floatType : info.dtype
             if info.dtype.isQuantized { original[hf] = info.dtype.name }
             var src = SourceTensor(name: info.name, dtype: info.dtype, shape: info.shape, data: t.data)

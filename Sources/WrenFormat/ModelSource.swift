@@ -78,6 +78,21 @@ public final class ModelSource: @unchecked Sendable {
         self.owners = owners
         self.sourceFiles = sourceFiles
         try ModelSource.checkTensors(tensors, config, path: path)
+        try ModelSource.checkTokenizer(metadata, config, path: path)
+    }
+
+    /// The tokenizer must fit the embedding: no more tokens than rows, special ids inside the
+    /// vocabulary (otherwise convert would write a file that run then refuses).
+    static func checkTokenizer(_ meta: Metadata, _ c: ModelConfig, path: String) throws {
+        let tok = try TokenizerMetadata(metadata: meta, path: path)
+        guard tok.tokens.count <= c.vocabSize else {
+            throw FormatError.invalid(path: path, field: "tokenizer.tokens", reason: "\(tok.tokens.count) tokens for a \(c.vocabSize)-row embedding")
+        }
+        for (name, id) in [("bos", tok.bosID), ("eos", tok.eosID), ("unknown", tok.unkID), ("padding", tok.padID)] {
+            if let id, !(0..<tok.tokens.count).contains(id) {
+                throw FormatError.invalid(path: path, field: "tokenizer.\(name)_token_id", reason: "\(id) is outside the \(tok.tokens.count) tokens")
+            }
+        }
     }
 
     /// Opens a .gguf file, a .wren file, or a Hugging Face directory (by what `path` is).
@@ -185,8 +200,10 @@ public final class ModelSource: @unchecked Sendable {
     public static func fromWren(_ w: WrenFile) throws -> ModelSource {
         let c = try ModelConfig(metadata: w.metadata, path: w.path)
         _ = try TokenizerMetadata(metadata: w.metadata, path: w.path)
-        let tensors = (0..<w.tensors.count).map { i -> SourceTensor in
-            let t = w.tensor(at: i)
+        // Every tensor that will be copied is checked against its stored checksum first, so a
+        // corrupt .wren is never converted into a file whose fresh checksums would hide it.
+        let tensors = try (0..<w.tensors.count).map { i -> SourceTensor in
+            let t = try w.verifiedTensor(at: i)
             return SourceTensor(name: t.name, dtype: t.dtype, shape: t.shape, data: t.data)
         }
         var meta = w.metadata

@@ -215,6 +215,26 @@ public final class WrenFile: @unchecked Sendable {
         return Tensor(info: info, data: UnsafeRawBufferPointer(rebasing: mapping.bytes[start..<(start + info.size)]))
     }
 
+    /// The tensor at `i` after checking its stored bytes against the checksum (for code that
+    /// copies tensors into another file: convert, export, merge).
+    public func verifiedTensor(at i: Int) throws -> Tensor {
+        let info = tensors[i]
+        if inflated[i] == nil {   // compressed tensors were checked when inflated at open
+            let start = dataOffset + info.offset
+            let sum = XXH64.hash(UnsafeRawBufferPointer(rebasing: mapping.bytes[start..<(start + info.storedSize)]))
+            guard sum == info.checksum else {
+                throw FormatError.checksumMismatch(path: path, what: "tensor \(info.name)", expected: info.checksum, found: sum)
+            }
+        }
+        return tensor(at: i)
+    }
+
+    /// `verifiedTensor(at:)` by name.
+    public func verifiedTensor(_ name: String) throws -> Tensor {
+        guard let i = byName[name] else { throw FormatError.missingTensor(path: path, tensor: name) }
+        return try verifiedTensor(at: i)
+    }
+
     /// Checks every tensor's checksum; throws naming the first bad tensor.
     /// - Parameter progress: called after each tensor with (done, total).
     public func verify(progress: ((Int, Int) -> Void)? = nil) throws {

@@ -15,7 +15,7 @@ public enum ModelWriter {
     public static func write(base: WrenFile, replacing: [String: Parameter], type: DType, to path: String, overwrite: Bool) throws {
         var pending: [PendingTensor] = []
         for info in base.tensors {
-            let t = try base.tensor(info.name)
+            let t = try base.verifiedTensor(info.name)
             if let p = replacing[info.name] {
                 precondition(p.count == info.elementCount)
                 let dt = info.shape.count == 1 ? DType.f32 : type
@@ -49,6 +49,7 @@ public enum Merger {
     /// - Returns: one report per merged matrix.
     public static func merge(model: LlamaModel, type: DType?, to path: String, overwrite: Bool) throws -> [MergeReport] {
         let f = model.file
+        try f.verify()   // every base tensor is read (merged or copied): check them all first
         var reports: [MergeReport] = []
         var merged: [String: (DType, [UInt8])] = [:]
         for (l, byProj) in model.adapters.enumerated() {
@@ -65,6 +66,9 @@ public enum Merger {
                     for i in 0..<n { delta[i] += dd[i] }
                 }
                 let target = (0..<n).map { base[$0] + delta[$0] }
+                if let i = target.firstIndex(where: { !$0.isFinite }) {
+                    throw EngineError.invalidParameter("merging into \(name) gives \(target[i]) at element \(i) (the adapter's update overflows); nothing written")
+                }
                 let dt = type ?? w.dtype
                 let bytes = Quant.quantize(dt, target)
                 let stored = Quant.dequantize(dt, bytes, count: n)
@@ -83,7 +87,7 @@ public enum Merger {
             if let (dt, bytes) = merged[info.name] {
                 pending.append(PendingTensor(name: info.name, dtype: dt, shape: info.shape, bytes: bytes))
             } else {
-                let data = try f.tensor(info.name).data
+                let data = try f.verifiedTensor(info.name).data
                 pending.append(PendingTensor(name: info.name, dtype: info.dtype, shape: info.shape) { $0.copyMemory(from: data) })
             }
         }

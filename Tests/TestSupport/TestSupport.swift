@@ -139,13 +139,14 @@ public struct TinyModel {
     public static func dtype(for shape: [Int], _ dtype: DType) -> DType { shape.count == 1 ? .f32 : dtype }
 
     /// GGUF bytes with 2-D weights in `dtype`.
-    public func ggufBytes(dtype: DType, alignment: Int = 32) -> [UInt8] {
+    public func ggufBytes(dtype: DType, alignment: Int = 32, edit: (inout Metadata) -> Void = { _ in }) -> [UInt8] {
         let tensors = weights.map { w -> GGUFWriter.Tensor in
             let t = TinyModel.dtype(for: w.shape, dtype)
             return GGUFWriter.Tensor(name: w.name, typeID: t.rawValue, ne: w.shape.reversed(), bytes: Quant.quantize(t, w.values))
         }
         var meta = ggufMetadata()
         if alignment != 32 { meta["general.alignment"] = .uint32(UInt32(alignment)) }
+        edit(&meta)
         return GGUFWriter.encode(metadata: meta, tensors: tensors, alignment: alignment)
     }
 

@@ -122,6 +122,44 @@ final class HostileFileTests: XCTestCase {
         XCTAssertEqual(try String(contentsOfFile: dir + "/out.json", encoding: .utf8), "{}", "a refused write leaves the file as it was")
     }
 
+    /// A tensor corrupted inside a .wren is caught when it is copied (convert, export), not
+    /// laundered into a new file with fresh checksums that pass --verify.
+    func testCopiesCheckTheSourceChecksums() throws {
+        let w = dir + "/m.wren"
+        try TinyModel(seed: 3).writeWren(to: w, dtype: .q8_0)
+        var bytes = try Data(contentsOf: URL(fileURLWithPath: w))
+        let file = try WrenFile(path: w)
+        let victim = try XCTUnwrap(file.tensors.first { $0.name == "blk.1.ffn_up.weight" })
+        bytes[file.dataOffset + victim.offset + 5] ^= 0x40
+        let bad = dir + "/bad.wren"
+        try bytes.write(to: URL(fileURLWithPath: bad))
+        XCTAssertThrowsError(try ModelSource.open(bad)) { XCTAssert("\($0)".contains("checksum mismatch in tensor blk.1.ffn_up.weight"), "\($0)") }
+        XCTAssertThrowsError(try HFExporter.export(try WrenFile(path: bad), to: dir + "/hf")) {
+            XCTAssert("\($0)".contains("checksum mismatch in tensor blk.1.ffn_up.weight"), "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/hf"), "nothing exported")
+    }
+
+    /// A tokenizer whose special ids or token count do not fit the embedding is refused by
+    /// convert (before, run refused the converted file later).
+    func testTokenizerMustFitTheEmbedding() throws {
+        let cases: [(String, (inout Metadata) -> Void, String)] = [
+            ("bos", { $0["tokenizer.ggml.bos_token_id"] = .uint32(999) }, "bos_token_id: token id 999 outside"),
+            ("eos", { $0["tokenizer.ggml.eos_token_id"] = .uint32(64) }, "eos_token_id: token id 64 outside"),
+        ]
+        for (name, edit, fragment) in cases {
+            let g = dir + "/\(name).gguf"
+            FileManager.default.createFile(atPath: g, contents: Data(TinyModel(seed: 3).ggufBytes(dtype: .f32, edit: edit)))
+            XCTAssertThrowsError(try ModelSource.open(g), name) { XCTAssert("\($0)".contains(g) && "\($0)".contains(fragment), "\(name): \($0)") }
+        }
+        // 64 tokens over a 32-row embedding (vocab_size and the tensors agree with each other).
+        var small = TinyModel(seed: 3, vocab: 32)
+        small.tokenizer = TinyModel(seed: 3, vocab: 64).tokenizer
+        let g = dir + "/count.gguf"
+        small.writeGGUF(to: g, dtype: .f32)
+        XCTAssertThrowsError(try ModelSource.open(g)) { XCTAssert("\($0)".contains("tokenizer.tokens: 64 tokens for a 32-row embedding"), "\($0)") }
+    }
+
     func testExportDirectoryIsAtomicAndNeverClobbers() throws {
         let w = dir + "/m.wren", out = dir + "/hf"
         try TinyModel(seed: 3).writeWren(to: w, dtype: .q8_0)
