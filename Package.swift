@@ -40,5 +40,6 @@ let package = Package(
         .testTarget(name: "WrenEngineTests", dependencies: ["WrenEngine", "WrenFormat", "WrenKernels", "CWrenKernels", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenTuningTests", dependencies: ["WrenTuning", "WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "TestSupport"]),
         .testTarget(name: "WrenCLITests", dependencies: ["WrenCLI", "WrenFormat", "TestSupport"]),
+        .testTarget(name: "WrenFuzzTests", dependencies: ["WrenTuning", "WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "TestSupport"]),
     ]
 )

@@ -157,15 +157,15 @@ struct Run: ParsableCommand {
             do {
                 // Raw bytes, not readLine (which would replace invalid UTF-8 silently): as plain stdin does, refuse it.
                 guard let line = String(validating: bytes, as: UTF8.self) else {
-                    throw JSONRequest.Failure(message: "invalid UTF-8 (byte \(Self.firstInvalidUTF8(bytes)))")
+                    throw GenerationRequest.Failure(message: "invalid UTF-8 (byte \(Self.firstInvalidUTF8(bytes)))")
                 }
                 if line.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-                let req = try JSONRequest.parse(line, defaults: defaults)
+                let req = try GenerationRequest.parse(line, defaults: defaults)
                 var opts = req.options
                 opts.parseSpecial = !noSpecial
                 let tokens: [Int32]
                 if let msgs = req.messages {
-                    guard let formatter else { throw JSONRequest.Failure(message: "\"messages\" needs a chat template: \((try? template.formatter(gen.model)).map { _ in "" } ?? "this model has none; pass --chat-template")") }
+                    guard let formatter else { throw GenerationRequest.Failure(message: "\"messages\" needs a chat template: \((try? template.formatter(gen.model)).map { _ in "" } ?? "this model has none; pass --chat-template")") }
                     tokens = try formatter.tokens(msgs)
                 } else {
                     tokens = gen.tokenize(req.prompt, parseSpecial: !noSpecial)
@@ -183,7 +183,7 @@ struct Run: ParsableCommand {
                     obj["timings"] = t
                 }
                 if verbose { printStats(r) }
-            } catch let e as JSONRequest.Failure {
+            } catch let e as GenerationRequest.Failure {
                 obj = ["error": "line \(lineNo): \(e.message)"]
             } catch let e as EngineError {
                 obj = ["error": "line \(lineNo): \(e.description)"]
@@ -208,67 +208,5 @@ extension Run {
             i += n
         }
         return b.count
-    }
-}
-
-/// A --jsonl request: {"prompt": ..., "n_predict", "temperature", "top_k", "top_p", "min_p",
-/// "repeat_penalty", "frequency_penalty", "presence_penalty", "seed", "stop"}; all optional but prompt.
-struct JSONRequest {
-    struct Failure: Error { var message: String }
-    var prompt: String
-    var messages: [ChatMessage]?
-    var options: GenerationOptions
-
-    static func parse(_ line: String, defaults: GenerationOptions) throws -> JSONRequest {
-        guard let data = line.data(using: .utf8), let any = try? JSONSerialization.jsonObject(with: data),
-              let o = any as? [String: Any] else {
-            throw Failure(message: "not a JSON object")
-        }
-        var messages: [ChatMessage]? = nil
-        if let m = o["messages"] {
-            guard let list = m as? [[String: Any]], !list.isEmpty else { throw Failure(message: "\"messages\" must be a non-empty array of {\"role\", \"content\"} objects") }
-            messages = try list.enumerated().map { i, d in
-                guard let role = d["role"] as? String, let content = d["content"] as? String else {
-                    throw Failure(message: "messages[\(i)] needs string \"role\" and \"content\"")
-                }
-                return ChatMessage(role: role, content: content)
-            }
-        }
-        guard let prompt = o["prompt"] ?? (messages != nil ? "" : nil) else { throw Failure(message: "missing \"prompt\" (or \"messages\")") }
-        guard let p = prompt as? String else { throw Failure(message: "\"prompt\" must be a string") }
-        guard !p.isEmpty || messages != nil else { throw Failure(message: "\"prompt\" is empty") }
-        var opts = defaults
-        func number(_ k: String) throws -> Double? {
-            guard let v = o[k] else { return nil }
-            guard let n = v as? NSNumber, !isJSONBool(v) else { throw Failure(message: "\"\(k)\" must be a number") }
-            return n.doubleValue
-        }
-        func integer(_ k: String) throws -> Int? {
-            guard let d = try number(k) else { return nil }
-            guard let i = Int(exactly: d) else { throw Failure(message: "\"\(k)\" must be an integer") }
-            return i
-        }
-        if let n = try integer("n_predict") {
-            guard n >= 0 else { throw Failure(message: "\"n_predict\" must be >= 0") }
-            opts.maxTokens = n
-        }
-        if let t = try number("temperature") { opts.sampling.temperature = Float(t) }
-        if let k = try integer("top_k") { opts.sampling.topK = k }
-        if let v = try number("top_p") { opts.sampling.topP = Float(v) }
-        if let v = try number("min_p") { opts.sampling.minP = Float(v) }
-        if let v = try number("repeat_penalty") { opts.sampling.repeatPenalty = Float(v) }
-        if let v = try number("frequency_penalty") { opts.sampling.frequencyPenalty = Float(v) }
-        if let v = try number("presence_penalty") { opts.sampling.presencePenalty = Float(v) }
-        if let s = try integer("seed") {
-            guard s >= 0 else { throw Failure(message: "\"seed\" must be >= 0") }
-            opts.sampling.seed = UInt64(s)
-        }
-        if let s = o["stop"] {
-            if let one = s as? String { opts.stop = [one] } else if let many = s as? [String] { opts.stop = many } else {
-                throw Failure(message: "\"stop\" must be a string or an array of strings")
-            }
-        }
-        do { try opts.sampling.validate() } catch let e as EngineError { throw Failure(message: e.description) }
-        return JSONRequest(prompt: p, messages: messages, options: opts)
     }
 }

@@ -24,9 +24,7 @@ public enum HFImporter {
             if let def { return def }
             throw FormatError.missingField(path: path, field: key)
         }
-        guard let n = v as? NSNumber, !isJSONBool(v), let i = Int(exactly: n.doubleValue) else {
-            throw FormatError.wrongFieldType(path: path, field: key, expected: "an integer")
-        }
+        guard let i = Checked.jsonInt(v) else { throw FormatError.wrongFieldType(path: path, field: key, expected: "an integer") }
         return i
     }
 
@@ -35,10 +33,8 @@ public enum HFImporter {
             if let def { return def }
             throw FormatError.missingField(path: path, field: key)
         }
-        guard let n = v as? NSNumber, !isJSONBool(v) else {
-            throw FormatError.wrongFieldType(path: path, field: key, expected: "a number")
-        }
-        return n.doubleValue
+        guard let x = Checked.jsonNumber(v) else { throw FormatError.wrongFieldType(path: path, field: key, expected: "a finite number") }
+        return x
     }
 
     /// Parses config.json into a ModelConfig.
@@ -169,7 +165,7 @@ public enum HFImporter {
         var idOf: [String: Int] = [:]
         var maxID = -1
         for (tok, v) in vocab {
-            guard let n = v as? NSNumber, let i = Int(exactly: n.doubleValue), i >= 0, i < 10_000_000 else {
+            guard let i = Checked.jsonInt(v), i >= 0, i < 10_000_000 else {
                 throw FormatError.wrongFieldType(path: tp, field: "model.vocab[\(tok)]", expected: "a token id")
             }
             idOf[tok] = i
@@ -178,7 +174,7 @@ public enum HFImporter {
         var special = Set<Int>(), userDefined = Set<Int>()
         if let added = tj["added_tokens"] as? [[String: Any]] {
             for (k, a) in added.enumerated() {
-                guard let id = (a["id"] as? NSNumber)?.intValue, id >= 0, id < 10_000_000, let content = a["content"] as? String else {
+                guard let id = Checked.jsonInt(a["id"]), id >= 0, id < 10_000_000, let content = a["content"] as? String else {
                     throw FormatError.wrongFieldType(path: tp, field: "added_tokens[\(k)]", expected: "an object with id and content")
                 }
                 idOf[content] = id

@@ -111,6 +111,11 @@ public final class ModelSource: @unchecked Sendable {
 
     /// Checks names, dtypes and shapes against the config before any conversion.
     static func checkTensors(_ tensors: [SourceTensor], _ c: ModelConfig, path: String) throws {
+        // Nine tensors per layer plus the embedding and final norm: a block_count the tensor
+        // table cannot hold is refused before anything is built per layer.
+        guard c.blockCount >= 1, c.blockCount <= (tensors.count - 2) / 9 else {
+            throw FormatError.invalid(path: path, field: "block_count", reason: "\(c.blockCount) layers need 9 tensors each, but the file has \(tensors.count) tensors in all")
+        }
         var byName: [String: SourceTensor] = [:]
         for t in tensors { byName[t.name] = t }
         let dim = c.embeddingLength, qRows = c.headCount * c.headDim, kvRows = c.headCountKV * c.headDim

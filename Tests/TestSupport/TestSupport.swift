@@ -200,7 +200,7 @@ public struct TinyModel {
     }
 
     /// A hand-built tokenizer.json in the layout HF `tokenizers` saves (merges as pairs, the newer form).
-    func tokenizerJSON() throws -> Data {
+    public func tokenizerJSON() throws -> Data {
         var vocab: [String: Int] = [:]
         for i in 0..<tokenizer.tokens.count { vocab[tokenizer.tokens.string(i)] = i }
         let added: [[String: Any]] = (0..<3).map { ["id": $0, "content": tokenizer.tokens.string($0), "special": true,

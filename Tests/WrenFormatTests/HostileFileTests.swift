@@ -160,6 +160,16 @@ final class HostileFileTests: XCTestCase {
         XCTAssertThrowsError(try ModelSource.open(g)) { XCTAssert("\($0)".contains("tokenizer.tokens: 64 tokens for a 32-row embedding"), "\($0)") }
     }
 
+    /// Found by the fuzzer: block_count mutated to 2,228,226 made the converter build 20
+    /// million expected tensor names (19 s) before noticing they were absent.
+    func testHugeLayerCountIsRefusedAtOnce() throws {
+        let g = dir + "/layers.gguf"
+        FileManager.default.createFile(atPath: g, contents: Data(TinyModel(seed: 3).ggufBytes(dtype: .f32) { $0["llama.block_count"] = .uint32(2_228_226) }))
+        let start = Date()
+        XCTAssertThrowsError(try ModelSource.open(g)) { XCTAssert("\($0)".contains("block_count: 2228226 layers need 9 tensors each"), "\($0)") }
+        XCTAssertLessThan(Date().timeIntervalSince(start), 1)
+    }
+
     func testExportDirectoryIsAtomicAndNeverClobbers() throws {
         let w = dir + "/m.wren", out = dir + "/hf"
         try TinyModel(seed: 3).writeWren(to: w, dtype: .q8_0)
