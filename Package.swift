@@ -1,5 +1,5 @@
 // swift-tools-version:6.0
-// Wren: run and tune LLaMA-family models on a CPU. See ../shared/DESIGN.md for the
+// Wren: run and tune LLaMA-family models on a CPU. See docs/architecture.md for the
 // architecture; README.md for use. Modules depend downwards only:
 // CBLAS/CZstd <- WrenKernels <- WrenFormat <- WrenEngine <- WrenTuning <- WrenCLI.
 import PackageDescription

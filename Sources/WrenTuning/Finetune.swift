@@ -283,9 +283,9 @@ public final class Finetuner: @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: o.outputDir, withIntermediateDirectories: true)
         let lock = try DirectoryLock(o.outputDir)
         defer { lock.release() }
-        if !o.resume, FileManager.default.fileExists(atPath: checkpointPath) {
+        if !o.resume, !o.force, FileManager.default.fileExists(atPath: checkpointPath) {
             throw EngineError.invalidParameter(
-                "\(o.outputDir) already holds a training run (checkpoint.safetensors); pass --resume to continue it or choose another output directory")
+                "\(o.outputDir) already holds a training run (checkpoint.safetensors); pass --resume to continue it, --force to start afresh, or choose another output directory")
         }
         if !o.resume, !o.force, let done = ["adapter_model.safetensors", "adapter_config.json", "model.wren"].first(where: {
             FileManager.default.fileExists(atPath: o.outputDir + "/" + $0)
