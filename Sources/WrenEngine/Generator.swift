@@ -5,6 +5,7 @@
 
 import Dispatch
 import WrenTokenizer
+import Foundation
 
 public struct GenerationOptions: Sendable {
     /// Tokens to generate at most (nil: until EOS or the context is full).
@@ -257,5 +258,3 @@ public final class Generator: @unchecked Sendable {
         }
     }
 }
-
-import Foundation

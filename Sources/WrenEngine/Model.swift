@@ -5,6 +5,7 @@
 import WrenFormat
 import WrenKernels
 import WrenTokenizer
+import Foundation
 
 public enum EngineError: Error, CustomStringConvertible, Equatable {
     case promptTooLong(tokens: Int, context: Int)
@@ -153,5 +154,3 @@ public final class LlamaModel: @unchecked Sendable {
         }
     }
 }
-
-import Foundation

@@ -2,6 +2,8 @@
 // top-k, top-p, min-p, temperature, and a seeded draw (llama.cpp's order).
 // Temperature 0 is greedy: the largest (penalised) logit, lowest id on ties.
 
+import Foundation
+
 /// xoshiro256** seeded by SplitMix64: the same seed gives the same draws on every platform.
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     var s: (UInt64, UInt64, UInt64, UInt64)
@@ -204,5 +206,3 @@ public struct Sampler: Sendable {
         return heap.sorted { worse($1, $0) }
     }
 }
-
-import Foundation

@@ -2,8 +2,10 @@
 // and the llama forward pass over a batch of tokens (a prompt chunk or one
 // decode token; the same code path serves both).
 
+import CBLAS
 import CWrenKernels
 import Dispatch
+import Foundation
 import WrenFormat
 import WrenKernels
 
@@ -80,7 +82,16 @@ public final class InferenceSession: @unchecked Sendable {
         if kvType == .q8_0 && c.headDim % 32 != 0 {
             throw EngineError.invalidParameter("--kv-type q8_0 needs a head dimension that is a multiple of 32 (this model's is \(c.headDim))")
         }
-        let kvBytes = nl * ctx * kvType.bytes(kvDim)
+        // The cache is sized from numbers a file (and -c) chose: checked, and refused past
+        // the machine's memory with the figure rather than left to a failed allocation.
+        let (perToken, o1) = kvType.bytes(kvDim).multipliedReportingOverflow(by: 2 * nl)
+        let (cacheBytes, o2) = perToken.multipliedReportingOverflow(by: ctx)
+        let physical = Double(sysconf(Int32(_SC_PHYS_PAGES))) * Double(sysconf(Int32(_SC_PAGESIZE)))
+        guard !o1, !o2, physical <= 0 || Double(cacheBytes) < physical else {
+            throw EngineError.invalidParameter(String(format: "a KV cache of %d tokens needs %.1f GB (%d layers, %d values per token, %@) but the machine has %.1f GB; use a smaller context length",
+                                                      ctx, Double(perToken) * Double(ctx) / 1e9, nl, 2 * kvDim, kvType.rawValue, physical / 1e9))
+        }
+        let kvBytes = cacheBytes / 2
         keyCache = UnsafeMutableRawPointer.allocate(byteCount: max(kvBytes, 1), alignment: 64)
         valueCache = UnsafeMutableRawPointer.allocate(byteCount: max(kvBytes, 1), alignment: 64)
         keyCache.initializeMemory(as: UInt8.self, repeating: 0, count: max(kvBytes, 1))
@@ -401,8 +412,5 @@ public struct ForwardProfile: Sendable {
     public var passes = 0
     public var totalNs: UInt64 { matmulNs + attentionNs + outputNs + otherNs }
 }
-
-import CBLAS
-import Foundation
 
 func openblas_set_num_threads_wrapper(_ n: Int) { openblas_set_num_threads(Int32(n)) }

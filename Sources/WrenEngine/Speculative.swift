@@ -11,6 +11,7 @@
 
 import WrenKernels
 import WrenTokenizer
+import Foundation
 
 /// A proposed token with the drafter's distribution it was drawn from
 /// (a point mass for deterministic drafters).
@@ -202,5 +203,3 @@ public func checkSameVocabulary(target: LlamaModel, draft: LlamaModel) throws {
         throw EngineError.invalidParameter("the draft model's vocabulary differs from the target's at token \(i) (\"\(b[i])\" vs \"\(a[i])\"); speculation needs the same tokenizer")
     }
 }
-
-import Foundation

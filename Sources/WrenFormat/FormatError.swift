@@ -1,6 +1,14 @@
 // The one error type of WrenFormat. Every case names the file and what is wrong
 // in it; `description` is the one line the CLI prints.
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Errors reading, validating, converting or writing model files.
 public enum FormatError: Error, CustomStringConvertible, Equatable {
     /// A system call failed (errno kept).
@@ -54,11 +62,3 @@ func hex(_ v: UInt64) -> String {
     let s = String(v, radix: 16)
     return "0x" + String(repeating: "0", count: max(0, 16 - s.count)) + s
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Musl)
-import Musl
-#elseif canImport(Darwin)
-import Darwin
-#endif

@@ -10,6 +10,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import Foundation
 
 /// Owns a read-only, shared mapping of a file. Pointers handed out by
 /// `bytes` live as long as this object.
@@ -139,5 +140,3 @@ public struct ByteReader {
 public func isJSONBool(_ v: Any) -> Bool {
     !(type(of: v) == NSNumber.self) && v is Bool
 }
-
-import Foundation

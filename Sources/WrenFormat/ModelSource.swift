@@ -109,32 +109,31 @@ public final class ModelSource: @unchecked Sendable {
                                    found: head.map { String(format2: $0) }.joined(separator: " "))
     }
 
-    /// Checks names, dtypes and shapes against the config before any conversion.
+    /// Checks names, dtypes and shapes against the config before any conversion. Layer by
+    /// layer, stopping at the first problem: a hostile block_count costs nothing beyond the
+    /// layers the file really has.
     static func checkTensors(_ tensors: [SourceTensor], _ c: ModelConfig, path: String) throws {
-        // Nine tensors per layer plus the embedding and final norm: a block_count the tensor
-        // table cannot hold is refused before anything is built per layer.
-        guard c.blockCount >= 1, c.blockCount <= (tensors.count - 2) / 9 else {
-            throw FormatError.invalid(path: path, field: "block_count", reason: "\(c.blockCount) layers need 9 tensors each, but the file has \(tensors.count) tensors in all")
-        }
         var byName: [String: SourceTensor] = [:]
         for t in tensors { byName[t.name] = t }
         let dim = c.embeddingLength, qRows = c.headCount * c.headDim, kvRows = c.headCountKV * c.headDim
-        var expected: [(String, [Int])] = [(TensorNames.tokenEmbedding, [c.vocabSize, dim]), (TensorNames.outputNorm, [dim])]
-        if !c.tiedEmbeddings { expected.append((TensorNames.output, [c.vocabSize, dim])) }
+        func check(_ expected: [(String, [Int])]) throws {
+            for (name, shape) in expected {
+                guard let t = byName[name] else { throw FormatError.missingTensor(path: path, tensor: name) }
+                guard t.shape == shape else {
+                    throw FormatError.invalid(path: path, field: "tensor \(name) shape", reason: "\(t.shape), expected \(shape) from the hyperparameters")
+                }
+            }
+        }
+        try check([(TensorNames.tokenEmbedding, [c.vocabSize, dim]), (TensorNames.outputNorm, [dim])])
+        if !c.tiedEmbeddings { try check([(TensorNames.output, [c.vocabSize, dim])]) }
         for l in 0..<c.blockCount {
             let p = "blk.\(l)."
-            expected += [
+            try check([
                 (p + "attn_norm.weight", [dim]), (p + "attn_q.weight", [qRows, dim]), (p + "attn_k.weight", [kvRows, dim]),
                 (p + "attn_v.weight", [kvRows, dim]), (p + "attn_output.weight", [dim, qRows]), (p + "ffn_norm.weight", [dim]),
                 (p + "ffn_gate.weight", [c.feedForwardLength, dim]), (p + "ffn_up.weight", [c.feedForwardLength, dim]),
                 (p + "ffn_down.weight", [dim, c.feedForwardLength]),
-            ]
-        }
-        for (name, shape) in expected {
-            guard let t = byName[name] else { throw FormatError.missingTensor(path: path, tensor: name) }
-            guard t.shape == shape else {
-                throw FormatError.invalid(path: path, field: "tensor \(name) shape", reason: "\(t.shape), expected \(shape) from the hyperparameters")
-            }
+            ])
         }
     }
 

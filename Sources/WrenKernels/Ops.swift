@@ -7,6 +7,11 @@ import CBLAS
 import Foundation
 import CWrenKernels
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// Sendable wrapper for raw pointers handed to parallel workers.
 /// Invariant: workers write disjoint rows, so no two touch the same memory.
@@ -261,9 +266,3 @@ public enum Ops {
         }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

@@ -313,6 +313,13 @@ final class EngineTests: XCTestCase {
             XCTAssertThrowsError(try fresh.evaluate([3, bad])) { XCTAssertEqual($0 as? EngineError, .invalidToken(bad, vocabularySize: 64)) }
         }
         XCTAssertEqual(fresh.position, 0)
+        // A context the file allows but the machine cannot hold: refused with the figure, not a failed allocation.
+        var huge = TinyModel(seed: 12)
+        huge.config.contextLength = 1 << 30
+        let (hm, _) = try load(huge)
+        XCTAssertThrowsError(try InferenceSession(model: hm, contextLength: 1 << 30, kvType: .f32)) {
+            XCTAssert("\($0)".contains("a KV cache of 1073741824 tokens needs") && "\($0)".contains("GB"), "\($0)")
+        }
     }
 
     func testSampler() {

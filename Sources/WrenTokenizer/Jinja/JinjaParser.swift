@@ -4,6 +4,8 @@
 // precedence (conditional, or, and, not, comparisons and tests, + -, ~, * /
 // // %, **, unary, postfix . [] () and | filters).
 
+import Foundation
+
 indirect enum Expr {
     case literal(JinjaValue)
     case name(String, Int)
@@ -627,5 +629,3 @@ struct ExprParser {
         }
     }
 }
-
-import Foundation

@@ -2,6 +2,8 @@
 // truthiness, equality, printing (str/repr) and JSON (json.dumps as HF's
 // tojson calls it).
 
+import Foundation
+
 /// An error from parsing or rendering a template; `line` is 1-based in the template.
 public enum JinjaError: Error, CustomStringConvertible, Equatable {
     case syntax(line: Int, message: String)
@@ -310,5 +312,3 @@ public indirect enum JinjaValue {
         }
     }
 }
-
-import Foundation
