@@ -256,42 +256,6 @@ SIMD_FN static void quantize_q8_avx2(const float *x, int8_t *qs, float *d, float
     }
 }
 
-SIMD_FN static float dot_q4_1_q8_avx2(const uint8_t *r, const int8_t *qs, const float *d, const float *s, int blocks) {
-    __m256 acc = _mm256_setzero_ps();
-    float sm = 0;
-    for (int b = 0; b < blocks; b++, r += 20, qs += 32) {
-        float dw = _cvtsh_ss(load_u16(r)), mw = _cvtsh_ss(load_u16(r + 2));
-        __m256 p = block_dot_i8(nibbles32(r + 4), _mm256_loadu_si256((const __m256i *)qs));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[b]), p, acc);
-        sm += mw * s[b];
-    }
-    return hsum256(acc) + sm;
-}
-
-SIMD_FN static float dot_q4_0_q8_avx2(const uint8_t *r, const int8_t *qs, const float *d, int blocks) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int b = 0; b < blocks; b++, r += 18, qs += 32) {
-        float dw = _cvtsh_ss(load_u16(r));
-        __m256i w = _mm256_sub_epi8(nibbles32(r + 2), _mm256_set1_epi8(8));
-        __m256i x = _mm256_loadu_si256((const __m256i *)qs);
-        __m256 p = block_dot_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[b]), p, acc);
-    }
-    return hsum256(acc);
-}
-
-SIMD_FN static float dot_q8_0_q8_avx2(const uint8_t *r, const int8_t *qs, const float *d, int blocks) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int b = 0; b < blocks; b++, r += 34, qs += 32) {
-        float dw = _cvtsh_ss(load_u16(r));
-        __m256i w = _mm256_loadu_si256((const __m256i *)(r + 2));
-        __m256i x = _mm256_loadu_si256((const __m256i *)qs);
-        __m256 p = block_dot_i8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(dw * d[b]), p, acc);
-    }
-    return hsum256(acc);
-}
-
 // Four rows at a time: the activation block is loaded once for four weight
 // rows, and four independent accumulator chains keep the FMA units busy
 // (rows of a 135M-parameter model are only 18–48 blocks long, so per-row
@@ -711,27 +675,6 @@ void wren_quantize_q8(const float *x, int8_t *qs, float *d, float *s, int n) {
     if (wren_kernels_simd()) { quantize_q8_avx2(x, qs, d, s, n); return; }
 #endif
     quantize_q8_scalar(x, qs, d, s, n);
-}
-
-float wren_dot_q4_1_q8(const void *row, const int8_t *qs, const float *d, const float *s, int blocks) {
-#if HAVE_SIMD
-    if (wren_kernels_simd()) return dot_q4_1_q8_avx2(row, qs, d, s, blocks);
-#endif
-    return dot_q4_1_q8_scalar(row, qs, d, s, blocks);
-}
-
-float wren_dot_q4_0_q8(const void *row, const int8_t *qs, const float *d, int blocks) {
-#if HAVE_SIMD
-    if (wren_kernels_simd()) return dot_q4_0_q8_avx2(row, qs, d, blocks);
-#endif
-    return dot_q4_0_q8_scalar(row, qs, d, blocks);
-}
-
-float wren_dot_q8_0_q8(const void *row, const int8_t *qs, const float *d, int blocks) {
-#if HAVE_SIMD
-    if (wren_kernels_simd()) return dot_q8_0_q8_avx2(row, qs, d, blocks);
-#endif
-    return dot_q8_0_q8_scalar(row, qs, d, blocks);
 }
 
 void wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,

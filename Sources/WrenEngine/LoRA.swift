@@ -42,6 +42,19 @@ public enum Projection: String, CaseIterable, Sendable, Codable, Comparable {
         allCases.firstIndex(of: a)! < allCases.firstIndex(of: b)!
     }
 
+    /// The layer tensor this projection is.
+    public var tensor: TensorNames.Layer {
+        switch self {
+        case .q: return .q
+        case .k: return .k
+        case .v: return .v
+        case .o: return .o
+        case .gate: return .gate
+        case .up: return .up
+        case .down: return .down
+        }
+    }
+
     /// The base matrix this projection names in a layer.
     public func matrix(_ l: LayerWeights) -> WeightMatrix {
         switch self {
@@ -130,13 +143,7 @@ extension LlamaModel {
 
 extension LlamaModel {
     /// The heads whose rows are permuted in projection `p` (q: heads, k: kv heads), or nil.
-    func permutedHeads(_ p: Projection) -> Int? {
-        switch p {
-        case .q: return config.headCount
-        case .k: return config.headCountKV
-        default: return nil
-        }
-    }
+    func permutedHeads(_ p: Projection) -> Int? { p.tensor.permutedHeads(config) }
 
     /// Converts a PEFT adapter (HF row order) into Wren-order deltas for this model.
     /// `scale` multiplies the adapter's own α/r.

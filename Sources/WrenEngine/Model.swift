@@ -131,10 +131,10 @@ public final class LlamaModel: @unchecked Sendable {
         output = c.tiedEmbeddings ? emb : try mat(TensorNames.output)
         outputNorm = try vec(TensorNames.outputNorm)
         layers = try (0..<c.blockCount).map { l in
-            let p = "blk.\(l)."
-            return LayerWeights(attnNorm: try vec(p + "attn_norm.weight"), q: try mat(p + "attn_q.weight"), k: try mat(p + "attn_k.weight"),
-                                v: try mat(p + "attn_v.weight"), o: try mat(p + "attn_output.weight"), ffnNorm: try vec(p + "ffn_norm.weight"),
-                                gate: try mat(p + "ffn_gate.weight"), up: try mat(p + "ffn_up.weight"), down: try mat(p + "ffn_down.weight"))
+            func name(_ t: TensorNames.Layer) -> String { t.name(layer: l) }
+            return LayerWeights(attnNorm: try vec(name(.attnNorm)), q: try mat(name(.q)), k: try mat(name(.k)), v: try mat(name(.v)),
+                                o: try mat(name(.o)), ffnNorm: try vec(name(.ffnNorm)), gate: try mat(name(.gate)), up: try mat(name(.up)),
+                                down: try mat(name(.down)))
         }
         // The tensor shapes were checked against the hyperparameters when the file was written;
         // check again here, since a .wren may come from elsewhere.

@@ -3,21 +3,15 @@
 // Temperature 0 is greedy: the largest (penalised) logit, lowest id on ties.
 
 import Foundation
+import WrenKernels
 
 /// xoshiro256** seeded by SplitMix64: the same seed gives the same draws on every platform.
 public struct SeededGenerator: RandomNumberGenerator, Sendable {
     var s: (UInt64, UInt64, UInt64, UInt64)
 
     public init(seed: UInt64) {
-        var z = seed
-        func next() -> UInt64 {
-            z &+= 0x9E37_79B9_7F4A_7C15
-            var x = z
-            x = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            x = (x ^ (x >> 27)) &* 0x94D0_49BB_1331_11EB
-            return x ^ (x >> 31)
-        }
-        s = (next(), next(), next(), next())
+        var z = SplitMix64(seed: seed)   // xoshiro's recommended seeding
+        s = (z.next(), z.next(), z.next(), z.next())
     }
 
     public mutating func next() -> UInt64 {

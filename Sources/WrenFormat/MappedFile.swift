@@ -62,15 +62,10 @@ public final class MappedFile: @unchecked Sendable {
         return withExtendedLifetime(m) { m.size == 0 ? Data() : Data(bytes: m.bytes.baseAddress!, count: m.size) }
     }
 
-    /// Asks the kernel to read ahead (madvise WILLNEED); a hint only.
     /// Drops the mapped pages from this process's resident set (they stay in the
     /// page cache and fault back in if touched again).
     public func adviseDontNeed() {
         if let base { _ = madvise(base, size, MADV_DONTNEED) }
-    }
-
-    public func adviseWillNeed() {
-        if let base { _ = madvise(base, size, MADV_WILLNEED) }
     }
 }
 

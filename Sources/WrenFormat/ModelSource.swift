@@ -127,13 +127,18 @@ public final class ModelSource: @unchecked Sendable {
         try check([(TensorNames.tokenEmbedding, [c.vocabSize, dim]), (TensorNames.outputNorm, [dim])])
         if !c.tiedEmbeddings { try check([(TensorNames.output, [c.vocabSize, dim])]) }
         for l in 0..<c.blockCount {
-            let p = "blk.\(l)."
-            try check([
-                (p + "attn_norm.weight", [dim]), (p + "attn_q.weight", [qRows, dim]), (p + "attn_k.weight", [kvRows, dim]),
-                (p + "attn_v.weight", [kvRows, dim]), (p + "attn_output.weight", [dim, qRows]), (p + "ffn_norm.weight", [dim]),
-                (p + "ffn_gate.weight", [c.feedForwardLength, dim]), (p + "ffn_up.weight", [c.feedForwardLength, dim]),
-                (p + "ffn_down.weight", [dim, c.feedForwardLength]),
-            ])
+            try check(TensorNames.Layer.allCases.map { t in
+                let shape: [Int]
+                switch t {
+                case .attnNorm, .ffnNorm: shape = [dim]
+                case .q: shape = [qRows, dim]
+                case .k, .v: shape = [kvRows, dim]
+                case .o: shape = [dim, qRows]
+                case .gate, .up: shape = [c.feedForwardLength, dim]
+                case .down: shape = [dim, c.feedForwardLength]
+                }
+                return (t.name(layer: l), shape)
+            })
         }
     }
 

@@ -9,17 +9,38 @@ public enum TensorNames {
     public static let outputNorm = "output_norm.weight"
     public static let output = "output.weight"
 
-    static let hfLayerMap: [(hf: String, wren: String)] = [
-        ("input_layernorm.weight", "attn_norm.weight"),
-        ("self_attn.q_proj.weight", "attn_q.weight"),
-        ("self_attn.k_proj.weight", "attn_k.weight"),
-        ("self_attn.v_proj.weight", "attn_v.weight"),
-        ("self_attn.o_proj.weight", "attn_output.weight"),
-        ("post_attention_layernorm.weight", "ffn_norm.weight"),
-        ("mlp.gate_proj.weight", "ffn_gate.weight"),
-        ("mlp.up_proj.weight", "ffn_up.weight"),
-        ("mlp.down_proj.weight", "ffn_down.weight"),
-    ]
+    /// The nine tensors of a llama layer; `name(layer:)` spells `blk.N.<raw value>.weight`.
+    /// Every other file names layer tensors through this, never by string.
+    public enum Layer: String, CaseIterable, Sendable {
+        case attnNorm = "attn_norm", q = "attn_q", k = "attn_k", v = "attn_v", o = "attn_output"
+        case ffnNorm = "ffn_norm", gate = "ffn_gate", up = "ffn_up", down = "ffn_down"
+
+        public func name(layer l: Int) -> String { "blk.\(l).\(rawValue).weight" }
+
+        /// The Hugging Face name inside `model.layers.N.`.
+        public var hf: String {
+            switch self {
+            case .attnNorm: return "input_layernorm.weight"
+            case .q: return "self_attn.q_proj.weight"
+            case .k: return "self_attn.k_proj.weight"
+            case .v: return "self_attn.v_proj.weight"
+            case .o: return "self_attn.o_proj.weight"
+            case .ffnNorm: return "post_attention_layernorm.weight"
+            case .gate: return "mlp.gate_proj.weight"
+            case .up: return "mlp.up_proj.weight"
+            case .down: return "mlp.down_proj.weight"
+            }
+        }
+
+        /// Heads whose rows are permuted between HF and Wren order (q: heads, k: kv heads), or nil.
+        public func permutedHeads(_ c: ModelConfig) -> Int? {
+            switch self {
+            case .q: return c.headCount
+            case .k: return c.headCountKV
+            default: return nil
+            }
+        }
+    }
 
     /// The Wren name of an HF tensor name, or nil when it is not a llama weight.
     public static func wrenName(hf: String) -> String? {
@@ -31,8 +52,8 @@ public enum TensorNames {
         }
         let parts = hf.split(separator: ".", maxSplits: 3)
         guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let n = Int(parts[2]), n >= 0 else { return nil }
-        guard let m = hfLayerMap.first(where: { $0.hf == parts[3] }) else { return nil }
-        return "blk.\(n).\(m.wren)"
+        guard let t = Layer.allCases.first(where: { $0.hf == parts[3] }) else { return nil }
+        return t.name(layer: n)
     }
 
     /// The HF name of a Wren tensor name, or nil.
@@ -45,8 +66,8 @@ public enum TensorNames {
         }
         let parts = wren.split(separator: ".", maxSplits: 2)
         guard parts.count == 3, parts[0] == "blk", let n = Int(parts[1]) else { return nil }
-        guard let m = hfLayerMap.first(where: { $0.wren == parts[2] }) else { return nil }
-        return "model.layers.\(n).\(m.hf)"
+        guard let t = Layer.allCases.first(where: { "\($0.rawValue).weight" == parts[2] }) else { return nil }
+        return "model.layers.\(n).\(t.hf)"
     }
 
     /// HF tensors that carry no weights Wren needs (recomputed buffers).
@@ -56,9 +77,9 @@ public enum TensorNames {
 
     /// Number of heads whose rows are permuted for `wrenName` (q: headCount, k: headCountKV), or nil.
     public static func permutedHeads(_ wrenName: String, _ c: ModelConfig) -> Int? {
-        if wrenName.hasSuffix(".attn_q.weight") { return c.headCount }
-        if wrenName.hasSuffix(".attn_k.weight") { return c.headCountKV }
-        return nil
+        let parts = wrenName.split(separator: ".", maxSplits: 2)
+        guard parts.count == 3, parts[0] == "blk", let t = Layer.allCases.first(where: { "\($0.rawValue).weight" == parts[2] }) else { return nil }
+        return t.permutedHeads(c)
     }
 
     /// Row order that turns HF (rotate-half) rows into Wren (adjacent-pair) rows:

@@ -105,8 +105,7 @@ public enum Ops {
     /// input once to 8-bit blocks and uses integer block dots, as llama.cpp
     /// does; `.f32` dots f32 inputs with the exactly dequantized weights.
     public static func matmul(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>, tokens: Int,
-                              y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>? = nil, threads: Int,
-                              activations: Activations = .f32) {
+                              y: UnsafeMutablePointer<Float>, threads: Int, activations: Activations = .f32) {
         matmul([MatmulPart(dtype, w, rows: rows, y: y)], n: n, x: x, tokens: tokens, threads: threads, activations: activations)
     }
 
@@ -233,16 +232,6 @@ public enum Ops {
         x = x.map { $0 / s }
     }
 
-    /// Rotates adjacent pairs (2i, 2i+1) of each head's first `rotary` dims by pos·θ_i
-    /// (θ_i = inverse frequency i, precomputed in `invFreq`, rotary/2 values).
-    public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, rotary: Int, position: Float,
-                            invFreq: UnsafePointer<Float>) {
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: rotary) { cs in
-            ropeTable(position: position, rotary: rotary, invFreq: invFreq, into: cs.baseAddress!)
-            rope(x, heads: heads, headDim: headDim, rotary: rotary, table: cs.baseAddress!)
-        }
-    }
-
     /// cos and sin of pos·θ_i for one position, interleaved (rotary floats): computed
     /// once per token and shared by q, k and every layer.
     public static func ropeTable(position: Float, rotary: Int, invFreq: UnsafePointer<Float>, into t: UnsafeMutablePointer<Float>) {
@@ -253,7 +242,8 @@ public enum Ops {
         }
     }
 
-    /// RoPE with a precomputed `ropeTable`.
+    /// Rotates adjacent pairs (2i, 2i+1) of each head's first `rotary` dims by pos·θ_i,
+    /// with cos/sin from `ropeTable` (the GGUF/llama.cpp pairing, not rotate-half).
     public static func rope(_ x: UnsafeMutablePointer<Float>, heads: Int, headDim: Int, rotary: Int, table: UnsafePointer<Float>) {
         for h in 0..<heads {
             let p = x + h * headDim

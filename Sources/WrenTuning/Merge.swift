@@ -1,37 +1,11 @@
-// Writing models: a copy of a base .wren with some tensors replaced by f32
-// values (full finetuning), and `wren merge`, which folds LoRA deltas into
-// the base — dequantizing each touched matrix, adding scale·B·A, and
-// requantizing — and reports how much of each update the requantized weights
-// still carry.
+// `wren merge`: LoRA deltas folded into the base — each touched matrix
+// dequantized, scale·B·A added, requantized — with a report of how much of each
+// update the requantized weights still carry.
 
 import Foundation
 import WrenEngine
 import WrenFormat
 import WrenKernels
-
-public enum ModelWriter {
-    /// Writes `base` to `path` with the tensors named in `replacing` taken from
-    /// those f32 values (2-D ones stored as `type`, 1-D as f32); others copied.
-    public static func write(base: WrenFile, replacing: [String: Parameter], type: DType, to path: String, overwrite: Bool) throws {
-        var pending: [PendingTensor] = []
-        for info in base.tensors {
-            let t = try base.verifiedTensor(info.name)
-            if let p = replacing[info.name] {
-                precondition(p.count == info.elementCount)
-                let dt = info.shape.count == 1 ? DType.f32 : type
-                pending.append(PendingTensor(name: info.name, dtype: dt, shape: info.shape) { buf in
-                    Quant.quantize(dt, p.value, buf.baseAddress!, count: p.count)
-                })
-            } else {
-                let data = t.data
-                pending.append(PendingTensor(name: info.name, dtype: info.dtype, shape: info.shape) { buf in
-                    buf.copyMemory(from: data)
-                })
-            }
-        }
-        try WrenWriter.write(to: path, metadata: base.metadata, tensors: pending, options: .init(overwrite: overwrite))
-    }
-}
 
 /// How much of one projection's update survived requantization.
 public struct MergeReport: Sendable {
@@ -55,7 +29,7 @@ public enum Merger {
         for (l, byProj) in model.adapters.enumerated() {
             for p in Projection.allCases {
                 guard let deltas = byProj[p], !deltas.isEmpty else { continue }
-                let name = "blk.\(l)." + TrainModel.wrenSuffix(p)
+                let name = p.tensor.name(layer: l)
                 let w = p.matrix(model.layers[l])
                 let n = w.rows * w.cols
                 var base = [Float](repeating: 0, count: n)

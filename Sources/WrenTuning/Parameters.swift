@@ -98,24 +98,14 @@ final class LoRAModule: @unchecked Sendable {
     }
 }
 
-/// Counter-based random numbers (splitmix64): the same key and index always give
-/// the same value, so dropout masks are regenerated in the backward pass and
-/// after a resume instead of being stored.
-public struct TrainRNG: Sendable, Equatable {
-    public var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        return Self.mix(state)
-    }
+/// Training's generator: SplitMix64 with a float helper, and counter-based values for
+/// dropout masks (the same key and index always give the same value, so masks are
+/// regenerated in the backward pass and after a resume instead of being stored).
+public typealias TrainRNG = SplitMix64
+
+extension SplitMix64 {
     /// Uniform in [0, 1).
     public mutating func uniform() -> Float { Float(next() >> 40) * 0x1p-24 }
-    static func mix(_ x: UInt64) -> UInt64 {
-        var z = x
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
     /// Uniform in [0, 1) for (key, index), stateless.
     static func hashUniform(_ key: UInt64, _ index: UInt64) -> Float {
         Float(mix(key ^ (index &* 0x9E37_79B9_7F4A_7C15)) >> 40) * 0x1p-24

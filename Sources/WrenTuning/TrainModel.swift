@@ -136,19 +136,18 @@ public final class TrainModel: @unchecked Sendable {
         var built: [TrainLayer] = []
         var perLayer: [[Parameter]] = []
         for (l, w) in model.layers.enumerated() {
-            let p = "blk.\(l)."
             let firstParam = params.count
-            func norm(_ name: String, _ v: [Float]) -> NormWeight {
+            func norm(_ t: TensorNames.Layer, _ v: [Float]) -> NormWeight {
                 guard isFull else { return NormWeight(v) }
-                let pr = Parameter(name: p + name, shape: [v.count], decays: false)
+                let pr = Parameter(name: t.name(layer: l), shape: [v.count], decays: false)
                 params.append(pr)
                 return NormWeight(param: pr, from: v)
             }
-            let an = norm("attn_norm.weight", w.attnNorm)
+            let an = norm(.attnNorm, w.attnNorm)
             var linears: [Projection: TrainLinear] = [:]
             for proj in Projection.allCases {
                 let m = proj.matrix(w)
-                let wname = p + TrainModel.wrenSuffix(proj)
+                let wname = proj.tensor.name(layer: l)
                 if isFull {
                     let (fm, fp) = fullCopy(wname, m)
                     linears[proj] = TrainLinear(weight: fm, full: fp, lora: nil)
@@ -164,7 +163,7 @@ public final class TrainModel: @unchecked Sendable {
                     linears[proj] = TrainLinear(weight: m, full: nil, lora: nil)
                 }
             }
-            let fn = norm("ffn_norm.weight", w.ffnNorm)
+            let fn = norm(.ffnNorm, w.ffnNorm)
             built.append(TrainLayer(attnNorm: an, ffnNorm: fn, linears: linears))
             perLayer.append(Array(params[firstParam...]))
         }
@@ -206,18 +205,6 @@ public final class TrainModel: @unchecked Sendable {
     deinit {
         for p in xs { p.deallocate() }
         for p in [n, h, dx, dn, dh, dg, du, datt, dq, dk, dv, probs, dprobs, ropeTab, headIn, dHeadIn, logits] { p.deallocate() }
-    }
-
-    static func wrenSuffix(_ p: Projection) -> String {
-        switch p {
-        case .q: return "attn_q.weight"
-        case .k: return "attn_k.weight"
-        case .v: return "attn_v.weight"
-        case .o: return "attn_output.weight"
-        case .gate: return "ffn_gate.weight"
-        case .up: return "ffn_up.weight"
-        case .down: return "ffn_down.weight"
-        }
     }
 
     /// The LoRA module of layer `l`, projection `p`, if trained.

@@ -7,17 +7,10 @@ import WrenFormat
 import WrenKernels
 import XCTest
 
-/// SplitMix64: small, seeded, reproducible everywhere (never the system RNG).
-public struct SeededRNG: RandomNumberGenerator {
-    var state: UInt64
-    public init(seed: UInt64) { state = seed }
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+/// The package's SplitMix64 (WrenKernels), with the float helpers tests use.
+public typealias SeededRNG = SplitMix64
+
+extension SplitMix64 {
     /// Uniform in [-1, 1).
     public mutating func float() -> Float { Float(Double(next() >> 11) * 0x1p-53 * 2 - 1) }
     /// Approximately standard normal (sum of uniforms).

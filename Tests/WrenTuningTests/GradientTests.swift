@@ -159,14 +159,14 @@ final class GradientTests: XCTestCase {
         for (l, lw) in m.layers.enumerated() {
             w["blk.\(l).attn_norm.weight"] = lw.attnNorm.map(Double.init)
             w["blk.\(l).ffn_norm.weight"] = lw.ffnNorm.map(Double.init)
-            for p in Projection.allCases { w["blk.\(l)." + TrainModel.wrenSuffix(p)] = deq(p.matrix(lw)) }
+            for p in Projection.allCases { w[p.tensor.name(layer: l)] = deq(p.matrix(lw)) }
         }
         var ref = ReferenceLlama(c: m.config, w: w)
         for p in tm.parameters where !p.name.contains(".lora_") { ref.w[p.name] = p.values.map(Double.init) }
         for l in 0..<m.config.blockCount {
             for p in Projection.allCases {
                 guard let mod = tm.loraModule(l, p) else { continue }
-                ref.lora["blk.\(l)." + TrainModel.wrenSuffix(p)] = (mod.a.values.map(Double.init), mod.b.values.map(Double.init), mod.rank,
+                ref.lora[p.tensor.name(layer: l)] = (mod.a.values.map(Double.init), mod.b.values.map(Double.init), mod.rank,
                                                                      Double(mod.scale), Double(mod.dropout), mod.key)
             }
         }

@@ -29,12 +29,6 @@ void wren_axpy_f16(float a, const void *v, float *out, int n);
 /// qs[j] = round(x[j]/d[b]) with d[b] = max|x| over block b / 127, and
 /// s[b] = d[b]·Σ qs over the block (the scheme of llama.cpp's q8_1).
 void wren_quantize_q8(const float *x, int8_t *qs, float *d, float *s, int n);
-/// Σ_j w[j]·(d·q)[j] for one q4_1 row against a quantized activation (integer block dots).
-float wren_dot_q4_1_q8(const void *row, const int8_t *qs, const float *d, const float *s, int blocks);
-/// Same for q4_0 weights.
-float wren_dot_q4_0_q8(const void *row, const int8_t *qs, const float *d, int blocks);
-/// Same for q8_0 weights.
-float wren_dot_q8_0_q8(const void *row, const int8_t *qs, const float *d, int blocks);
 /// y[r] = row r · activation for `rows` consecutive rows `row_bytes` apart, of
 /// ggml type `dtype` (2 = q4_0, 3 = q4_1, 8 = q8_0), four rows at a time with
 /// software prefetch of the rows ahead.
