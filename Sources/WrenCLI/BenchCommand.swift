@@ -28,14 +28,10 @@ struct Bench: ParsableCommand {
     @Flag(help: "Print a JSON array, one object per test.")
     var json = false
 
-    @Option(name: .customLong("kv-type"), help: "KV cache type: f32, f16 or q8_0.")
-    var kvType = "f16"
+    @OptionGroup var path: KVPathOptions
 
     @Option(name: .short, help: "Prompt tokens per forward pass (batch size).")
     var b = 512
-
-    @Flag(help: "The exact path: f32 activations against exactly dequantized weights.")
-    var exact = false
 
     @Flag(help: "Print where the time of each test's last repetition went (matmuls, attention, output head, the rest).")
     var profile = false
@@ -49,7 +45,6 @@ struct Bench: ParsableCommand {
     func validate() throws {
         guard r >= 1 else { throw ValidationError("-r must be at least 1") }
         guard b >= 1 && b <= 4096 else { throw ValidationError("-b must be in 1...4096") }
-        guard KVCacheType(rawValue: kvType) != nil else { throw ValidationError("--kv-type must be f32, f16 or q8_0") }
         _ = try list(p, "p"); _ = try list(n, "n")
         if let t { guard try list(t, "t").allSatisfy({ $0 >= 1 && $0 <= 256 }) else { throw ValidationError("-t values must be in 1...256") } }
     }
@@ -76,8 +71,8 @@ struct Bench: ParsableCommand {
                 print("|---|---|---|")
             }
             for th in threads {
-                let s = try InferenceSession(model: m, contextLength: ctx, threads: th, maxBatch: b, kvType: KVCacheType(rawValue: kvType)!,
-                                             activations: exact ? .f32 : .q8)
+                let s = try InferenceSession(model: m, contextLength: ctx, threads: th, maxBatch: b, kvType: path.kvCacheType,
+                                             activations: path.exact ? .f32 : .q8)
                 func record(_ name: String, _ rates: [Double]) {
                     let mean = rates.reduce(0, +) / Double(rates.count)
                     let sd = rates.count > 1 ? (rates.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(rates.count - 1)).squareRoot() : 0
@@ -121,7 +116,7 @@ struct Bench: ParsableCommand {
                 let d = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys])
                 print(String(decoding: d, as: UTF8.self))
             } else {
-                print(String(format: "peak RSS %.1f MB (context %d, %@ KV cache)", rssMB, ctx, kvType))
+                print(String(format: "peak RSS %.1f MB (context %d, %@ KV cache)", rssMB, ctx, path.kvCacheType.rawValue))
             }
         } catch { fail(error) }
     }

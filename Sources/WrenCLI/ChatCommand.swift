@@ -12,21 +12,6 @@ import Glibc
 /// Set by SIGINT; checked between tokens so Ctrl-C stops the current reply.
 nonisolated(unsafe) var interruptRequested = false
 
-struct ChatTemplateOptions: ParsableArguments {
-    @Option(name: .customLong("chat-template"), help: "Use a built-in template instead of the model's: \(ChatTemplate.fallbacks.keys.sorted().joined(separator: ", ")).")
-    var chatTemplate: String?
-
-    @Option(name: .customLong("chat-template-file"), help: "Use the Jinja chat template in this file.")
-    var chatTemplateFile: String?
-
-    @Option(help: "A system message.")
-    var system: String?
-
-    func formatter(_ m: LlamaModel) throws -> ChatFormatter {
-        try ChatFormatter(model: m, name: chatTemplate, file: chatTemplateFile)
-    }
-}
-
 struct Chat: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Chat with a model using its chat template.",

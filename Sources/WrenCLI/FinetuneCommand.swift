@@ -114,8 +114,7 @@ struct Finetune: ParsableCommand {
     @Option(help: "Random seed (LoRA init, data order, dropout).")
     var seed: UInt64 = 42
 
-    @Option(name: .shortAndLong, help: "Threads (default: all cores).")
-    var threads: Int?
+    @OptionGroup var threadOptions: ThreadOptions
 
     @Option(name: .customLong("chat-template"), help: "Named chat template for conversation data instead of the model's.")
     var chatTemplate: String?
@@ -123,28 +122,12 @@ struct Finetune: ParsableCommand {
     @Option(name: .customLong("save-type"), help: "Element type of model.wren written by --full: f32, f16, bf16, q8_0, q4_1, q4_0.")
     var saveType = "f32"
 
+    /// Only what is about flags themselves (names that must parse); values are checked by
+    /// `Finetuner`, whose errors name the setting and reach the user as its flag.
     func validate() throws {
-        guard loraR >= 1 else { throw ValidationError("--lora-r must be ≥ 1") }
-        guard loraDropout >= 0, loraDropout < 1 else { throw ValidationError("--lora-dropout must be in [0, 1)") }
-        guard epochs >= 1, batchSize >= 1, gradAccum >= 1 else { throw ValidationError("--epochs, --batch-size and --grad-accum must be ≥ 1") }
-        guard blockSize >= 2 else { throw ValidationError("--block-size must be ≥ 2") }
-        if let lisaLayers {
-            guard full else { throw ValidationError("--lisa-layers samples layers for full finetuning; add --full") }
-            guard lisaLayers >= 1 else { throw ValidationError("--lisa-layers must be ≥ 1") }
-        }
-        guard lisaInterval >= 1 else { throw ValidationError("--lisa-interval must be ≥ 1") }
-        if let maxSteps, maxSteps < 1 { throw ValidationError("--max-steps must be ≥ 1") }
         guard Schedule(rawValue: schedule) != nil else { throw ValidationError("--schedule must be cosine, linear or constant (got \(schedule))") }
-        guard warmup >= 0, saveEvery >= 0, evalEvery >= 0 else { throw ValidationError("--warmup, --save-every and --eval-every must be ≥ 0") }
-        guard validationSplit >= 0, validationSplit < 1 else { throw ValidationError("--validation-split must be in [0, 1)") }
-        if evalData != nil && validationSplit > 0 { throw ValidationError("use either --eval-data or --validation-split") }
         _ = try targets()
         guard DType(name: saveType) != nil else { throw ValidationError("--save-type: unknown type \(saveType)") }
-        if let lr, !(lr > 0 && lr.isFinite) { throw ValidationError("--lr must be a finite number > 0") }
-        guard loraAlpha.isFinite, loraAlpha > 0 else { throw ValidationError("--lora-alpha must be a finite number > 0") }
-        guard weightDecay.isFinite, weightDecay >= 0 else { throw ValidationError("--weight-decay must be a finite number ≥ 0") }
-        guard clip.isFinite, clip >= 0 else { throw ValidationError("--clip must be a finite number ≥ 0 (0: off)") }
-        if let threads, threads < 1 { throw ValidationError("-t must be ≥ 1") }
     }
 
     func targets() throws -> [Projection] {
@@ -187,7 +170,7 @@ struct Finetune: ParsableCommand {
             o.resume = resume
             o.force = force
             o.seed = seed
-            if let threads { o.threads = threads }
+            if let t = threadOptions.threads { o.threads = t }
             o.chatTemplate = chatTemplate
             o.saveType = DType(name: saveType) ?? .f32
             o.lisaLayers = lisaLayers ?? 0
@@ -239,11 +222,7 @@ struct Merge: ParsableCommand {
     @Option(name: .shortAndLong, help: "Base model (.wren).")
     var model: String
 
-    @Option(name: .customLong("lora"), help: "PEFT adapter directory (repeatable).")
-    var lora: [String] = []
-
-    @Option(name: .customLong("lora-scale"), help: "Multiplier of each adapter's alpha/r (one for all, or one per --lora).")
-    var loraScale: [Float] = []
+    @OptionGroup var adapters: LoRAOptions
 
     @Option(name: .shortAndLong, help: "Output .wren.")
     var output: String
@@ -255,10 +234,7 @@ struct Merge: ParsableCommand {
     var force = false
 
     func validate() throws {
-        guard !lora.isEmpty else { throw ValidationError("give at least one --lora ADAPTER") }
-        if !loraScale.isEmpty, loraScale.count != 1, loraScale.count != lora.count {
-            throw ValidationError("give one --lora-scale for all adapters or one per --lora")
-        }
+        guard !adapters.lora.isEmpty else { throw ValidationError("give at least one --lora ADAPTER") }
         if let type, DType(name: type) == nil { throw ValidationError("--type: unknown type \(type)") }
     }
 
@@ -266,9 +242,7 @@ struct Merge: ParsableCommand {
         Std.removeTemporaryFilesOnSignals()
         do {
             let m = try LlamaModel(path: model)
-            for (i, path) in lora.enumerated() {
-                try m.attachAdapter(path: path, scale: loraScale.isEmpty ? 1 : loraScale[loraScale.count == 1 ? 0 : i])
-            }
+            try adapters.attach(to: m)
             if (try? FileManager.default.attributesOfItem(atPath: output)) != nil, !force {
                 throw FormatError.outputExists(path: output)
             }

@@ -6,64 +6,6 @@ import Foundation
 import WrenEngine
 import WrenFormat
 
-struct ModelOptions: ParsableArguments {
-    @Option(name: .shortAndLong, help: "Model file (.wren; convert GGUF/HF with `wren convert`).")
-    var model: String
-
-    @Option(name: .shortAndLong, help: "Context length in tokens (default: the model's, at most 4096).")
-    var ctx: Int?
-
-    @Option(name: .shortAndLong, help: "Threads (default: all cores).")
-    var threads: Int?
-
-    @Option(name: .customLong("rope-freq-base"), help: "Override the RoPE frequency base.")
-    var ropeFreqBase: Float?
-
-    @Option(name: .customLong("rope-scale"), help: "Linear RoPE scaling factor (position interpolation), e.g. 2 to double the context.")
-    var ropeScale: Float?
-
-    @Flag(help: "Use the exact path: f32 activations against exactly dequantized weights (instead of 8-bit activation blocks for q4_0/q4_1/q8_0 weights) and an f32 KV cache.")
-    var exact = false
-
-    @Option(name: .customLong("kv-type"), help: "KV cache type: f32, f16 or q8_0 (default f16; f32 with --exact).")
-    var kvType: String?
-
-    @Option(name: .customLong("lora"), help: "PEFT LoRA adapter directory applied unmerged at run time (repeatable; the base stays in its dtype).")
-    var lora: [String] = []
-
-    @Option(name: .customLong("lora-scale"), help: "Multiplier of each adapter's alpha/r (one for all, or one per --lora; default 1).")
-    var loraScale: [Float] = []
-
-    func validate() throws {
-        if !loraScale.isEmpty, loraScale.count != 1, loraScale.count != lora.count {
-            throw ValidationError("give one --lora-scale for all adapters or one per --lora (\(lora.count))")
-        }
-        if !loraScale.isEmpty, lora.isEmpty { throw ValidationError("--lora-scale needs --lora") }
-        if let ctx, ctx < 1 { throw ValidationError("-c must be at least 1") }
-        if let threads, threads < 1 || threads > 256 { throw ValidationError("-t must be in 1...256") }
-        if let ropeFreqBase, !(ropeFreqBase > 1 && ropeFreqBase.isFinite) { throw ValidationError("--rope-freq-base must be a finite number > 1") }
-        if let ropeScale, !(ropeScale > 0 && ropeScale.isFinite) { throw ValidationError("--rope-scale must be a finite number > 0") }
-        if let kvType, KVCacheType(rawValue: kvType) == nil { throw ValidationError("--kv-type must be f32, f16 or q8_0 (got \(kvType))") }
-    }
-
-    /// Attaches the --lora adapters to `m`.
-    func attachAdapters(_ m: LlamaModel) throws {
-        for (i, path) in lora.enumerated() {
-            let scale = loraScale.isEmpty ? 1 : loraScale[loraScale.count == 1 ? 0 : i]
-            try m.attachAdapter(path: path, scale: scale)
-        }
-    }
-
-    var kvCacheType: KVCacheType { kvType.flatMap(KVCacheType.init(rawValue:)) ?? (exact ? .f32 : .f16) }
-
-    func load() throws -> (LlamaModel, InferenceSession) {
-        let m = try LlamaModel(path: model, ropeFreqBase: ropeFreqBase, ropeScale: ropeScale)
-        try attachAdapters(m)
-        return (m, try InferenceSession(model: m, contextLength: ctx, threads: threads, kvType: kvCacheType,
-                                        activations: exact ? .f32 : .q8))
-    }
-}
-
 struct Logits: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print the logits after evaluating TEXT (special tokens parsed).")
 

@@ -29,22 +29,6 @@ struct Wren: ParsableCommand {
     }
 }
 
-/// Prints a library error as one line and exits 1.
-func fail(_ error: Error) -> Never {
-    if Std.dyingSignal != 0 { Std.dieBySignal() }   // the failure is the signal's doing (its temp file went)
-    let text: String
-    if let e = error as? FormatError { text = e.description } else if let e = error as? CLIError { text = e.message }
-    else if let e = error as? EngineError { text = e.description } else if let e = error as? TokenizerError { text = e.description }
-    else if let e = error as? JinjaError { text = e.description } else if let e = error as? DatasetError { text = e.description } else { text = "\(error)" }
-    Std.err("wren: error: \(text)\n")
-    TempFiles.removeAll()
-    exit(1)
-}
-
-struct CLIError: Error {
-    var message: String
-}
-
 func stderrLine(_ s: String) {
     Std.err((s + "\n"))
 }

@@ -40,7 +40,7 @@ public final class ChatFormatter: @unchecked Sendable {
             template = try ChatTemplate(src)
             origin = "model"
         } else {
-            throw EngineError.invalidParameter("\(model.file.path) has no chat template; choose one with --chat-template (\(ChatTemplate.fallbacks.keys.sorted().joined(separator: ", "))) or --chat-template-file")
+            throw EngineError.invalidSetting(setting: "chatTemplate", reason: "is needed: \(model.file.path) has no chat template; name a built-in one (\(ChatTemplate.fallbacks.keys.sorted().joined(separator: ", "))) or give a template file")
         }
     }
 

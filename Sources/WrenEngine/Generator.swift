@@ -85,13 +85,13 @@ public final class Generator: @unchecked Sendable {
             drafter = ModelDrafter(session: s, pMin: options.pMin)
         case .selfDraft(let layers):
             guard layers >= 1, layers < model.config.blockCount else {
-                throw EngineError.invalidParameter("--draft-layers must be in 1...\(model.config.blockCount - 1) for this model (got \(layers))")
+                throw EngineError.invalidSetting(setting: "draftLayers", reason: "must be in 1...\(model.config.blockCount - 1) for this model (got \(layers))")
             }
             let s = try InferenceSession(model: model, contextLength: session.contextLength, threads: session.threads,
                                          kvType: session.kvType, activations: session.activations, layers: layers)
             drafter = ModelDrafter(session: s, pMin: options.pMin)
         case .lookup(let n):
-            guard n >= 1 else { throw EngineError.invalidParameter("--lookup-ngram must be at least 1 (got \(n))") }
+            guard n >= 1 else { throw EngineError.invalidSetting(setting: "lookupNgram", reason: "must be at least 1 (got \(n))") }
             drafter = LookupDrafter(ngram: n)
         }
         speculation = options

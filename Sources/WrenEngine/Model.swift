@@ -14,15 +14,19 @@ public enum EngineError: Error, CustomStringConvertible, Equatable {
     case invalidToken(Int32, vocabularySize: Int)
     case unsupported(String)
     case invalidParameter(String)
+    /// A setting out of range. `setting` is the option's property name (`FinetuneOptions.lisaLayers`
+    /// → "lisaLayers"), so a front end can name its own flag; the library names no flags.
+    case invalidSetting(setting: String, reason: String)
 
     public var description: String {
         switch self {
-        case let .promptTooLong(t, c): return "the prompt is \(t) tokens but the context holds \(c) (use -c to enlarge it, up to the model's limit)"
+        case let .promptTooLong(t, c): return "the prompt is \(t) tokens but the context holds \(c) (enlarge the context length, up to the model's limit)"
         case let .contextFull(c): return "the context of \(c) tokens is full"
         case .emptyPrompt: return "the prompt is empty"
         case let .invalidToken(id, n): return "token id \(id) is outside the vocabulary (0..<\(n))"
         case let .unsupported(s): return s
         case let .invalidParameter(s): return s
+        case let .invalidSetting(setting, reason): return "\(setting) \(reason)"
         }
     }
 }

@@ -68,7 +68,7 @@ public final class InferenceSession: @unchecked Sendable {
         self.model = model
         let ctx = contextLength ?? min(c.contextLength, 4096)
         guard ctx >= 1, ctx <= c.contextLength * max(1, Int(model.rope.factor.rounded(.up))) else {
-            throw EngineError.invalidParameter("context length \(ctx) is outside 1...\(c.contextLength) for this model")
+            throw EngineError.invalidSetting(setting: "contextLength", reason: "\(ctx) is outside 1...\(c.contextLength) for this model")
         }
         self.contextLength = ctx
         self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
@@ -80,7 +80,7 @@ public final class InferenceSession: @unchecked Sendable {
         // pages a short batch never uses are never made resident.
         func alloc(_ n: Int) -> UnsafeMutablePointer<Float> { UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1)) }
         if kvType == .q8_0 && c.headDim % 32 != 0 {
-            throw EngineError.invalidParameter("--kv-type q8_0 needs a head dimension that is a multiple of 32 (this model's is \(c.headDim))")
+            throw EngineError.invalidSetting(setting: "kvType", reason: "q8_0 needs a head dimension that is a multiple of 32 (this model's is \(c.headDim))")
         }
         // The cache is sized from numbers a file (and -c) chose: checked, and refused past
         // the machine's memory with the figure rather than left to a failed allocation.

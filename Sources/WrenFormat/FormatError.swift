@@ -51,7 +51,7 @@ public enum FormatError: Error, CustomStringConvertible, Equatable {
         case let .wrongFieldType(path, field, expected):
             return "\(path): field \"\(field)\" should be \(expected)"
         case let .outputExists(path):
-            return "\(path): output exists (use --force to overwrite)"
+            return "\(path): output exists"
         case let .compression(path, tensor, reason):
             return "\(path): tensor \(tensor): \(reason)"
         }

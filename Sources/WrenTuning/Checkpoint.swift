@@ -92,7 +92,7 @@ extension Finetuner {
     func loadCheckpoint() throws {
         let path = checkpointPath
         guard FileManager.default.fileExists(atPath: path) else {
-            throw EngineError.invalidParameter("\(path): no checkpoint to resume from (run without --resume to start)")
+            throw EngineError.invalidSetting(setting: "resume", reason: "is set but \(path) holds no checkpoint to resume from")
         }
         let st = try SafetensorsFile(path: path)
         guard let fp = st.metadata["fingerprint"], let s = st.metadata["step"].flatMap(Int.init),

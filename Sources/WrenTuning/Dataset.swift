@@ -252,7 +252,7 @@ public enum Blocks {
             if e.ids.count > blockSize {
                 guard truncate else {
                     throw DatasetError(e.source.file, instance: e.source.index,
-                                       "is \(e.ids.count) tokens, longer than the block size \(blockSize) (raise --block-size or pass --truncate)")
+                                       "is \(e.ids.count) tokens, longer than the block size \(blockSize) (raise the block size or allow truncation)")
                 }
                 return sequence(Array(e.ids.prefix(blockSize)), Array(e.trained.prefix(blockSize)))
             }

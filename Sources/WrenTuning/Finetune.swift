@@ -107,6 +107,9 @@ public final class Finetuner: @unchecked Sendable {
         }
     }
 
+    /// A setting out of range, named by its `FinetuneOptions` property.
+    static func invalid(_ setting: String, _ reason: String) -> EngineError { .invalidSetting(setting: setting, reason: reason) }
+
     static func hash(_ seqs: [TrainSequence]) -> UInt64 {
         var h: UInt64 = 0
         for s in seqs {
@@ -118,26 +121,27 @@ public final class Finetuner: @unchecked Sendable {
 
     public init(_ o: FinetuneOptions) throws {
         options = o
-        guard o.batchSize >= 1, o.gradAccum >= 1, o.epochs >= 1, o.blockSize >= 2 else {
-            throw EngineError.invalidParameter("--batch-size, --grad-accum and --epochs must be ≥ 1 and --block-size ≥ 2")
+        for (name, value, least) in [("batchSize", o.batchSize, 1), ("gradAccum", o.gradAccum, 1), ("epochs", o.epochs, 1), ("blockSize", o.blockSize, 2),
+                                     ("warmup", o.warmup, 0), ("saveEvery", o.saveEvery, 0), ("evalEvery", o.evalEvery, 0),
+                                     ("maxSteps", o.maxSteps ?? 1, 1), ("lisaInterval", o.lisaInterval, 1), ("lisaLayers", o.lisaLayers, 0)] where value < least {
+            throw Self.invalid(name, "must be at least \(least), not \(value)")
         }
-        guard o.learningRate > 0, o.learningRate.isFinite else { throw EngineError.invalidParameter("learning rate must be a positive number, not \(o.learningRate)") }
-        guard o.weightDecay >= 0, o.weightDecay.isFinite else { throw EngineError.invalidParameter("weight decay must be a finite number ≥ 0, not \(o.weightDecay)") }
-        guard o.clip >= 0, o.clip.isFinite else { throw EngineError.invalidParameter("gradient clipping norm must be a finite number ≥ 0 (0: off), not \(o.clip)") }
-        guard o.warmup >= 0, o.saveEvery >= 0, o.evalEvery >= 0, (o.maxSteps ?? 1) >= 1 else {
-            throw EngineError.invalidParameter("warm-up, save and eval intervals must be ≥ 0 and the step limit ≥ 1")
-        }
-        guard o.validationSplit >= 0, o.validationSplit < 1 else { throw EngineError.invalidParameter("--validation-split must be in [0, 1)") }
+        guard o.learningRate > 0, o.learningRate.isFinite else { throw Self.invalid("learningRate", "must be a finite number > 0, not \(o.learningRate)") }
+        guard o.weightDecay >= 0, o.weightDecay.isFinite else { throw Self.invalid("weightDecay", "must be a finite number ≥ 0, not \(o.weightDecay)") }
+        guard o.clip >= 0, o.clip.isFinite else { throw Self.invalid("clip", "must be a finite number ≥ 0 (0: off), not \(o.clip)") }
+        guard o.validationSplit >= 0, o.validationSplit < 1 else { throw Self.invalid("validationSplit", "must be in [0, 1), not \(o.validationSplit)") }
+        if o.evalDataPath != nil, o.validationSplit > 0 { throw Self.invalid("validationSplit", "cannot be combined with separate evaluation data") }
         if case let .lora(c) = o.mode {
-            guard c.rank >= 1 else { throw EngineError.invalidParameter("LoRA rank must be ≥ 1, not \(c.rank)") }
-            guard c.alpha.isFinite, c.alpha > 0 else { throw EngineError.invalidParameter("LoRA alpha must be a finite number > 0, not \(c.alpha)") }
-            guard c.dropout >= 0, c.dropout < 1 else { throw EngineError.invalidParameter("LoRA dropout must be in [0, 1), not \(c.dropout)") }
-            guard !c.targets.isEmpty else { throw EngineError.invalidParameter("no LoRA target modules") }
+            guard c.rank >= 1 else { throw Self.invalid("loraRank", "must be at least 1, not \(c.rank)") }
+            guard c.alpha.isFinite, c.alpha > 0 else { throw Self.invalid("loraAlpha", "must be a finite number > 0, not \(c.alpha)") }
+            guard c.dropout >= 0, c.dropout < 1 else { throw Self.invalid("loraDropout", "must be in [0, 1), not \(c.dropout)") }
+            guard !c.targets.isEmpty else { throw Self.invalid("loraTargets", "is empty") }
+            guard o.lisaLayers == 0 else { throw Self.invalid("lisaLayers", "samples layers for full finetuning; this run is LoRA") }
         }
         model = try LlamaModel(path: o.modelPath)
         try Self.checkMemory(o, model)
         guard o.blockSize <= model.config.contextLength * max(1, Int(model.rope.factor)) else {
-            throw EngineError.invalidParameter("--block-size \(o.blockSize) exceeds the model's context length \(model.config.contextLength)")
+            throw Self.invalid("blockSize", "\(o.blockSize) exceeds the model's context length \(model.config.contextLength)")
         }
         let raw = try RawDataset.load(o.dataPath)
         datasetType = raw.type
@@ -153,7 +157,7 @@ public final class Finetuner: @unchecked Sendable {
             var rng = TrainRNG(seed: o.seed ^ 0x5EED_5EED)
             let n = examples.count
             let k = min(n - 1, max(1, Int((Double(n) * o.validationSplit).rounded())))
-            guard k >= 1 else { throw EngineError.invalidParameter("--validation-split needs at least two instances") }
+            guard k >= 1 else { throw Self.invalid("validationSplit", "needs at least two instances") }
             var idx = Array(0..<n)
             for i in stride(from: n - 1, to: 0, by: -1) { idx.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
             let chosen = Set(idx.prefix(k))
@@ -170,12 +174,8 @@ public final class Finetuner: @unchecked Sendable {
         let maxLen = (train + eval).map(\.ids.count).max() ?? 2
         trainModel = try TrainModel(model: model, mode: o.mode, maxTokens: o.batchSize * maxLen, maxLength: maxLen, threads: o.threads,
                                     checkpointing: o.checkpointing, seed: o.seed)
-        if o.lisaLayers != 0 {
-            guard o.mode == .full else { throw EngineError.invalidParameter("--lisa-layers samples layers for full finetuning; add --full") }
-            guard (1...model.config.blockCount).contains(o.lisaLayers) else {
-                throw EngineError.invalidParameter("--lisa-layers must be in 1...\(model.config.blockCount) (the model's layers), not \(o.lisaLayers)")
-            }
-            guard o.lisaInterval >= 1 else { throw EngineError.invalidParameter("--lisa-interval must be at least 1") }
+        if o.lisaLayers != 0, !(1...model.config.blockCount).contains(o.lisaLayers) {
+            throw Self.invalid("lisaLayers", "must be in 1...\(model.config.blockCount) (the model's layers), not \(o.lisaLayers)")
         }
         optimizer = AdamW(parameters: trainModel.parameters, weightDecay: o.weightDecay)
         dataHash = Self.hash(train + [TrainSequence(ids: [], labels: [])] + eval)
@@ -272,13 +272,12 @@ public final class Finetuner: @unchecked Sendable {
         let lock = try DirectoryLock(o.outputDir)
         defer { lock.release() }
         if !o.resume, !o.force, FileManager.default.fileExists(atPath: checkpointPath) {
-            throw EngineError.invalidParameter(
-                "\(o.outputDir) already holds a training run (checkpoint.safetensors); pass --resume to continue it, --force to start afresh, or choose another output directory")
+            throw Self.invalid("resume", "is not set, but \(o.outputDir) already holds a training run (checkpoint.safetensors): resume it, force a fresh start, or choose another output directory")
         }
         if !o.resume, !o.force, let done = ["adapter_model.safetensors", "adapter_config.json", "model.wren"].first(where: {
             FileManager.default.fileExists(atPath: o.outputDir + "/" + $0)
         }) {
-            throw EngineError.invalidParameter("\(o.outputDir) already holds a trained result (\(done)); pass --force to replace it or choose another output directory")
+            throw Self.invalid("force", "is not set, but \(o.outputDir) already holds a trained result (\(done)): force its replacement or choose another output directory")
         }
         if o.resume { try loadCheckpoint() }
         if step == 0, let e = evaluate() {

@@ -87,7 +87,7 @@ final class CLITests: XCTestCase {
 
         var r = try runWren(["convert", g, "-o", w, "--type", "q8_0"])
         XCTAssertEqual(r.status, 1)
-        XCTAssertEqual(r.stderr, "wren: error: \(w): output exists (use --force to overwrite)\n")
+        XCTAssertEqual(r.stderr, "wren: error: \(w): output exists (use --force to replace it)\n")
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: w)), before, "the existing file must be untouched")
 
         r = try runWren(["convert", dir + "/nope.gguf", "-o", dir + "/x.wren"])

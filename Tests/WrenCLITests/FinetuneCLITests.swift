@@ -91,7 +91,7 @@ final class FinetuneCLITests: XCTestCase {
             (["--schedule", "steep"], "--schedule"),
             (["--lora-dropout", "1.5"], "--lora-dropout"),
             (["--batch-size", "0"], "--batch-size"),
-            (["--lisa-layers", "1"], "add --full"),
+            (["--lisa-layers", "1"], "--lisa-layers samples layers for full finetuning"),
             (["--full", "--lisa-layers", "9", "--block-size", "32"], "--lisa-layers must be in 1...2"),
         ]
         for (extra, msg) in cases {

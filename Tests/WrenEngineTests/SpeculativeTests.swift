@@ -144,7 +144,7 @@ final class SpeculativeTests: XCTestCase {
         XCTAssertThrowsError(try g.enableSpeculation(.init(mode: .draftModel(try InferenceSession(model: other, contextLength: 32))))) {
             XCTAssertTrue("\($0)".contains("vocabulary"), "\($0)")
         }
-        XCTAssertThrowsError(try g.enableSpeculation(.init(mode: .selfDraft(layers: 2)))) { XCTAssertTrue("\($0)".contains("draft-layers"), "\($0)") }
+        XCTAssertThrowsError(try g.enableSpeculation(.init(mode: .selfDraft(layers: 2)))) { XCTAssertTrue("\($0)".contains("draftLayers must be in 1...1"), "\($0)") }
         XCTAssertThrowsError(try g.enableSpeculation(.init(mode: .lookup(ngram: 0))))
         XCTAssertThrowsError(try g.enableSpeculation(.init(mode: .lookup(ngram: 2), draftTokens: 0)))
     }

@@ -347,12 +347,12 @@ final class FinetuneTests: XCTestCase {
         // Refused: more layers than the model has, LISA with LoRA, an interval of 0.
         var many = options(dir + "/c")
         many.lisaLayers = 5
-        expectError({ _ = try Finetuner(many) }, contains: ["--lisa-layers", "1...4"])
+        expectError({ _ = try Finetuner(many) }, contains: ["lisaLayers", "1...4"])
         var lora = options(dir + "/c")
         lora.mode = .lora(LoRAConfig())
-        expectError({ _ = try Finetuner(lora) }, contains: ["--lisa-layers", "--full"])
+        expectError({ _ = try Finetuner(lora) }, contains: ["lisaLayers", "full finetuning"])
         var zero = options(dir + "/c")
         zero.lisaInterval = 0
-        expectError({ _ = try Finetuner(zero) }, contains: ["--lisa-interval"])
+        expectError({ _ = try Finetuner(zero) }, contains: ["lisaInterval"])
     }
 }

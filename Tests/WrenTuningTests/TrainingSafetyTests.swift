@@ -47,13 +47,13 @@ final class TrainingSafetyTests: XCTestCase {
         let out = dir + "/out"
         var o = options(s, out)
         o.mode = .lora(LoRAConfig(rank: 2, alpha: .nan))
-        expectError({ _ = try Finetuner(o) }, ["LoRA alpha", "nan"])
+        expectError({ _ = try Finetuner(o) }, ["loraAlpha", "nan"])
         o = options(s, out); o.weightDecay = .nan
-        expectError({ _ = try Finetuner(o) }, ["weight decay"])
+        expectError({ _ = try Finetuner(o) }, ["weightDecay"])
         o = options(s, out); o.clip = .infinity
-        expectError({ _ = try Finetuner(o) }, ["clipping"])
+        expectError({ _ = try Finetuner(o) }, ["clip must be"])
         o = options(s, out); o.learningRate = .nan
-        expectError({ _ = try Finetuner(o) }, ["learning rate"])
+        expectError({ _ = try Finetuner(o) }, ["learningRate"])
         // A rank whose parameters and moments could never fit: refused with the figure, nothing allocated.
         o = options(s, out); o.mode = .lora(LoRAConfig(rank: 1_000_000_000, alpha: 4))
         expectError({ _ = try Finetuner(o) }, ["this run needs about", "GB", "the machine has"])
@@ -73,7 +73,7 @@ final class TrainingSafetyTests: XCTestCase {
         try FileManager.default.removeItem(atPath: out + "/checkpoint.safetensors")
         var again = options(s, out)
         again.seed = 7
-        expectError({ try Finetuner(again).run() }, ["already holds a trained result", "--force"])
+        expectError({ try Finetuner(again).run() }, ["already holds a trained result", "force"])
         XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/adapter_model.safetensors")), adapter)
         again.force = true
         try Finetuner(again).run()
