@@ -677,15 +677,16 @@ void wren_quantize_q8(const float *x, int8_t *qs, float *d, float *s, int n) {
     quantize_q8_scalar(x, qs, d, s, n);
 }
 
-void wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
-                  int blocks, float *y) {
+int wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
+                 int blocks, float *y) {
     const uint8_t *rw = w;
+    if (dtype != 2 && dtype != 3 && dtype != 8) return -1;   /* no 8-bit-activation kernel: an error, never a guess */
 #if HAVE_SIMD
     if (wren_kernels_simd()) {
         switch (dtype) {
-        case 3: gemv_q4_1_q8_avx2(rw, row_bytes, rows, qs, d, s, blocks, y); return;
-        case 2: gemv_q4_0_q8_avx2(rw, row_bytes, rows, qs, d, s, blocks, y); return;
-        default: gemv_q8_0_q8_avx2(rw, row_bytes, rows, qs, d, s, blocks, y); return;
+        case 3: gemv_q4_1_q8_avx2(rw, row_bytes, rows, qs, d, s, blocks, y); return 0;
+        case 2: gemv_q4_0_q8_avx2(rw, row_bytes, rows, qs, d, s, blocks, y); return 0;
+        case 8: gemv_q8_0_q8_avx2(rw, row_bytes, rows, qs, d, s, blocks, y); return 0;
         }
     }
 #endif
@@ -693,9 +694,10 @@ void wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const in
         switch (dtype) {
         case 3: y[r] = dot_q4_1_q8_scalar(rw, qs, d, s, blocks); break;
         case 2: y[r] = dot_q4_0_q8_scalar(rw, qs, d, blocks); break;
-        default: y[r] = dot_q8_0_q8_scalar(rw, qs, d, blocks); break;
+        case 8: y[r] = dot_q8_0_q8_scalar(rw, qs, d, blocks); break;
         }
     }
+    return 0;
 }
 
 static float kdot_f16_scalar(const uint8_t *kp, const float *q, int hd) { return dot_f16_scalar(kp, q, hd); }
@@ -787,9 +789,10 @@ void wren_gemv_f16(const void *w, size_t row_bytes, int rows, const float *x, in
     for (int r = 0; r < rows; r++) y[r] = dot_f16_scalar(rw + r * row_bytes, x, n);
 }
 
-void wren_gemm_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
-                  int blocks, int tokens, float *y, int ldy) {
+int wren_gemm_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
+                 int blocks, int tokens, float *y, int ldy) {
     int t = 0;
+    if (dtype != 2 && dtype != 3 && dtype != 8) return -1;
 #if HAVE_SIMD
     if (wren_kernels_simd()) {
         const int n = 32 * blocks;
@@ -800,7 +803,7 @@ void wren_gemm_q8(int dtype, const void *w, size_t row_bytes, int rows, const in
             switch (dtype) {
             case 3: gemm2_q4_1_q8_avx2(w, row_bytes, rows, q, dt, st, blocks, n, yt, ldy); break;
             case 2: gemm2_q4_0_q8_avx2(w, row_bytes, rows, q, dt, st, blocks, n, yt, ldy); break;
-            default: gemm2_q8_0_q8_avx2(w, row_bytes, rows, q, dt, st, blocks, n, yt, ldy); break;
+            case 8: gemm2_q8_0_q8_avx2(w, row_bytes, rows, q, dt, st, blocks, n, yt, ldy); break;
             }
         }
     }
@@ -808,6 +811,7 @@ void wren_gemm_q8(int dtype, const void *w, size_t row_bytes, int rows, const in
     for (; t < tokens; t++)
         wren_gemv_q8(dtype, w, row_bytes, rows, qs + (size_t)t * 32 * blocks, d + (size_t)t * blocks, s + (size_t)t * blocks,
                      blocks, y + (size_t)t * ldy);
+    return 0;
 }
 
 void wren_gemm_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, int tokens, float *y, int ldy) {

@@ -158,8 +158,9 @@ public enum Ops {
                     if int8 && dtype.isQuantized {
                         for a in stride(from: r0, to: r1, by: tile) {
                             let b = min(r1, a + tile)
-                            wren_gemm_q8(Int32(dtype.rawValue), part.w + a * rowBytes, rowBytes, Int32(b - a), q, xd, xs, Int32(nb),
-                                         Int32(tokens), y + a, Int32(rows))
+                            let rc = wren_gemm_q8(Int32(dtype.rawValue), part.w + a * rowBytes, rowBytes, Int32(b - a), q, xd, xs, Int32(nb),
+                                                  Int32(tokens), y + a, Int32(rows))
+                            precondition(rc == 0, "wren_gemm_q8 has no kernel for \(dtype)")
                         }
                     } else if dtype == .f32 {
                         let wf = part.w.assumingMemoryBound(to: Float.self)

@@ -167,4 +167,23 @@ final class OpsTests: XCTestCase {
             XCTAssertEqual(fast, slow, accuracy: 1e-5 * Float(n))
         }
     }
+
+    /// A dtype without an 8-bit-activation kernel is an error from the C dispatch (it used
+    /// to fall through to q8_0 and read the rows as the wrong type), on both paths.
+    func testUnknownDTypeIsRefusedByTheQ8Kernels() {
+        let w = [UInt8](repeating: 0x11, count: 34 * 4)
+        var qs = [Int8](repeating: 1, count: 32), d: [Float] = [1], s: [Float] = [32]
+        for scalar in [false, true] {
+            wren_kernels_force_scalar(scalar ? 1 : 0)
+            defer { wren_kernels_force_scalar(0) }
+            for dt: Int32 in [0, 1, 7, 30] {
+                var y = [Float](repeating: -7, count: 4)
+                XCTAssertEqual(wren_gemv_q8(dt, w, 34, 4, &qs, &d, &s, 1, &y), -1, "dtype \(dt)")
+                XCTAssertEqual(wren_gemm_q8(dt, w, 34, 4, &qs, &d, &s, 1, 1, &y, 4), -1, "dtype \(dt)")
+                XCTAssertEqual(y, [-7, -7, -7, -7], "nothing written")
+            }
+            var y = [Float](repeating: 0, count: 4)
+            XCTAssertEqual(wren_gemv_q8(8, w, 34, 4, &qs, &d, &s, 1, &y), 0, "q8_0 still runs")
+        }
+    }
 }

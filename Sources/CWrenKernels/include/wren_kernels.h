@@ -31,14 +31,15 @@ void wren_axpy_f16(float a, const void *v, float *out, int n);
 void wren_quantize_q8(const float *x, int8_t *qs, float *d, float *s, int n);
 /// y[r] = row r · activation for `rows` consecutive rows `row_bytes` apart, of
 /// ggml type `dtype` (2 = q4_0, 3 = q4_1, 8 = q8_0), four rows at a time with
-/// software prefetch of the rows ahead.
-void wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
-                  int blocks, float *y);
+/// software prefetch of the rows ahead. Returns 0, or -1 for any other dtype
+/// (nothing written: an unknown type is an error, never a guess).
+int wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
+                 int blocks, float *y);
 /// The same for `tokens` activations (qs, d, s laid out token after token);
 /// y[t·ldy + r]. Tokens go two at a time (weights unpacked once per pair), each
 /// result bit for bit equal to wren_gemv_q8 on that token alone.
-void wren_gemm_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
-                  int blocks, int tokens, float *y, int ldy);
+int wren_gemm_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
+                 int blocks, int tokens, float *y, int ldy);
 /// y[r] = f16 row r · x (f32) for `rows` rows `row_bytes` apart.
 void wren_gemv_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, float *y);
 /// The same for `tokens` inputs (x token after token), y[t·ldy + r]; two tokens
