@@ -36,11 +36,17 @@ final class FuzzTests: XCTestCase {
         }
     }
 
-    nonisolated(unsafe) static let tinyModel: LlamaModel = {
+    nonisolated(unsafe) static var cachedModel: LlamaModel?
+
+    /// The tiny base model the adapter, dataset and request targets run against (built once).
+    static func tinyModel() throws -> LlamaModel {
+        if let m = cachedModel { return m }
         let p = dir + "/base.wren"
-        try! TinyModel(seed: 3).writeWren(to: p, dtype: .q8_0)
-        return try! LlamaModel(path: p)
-    }()
+        try TinyModel(seed: 3).writeWren(to: p, dtype: .q8_0)
+        let m = try LlamaModel(path: p)
+        cachedModel = m
+        return m
+    }
 
     func testFuzzWren() throws {
         var seeds: [[UInt8]] = []
@@ -90,7 +96,7 @@ final class FuzzTests: XCTestCase {
     func testFuzzPEFTAdapter() throws {
         let d = dir + "/adapter"
         try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
-        let model = Self.tinyModel
+        let model = try Self.tinyModel()
         var factors: [Int: [String: PEFTFactor]] = [:]
         var rng = SeededRNG(seed: 9)
         for l in 0..<2 {
@@ -133,7 +139,7 @@ final class FuzzTests: XCTestCase {
     }
 
     func testFuzzDataset() throws {
-        let model = Self.tinyModel
+        let model = try Self.tinyModel()
         func json(_ o: Any) throws -> [UInt8] { Array(try JSONSerialization.data(withJSONObject: o)) }
         let seeds: [[UInt8]] = [
             [0] + (try json(["type": "text_only", "instances": [["text": "ab cd ef"], ["text": "gh ij"]]])),
@@ -152,7 +158,7 @@ final class FuzzTests: XCTestCase {
     }
 
     func testFuzzGenerationRequests() throws {
-        let vocab = Self.tinyModel.config.vocabSize
+        let vocab = try Self.tinyModel().config.vocabSize
         let seeds = [
             #"{"prompt":"Hello","n_predict":8,"temperature":0.7,"top_k":40,"top_p":0.9,"seed":3,"stop":["\n"]}"#,
             #"{"messages":[{"role":"system","content":"s"},{"role":"user","content":"hi"}],"min_p":0.05,"repeat_penalty":1.1}"#,
