@@ -241,61 +241,22 @@ public final class InferenceSession: @unchecked Sendable {
                 }
             }
             lap(&otherNs)
-            // Causal attention, one job per (token, head), keys in blocks of
-            // `attnBlock` with a running maximum and sum (online softmax), so the
-            // memory is one block of scores per job whatever the prompt length.
-            // The f16 and q8_0 caches go through the C kernels (same algorithm);
-            // the f32 cache (the exact path) stays here.
+            // Causal attention (WrenKernels/Attention.swift): one job per (token, head)
+            // over the cache with an online softmax, or, for a prompt chunk, the
+            // row-block form as two sgemms per head.
             let Q = SendablePointer(q), A = SendablePointer(att)
             let KC = SendableRawPointer(UnsafeRawPointer(kc)), VC = SendableRawPointer(UnsafeRawPointer(vc))
-            let kvt = kvType
+            let decode: @Sendable (UnsafePointer<Float>, UnsafeRawPointer, UnsafeRawPointer, Int, Int, Int, Float, UnsafeMutablePointer<Float>) -> Void
+            switch kvType {
+            case .f32: decode = Attention.decodeF32
+            case .f16: decode = Attention.decodeF16
+            case .q8_0: decode = Attention.decodeQ8_0
+            }
             let work: @Sendable (Int) -> Void = { job in
                 let t = job / heads, h = job % heads
                 let kvh = h / group
-                let n = start + t + 1
-                let qv = Q.p + t * qDim + h * hd
-                let out = A.p + t * qDim + h * hd
-                switch kvt {
-                case .f16:
-                    wren_attend_f16(qv, KC.p + kvh * headBytes, VC.p + kvh * headBytes, rowBytes, Int32(n), Int32(hd), scale, out)
-                    return
-                case .q8_0:
-                    wren_attend_q8_0(qv, KC.p + kvh * headBytes, VC.p + kvh * headBytes, rowBytes, Int32(n), Int32(hd), scale, out)
-                    return
-                case .f32: break
-                }
-                out.initialize(repeating: 0, count: hd)
-                withUnsafeTemporaryAllocation(of: Float.self, capacity: InferenceSession.attnBlock) { buf in
-                    let sc = buf.baseAddress!
-                    var runMax = -Float.infinity, runSum: Float = 0
-                    var p0 = 0
-                    while p0 < n {
-                        let bn = min(InferenceSession.attnBlock, n - p0)
-                        var bmax = -Float.infinity
-                        for i in 0..<bn {
-                            let kp = KC.p + (p0 + i) * rowBytes + kvh * headBytes
-                            let v = Ops.dot(kp.assumingMemoryBound(to: Float.self), qv, hd) * scale
-                            sc[i] = v
-                            bmax = max(bmax, v)
-                        }
-                        if bmax > runMax {
-                            let corr = expf(runMax - bmax)   // 0 on the first block
-                            if runSum != 0 { for d in 0..<hd { out[d] *= corr } }
-                            runSum *= corr
-                            runMax = bmax
-                        }
-                        for i in 0..<bn {
-                            let a = expf(sc[i] - runMax)
-                            runSum += a
-                            let vp = VC.p + (p0 + i) * rowBytes + kvh * headBytes
-                            let vv = vp.assumingMemoryBound(to: Float.self)
-                            for d in 0..<hd { out[d] += a * vv[d] }
-                        }
-                        p0 += bn
-                    }
-                    let inv = 1 / runSum
-                    for d in 0..<hd { out[d] *= inv }
-                }
+                decode(Q.p + t * qDim + h * hd, KC.p + kvh * headBytes, VC.p + kvh * headBytes, rowBytes, start + t + 1, hd, scale,
+                       A.p + t * qDim + h * hd)
             }
             if batched {
                 attendBatched(kc: kc, vc: vc, T: T, start: start, scale: scale)
@@ -326,9 +287,6 @@ public final class InferenceSession: @unchecked Sendable {
         }
     }
 
-    /// Keys per block of the online-softmax attention.
-    static let attnBlock = 64
-
     /// Attention for a prompt chunk as matrix products: per head, S = Q·Kᵀ
     /// (chunk × positions, OpenBLAS), a causal softmax per row (worker pool),
     /// then S·V. Memory: one head's scores (maxBatch × context floats) and one
@@ -358,16 +316,8 @@ public final class InferenceSession: @unchecked Sendable {
                 kf = UnsafePointer(kvWide); vf = UnsafePointer(kvWide + n * hd); ld = hd
             }
             for h in (g * group)..<((g + 1) * group) {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(T), Int32(n), Int32(hd),
-                            scale, q + h * hd, Int32(qDim), kf, Int32(ld), 0, attScores, Int32(n))
-                let S = SendablePointer(attScores)
-                WorkerPool.shared(threads).run(T) { t in
-                    let row = S.p + t * n, visible = start + t + 1
-                    Ops.softmax(row, visible)
-                    for p in visible..<n { row[p] = 0 }
-                }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(T), Int32(hd), Int32(n),
-                            1, attScores, Int32(n), vf, Int32(ld), 0, att + h * hd, Int32(qDim))
+                Attention.rowBlock(q: q + h * hd, ldq: qDim, k: kf, v: vf, ldkv: ld, rows: 0..<T, start: start, hd: hd, scale: scale,
+                                   probs: attScores, ldp: n, out: att + h * hd, ldo: qDim, pool: WorkerPool.shared(threads))
             }
         }
     }

@@ -1,7 +1,8 @@
 // Forward and backward of each op of the llama forward pass, for training,
-// side by side (in the manner of llm.c): RMSNorm, RoPE, SwiGLU, causal GQA
-// attention, products against a frozen weight in any stored dtype, and
-// cross-entropy with an ignore label. Activations are f32, row-major, one row
+// side by side (in the manner of llm.c): RMSNorm, RoPE, SwiGLU, products
+// against a frozen weight in any stored dtype, and cross-entropy with an
+// ignore label. Causal GQA attention, forward and backward, is in
+// WrenKernels/Attention.swift, shared with the engine. Activations are f32, row-major, one row
 // per token; every backward *adds* into the input gradients it is given, so
 // branches that share an input (q/k/v, gate/up, residuals) sum naturally.
 // Products go through OpenBLAS sgemm; frozen quantized weights are expanded
@@ -177,104 +178,6 @@ enum Layers {
             let i = c * chunk, m = min(n, i + chunk) - i
             wren_swiglu_backward(G.p.assumingMemoryBound(to: Float.self) + i, U.p.assumingMemoryBound(to: Float.self) + i,
                                  DH.p.assumingMemoryBound(to: Float.self) + i, DG.p + i, DU.p + i, Int32(m))
-        }
-    }
-
-    // MARK: causal GQA attention over B sequences of L tokens
-    //
-    // Queries go in blocks of `queryBlock` rows; block [r0, r1) only needs keys
-    // [0, r1), so the masked upper triangle is (mostly) never computed.
-
-    /// Rows per query block (a variable so that tests can exercise several blocks on tiny sequences).
-    nonisolated(unsafe) static var queryBlock = 64
-
-    /// out (T × heads·hd) = softmax(scale·Q·Kᵀ + causal mask)·V, per sequence and head.
-    /// One job per (sequence, kv head); `probs` holds B·kvHeads scratch blocks of L × L.
-    static func attentionForward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, out: UnsafeMutablePointer<Float>,
-                                 B: Int, L: Int, heads: Int, kvHeads: Int, headDim hd: Int, probs: UnsafeMutablePointer<Float>,
-                                 threads: Int) {
-        let qDim = heads * hd, kvDim = kvHeads * hd, group = heads / kvHeads
-        let scale = 1 / Float(hd).squareRoot()
-        let Q = SendableRawPointer(q), K = SendableRawPointer(k), V = SendableRawPointer(v), O = SendablePointer(out), P = SendablePointer(probs)
-        WorkerPool.shared(threads).run(B * kvHeads) { job in
-            let b = job / kvHeads, g = job % kvHeads
-            let pr = P.p + job * L * L
-            let kp = K.p.assumingMemoryBound(to: Float.self) + b * L * kvDim + g * hd
-            let vp = V.p.assumingMemoryBound(to: Float.self) + b * L * kvDim + g * hd
-            for h in (g * group)..<((g + 1) * group) {
-                let qp = Q.p.assumingMemoryBound(to: Float.self) + b * L * qDim + h * hd
-                let op = O.p + b * L * qDim + h * hd
-                var r0 = 0
-                while r0 < L {
-                    let r1 = min(L, r0 + queryBlock), nr = r1 - r0
-                    causalProbabilities(qp, kp, qDim: qDim, kvDim: kvDim, rows: r0..<r1, L: L, hd: hd, scale: scale, probs: pr)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(nr), Int32(hd), Int32(r1),
-                                1, pr + r0 * L, Int32(L), vp, Int32(kvDim), 0, op + r0 * qDim, Int32(qDim))
-                    r0 = r1
-                }
-            }
-        }
-    }
-
-    /// Rows `rows` of P = causal softmax(scale·Q·Kᵀ) for one sequence and head, into
-    /// `probs` (ld L): row i holds i + 1 probabilities then zeros up to column rows.upperBound.
-    static func causalProbabilities(_ qp: UnsafePointer<Float>, _ kp: UnsafePointer<Float>, qDim: Int, kvDim: Int, rows: Range<Int>,
-                                    L: Int, hd: Int, scale: Float, probs: UnsafeMutablePointer<Float>) {
-        let r0 = rows.lowerBound, r1 = rows.upperBound
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(r1 - r0), Int32(r1), Int32(hd),
-                    scale, qp + r0 * qDim, Int32(qDim), kp, Int32(kvDim), 0, probs + r0 * L, Int32(L))
-        for i in rows {
-            let row = probs + i * L
-            Ops.softmax(row, i + 1)
-            if i + 1 < r1 { (row + i + 1).update(repeating: 0, count: r1 - i - 1) }
-        }
-    }
-
-    /// Given dOut, adds into dq, dk, dv (dk/dv summed over each kv head's group).
-    /// `probs` and `dprobs` hold B·kvHeads blocks of L × L each. P is recomputed, not stored.
-    static func attentionBackward(q: UnsafePointer<Float>, k: UnsafePointer<Float>, v: UnsafePointer<Float>, dOut: UnsafePointer<Float>,
-                                  dq: UnsafeMutablePointer<Float>, dk: UnsafeMutablePointer<Float>, dv: UnsafeMutablePointer<Float>,
-                                  B: Int, L: Int, heads: Int, kvHeads: Int, headDim hd: Int,
-                                  probs: UnsafeMutablePointer<Float>, dprobs: UnsafeMutablePointer<Float>, threads: Int) {
-        let qDim = heads * hd, kvDim = kvHeads * hd, group = heads / kvHeads
-        let scale = 1 / Float(hd).squareRoot()
-        let Q = SendableRawPointer(q), K = SendableRawPointer(k), V = SendableRawPointer(v), DO = SendableRawPointer(dOut)
-        let DQ = SendablePointer(dq), DK = SendablePointer(dk), DV = SendablePointer(dv)
-        let P = SendablePointer(probs), DP = SendablePointer(dprobs)
-        WorkerPool.shared(threads).run(B * kvHeads) { job in
-            let b = job / kvHeads, g = job % kvHeads
-            let pr = P.p + job * L * L, dpr = DP.p + job * L * L
-            let ko = b * L * kvDim + g * hd
-            let kp = K.p.assumingMemoryBound(to: Float.self) + ko, vp = V.p.assumingMemoryBound(to: Float.self) + ko
-            for h in (g * group)..<((g + 1) * group) {
-                let qo = b * L * qDim + h * hd
-                let qp = Q.p.assumingMemoryBound(to: Float.self) + qo, dop = DO.p.assumingMemoryBound(to: Float.self) + qo
-                var r0 = 0
-                while r0 < L {
-                    let r1 = min(L, r0 + queryBlock), nr = r1 - r0
-                    let pb = pr + r0 * L, db = dpr + r0 * L
-                    causalProbabilities(qp, kp, qDim: qDim, kvDim: kvDim, rows: r0..<r1, L: L, hd: hd, scale: scale, probs: pr)
-                    // dP = dO·Vᵀ; dV[0..<r1] += Pᵀ·dO
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(nr), Int32(r1), Int32(hd),
-                                1, dop + r0 * qDim, Int32(qDim), vp, Int32(kvDim), 0, db, Int32(L))
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(r1), Int32(hd), Int32(nr),
-                                1, pb, Int32(L), dop + r0 * qDim, Int32(qDim), 1, DV.p + ko, Int32(kvDim))
-                    // dS = P ⊙ (dP − Σ_j P·dP), row by row (zero where masked, since P is).
-                    for i in r0..<r1 {
-                        let p = pr + i * L, d = dpr + i * L
-                        var s: Float = 0
-                        for j in 0...i { s += p[j] * d[j] }
-                        for j in 0...i { d[j] = p[j] * (d[j] - s) }
-                        if i + 1 < r1 { (d + i + 1).update(repeating: 0, count: r1 - i - 1) }
-                    }
-                    // dQ += scale·dS·K; dK[0..<r1] += scale·dSᵀ·Q
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(nr), Int32(hd), Int32(r1),
-                                scale, db, Int32(L), kp, Int32(kvDim), 1, DQ.p + qo + r0 * qDim, Int32(qDim))
-                    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(r1), Int32(hd), Int32(nr),
-                                scale, db, Int32(L), qp + r0 * qDim, Int32(qDim), 1, DK.p + ko, Int32(kvDim))
-                    r0 = r1
-                }
-            }
         }
     }
 

@@ -310,7 +310,7 @@ public final class TrainModel: @unchecked Sendable {
         let rot = base.rope.dimensions
         Layers.ropeForward(a.q, T: T, L: L, heads: c.headCount, headDim: c.headDim, rotary: rot, tables: ropeTab)
         Layers.ropeForward(a.k, T: T, L: L, heads: c.headCountKV, headDim: c.headDim, rotary: rot, tables: ropeTab)
-        Layers.attentionForward(q: a.q, k: a.k, v: a.v, out: a.att, B: B, L: L, heads: c.headCount, kvHeads: c.headCountKV,
+        Attention.forward(q: a.q, k: a.k, v: a.v, out: a.att, B: B, L: L, heads: c.headCount, kvHeads: c.headCountKV,
                                 headDim: c.headDim, probs: probs, threads: threads)
         w.o.forward(a.att, T: T, y: a.x1, ctx: ctx)
         for i in 0..<(T * dim) { a.x1[i] += x0[i] }
@@ -344,7 +344,7 @@ public final class TrainModel: @unchecked Sendable {
         datt.update(repeating: 0, count: T * qDim)
         w.o.backward(a.att, dy: dx, T: T, dx: datt, ctx: ctx, weights: trained)
         dq.update(repeating: 0, count: T * qDim); dk.update(repeating: 0, count: T * kvDim); dv.update(repeating: 0, count: T * kvDim)
-        Layers.attentionBackward(q: a.q, k: a.k, v: a.v, dOut: datt, dq: dq, dk: dk, dv: dv, B: B, L: L, heads: c.headCount,
+        Attention.backward(q: a.q, k: a.k, v: a.v, dOut: datt, dq: dq, dk: dk, dv: dv, B: B, L: L, heads: c.headCount,
                                  kvHeads: c.headCountKV, headDim: c.headDim, probs: probs, dprobs: dprobs, threads: threads)
         let rot = base.rope.dimensions
         Layers.ropeBackward(dq, T: T, L: L, heads: c.headCount, headDim: c.headDim, rotary: rot, tables: ropeTab)

@@ -243,10 +243,10 @@ final class GradientTests: XCTestCase {
         checkModel(tm)
         // Attention in several query blocks (as for real sequence lengths): blocks of 4 and 2 rows.
         for block in [4, 2] {
-            Layers.queryBlock = block
+            Attention.queryBlock = block
             checkModel(tm, samples: 3)
         }
-        Layers.queryBlock = 64
+        Attention.queryBlock = 64
     }
 
     func testLoRADropoutQuantizedUntiedGradients() throws {
