@@ -2,22 +2,9 @@
 //   d·Σ q[j]·x[j] + m·Σ x[j]
 // which is the dot product with the exactly dequantized row (d·q + m) in f32
 // arithmetic, summed in a different order.
-#include "wren_kernels.h"
-#include <stdlib.h>
-#include <string.h>
-#include <math.h>
+#include "kernels_common.h"
 
-static float f16_to_f32_scalar(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
-    if (exp == 0) {
-        if (mant == 0) { bits = sign; }
-        else { exp = 127 - 15 + 1; while (!(mant & 0x400)) { mant <<= 1; exp--; } mant &= 0x3ff; bits = sign | (exp << 23) | (mant << 13); }
-    } else if (exp == 31) { bits = sign | 0x7f800000 | (mant << 13); }
-    else { bits = sign | ((exp + 127 - 15) << 23) | (mant << 13); }
-    float f; memcpy(&f, &bits, 4); return f;
-}
 
-static uint16_t load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 
 static float dot_q4_1_scalar(const uint8_t *r, const float *x, const float *xsum, int blocks) {
     float s = 0;
@@ -39,21 +26,7 @@ static float dot_q4_0_scalar(const uint8_t *r, const float *x, const float *xsum
     return s;
 }
 
-static float dot_q8_0_scalar(const uint8_t *r, const float *x, int blocks) {
-    float s = 0;
-    for (int b = 0; b < blocks; b++, r += 34, x += 32) {
-        float d = f16_to_f32_scalar(load_u16(r)), acc = 0;
-        for (int j = 0; j < 32; j++) acc += (float)(int8_t)r[2 + j] * x[j];
-        s += d * acc;
-    }
-    return s;
-}
 
-static float dot_f16_scalar(const uint8_t *r, const float *x, int n) {
-    float s = 0;
-    for (int j = 0; j < n; j++) s += f16_to_f32_scalar(load_u16(r + 2 * j)) * x[j];
-    return s;
-}
 
 static float dot_bf16_scalar(const uint8_t *r, const float *x, int n) {
     float s = 0;
@@ -111,17 +84,8 @@ static float dot_q8_0_q8_scalar(const uint8_t *r, const int8_t *qs, const float 
     return acc;
 }
 
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-#include <immintrin.h>
-#define SIMD_FN __attribute__((target("avx2,fma,f16c")))
+#if HAVE_SIMD
 
-SIMD_FN static inline float hsum256(__m256 v) {
-    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
-    lo = _mm_add_ps(lo, hi);
-    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
-    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
-    return _mm_cvtss_f32(lo);
-}
 
 SIMD_FN static inline __m256 nib_dot(const uint8_t *q, const float *x) {
     __m128i bytes = _mm_loadu_si128((const __m128i *)q);
@@ -156,20 +120,6 @@ SIMD_FN static float dot_q4_0_avx2(const uint8_t *r, const float *x, const float
     return hsum256(acc) + sm;
 }
 
-SIMD_FN static float dot_q8_0_avx2(const uint8_t *r, const float *x, int blocks) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int b = 0; b < blocks; b++, r += 34, x += 32) {
-        float d = _cvtsh_ss(load_u16(r));
-        const uint8_t *q = r + 2;
-        __m128i q0 = _mm_loadu_si128((const __m128i *)q), q1 = _mm_loadu_si128((const __m128i *)(q + 16));
-        __m256 a = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), _mm256_loadu_ps(x));
-        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), _mm256_loadu_ps(x + 8), a);
-        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), _mm256_loadu_ps(x + 16), a);
-        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), _mm256_loadu_ps(x + 24), a);
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), a, acc);
-    }
-    return hsum256(acc);
-}
 
 SIMD_FN static float dot_f16_avx2(const uint8_t *r, const float *x, int n) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
@@ -320,139 +270,6 @@ GEMV_Q8(gemv_q8_0_q8_avx2, 34,
         __m256 p = block_dot_i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(x, wq));,
         )
 
-// e^x for 8 floats: x = n·ln2 + r (ln2 split in two parts for an exact
-// product), e^r by Cephes' degree-6 polynomial (relative error ~2 ulp over
-// the clamped range), 2^n put together in the exponent bits. Inputs below
-// −88.38 give 0 (also −inf), above +88.38 the largest finite result.
-SIMD_FN static inline __m256 exp256(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-88.3762626647949f)), _mm256_set1_ps(88.3762626647949f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
-}
-
-SIMD_FN static void softmax_avx2(float *x, int n) {
-    float m = -INFINITY;
-    int j = 0;
-    __m256 mv = _mm256_set1_ps(-INFINITY);
-    for (; j + 8 <= n; j += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + j));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
-    m = _mm_cvtss_f32(m4);
-    for (; j < n; j++) if (x[j] > m) m = x[j];
-    __m256 sum = _mm256_setzero_ps(), mb = _mm256_set1_ps(m);
-    for (j = 0; j + 8 <= n; j += 8) {
-        __m256 e = exp256(_mm256_sub_ps(_mm256_loadu_ps(x + j), mb));
-        _mm256_storeu_ps(x + j, e);
-        sum = _mm256_add_ps(sum, e);
-    }
-    float s = hsum256(sum);
-    for (; j < n; j++) { x[j] = expf(x[j] - m); s += x[j]; }
-    __m256 inv = _mm256_set1_ps(1 / s);
-    for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(x + j, _mm256_mul_ps(_mm256_loadu_ps(x + j), inv));
-    for (; j < n; j++) x[j] *= 1 / s;
-}
-
-SIMD_FN static void swiglu_avx2(float *gate, const float *up, int n) {
-    int j = 0;
-    __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    for (; j + 8 <= n; j += 8) {
-        __m256 g = _mm256_loadu_ps(gate + j);
-        __m256 sig = _mm256_div_ps(g, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, g))));
-        _mm256_storeu_ps(gate + j, _mm256_mul_ps(sig, _mm256_loadu_ps(up + j)));
-    }
-    for (; j < n; j++) gate[j] = gate[j] / (1 + expf(-gate[j])) * up[j];
-}
-
-// Backward of h = silu(g)·u: dg += dh·u·σ(g)·(1 + g·(1 − σ(g))), du += dh·g·σ(g).
-SIMD_FN static void swiglu_backward_avx2(const float *g, const float *u, const float *dh, float *dg, float *du, int n) {
-    int j = 0;
-    __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
-    for (; j + 8 <= n; j += 8) {
-        __m256 x = _mm256_loadu_ps(g + j), d = _mm256_loadu_ps(dh + j);
-        __m256 sig = _mm256_div_ps(one, _mm256_add_ps(one, exp256(_mm256_sub_ps(zero, x))));
-        __m256 silu = _mm256_mul_ps(x, sig);
-        __m256 dsilu = _mm256_mul_ps(sig, _mm256_fmadd_ps(x, _mm256_sub_ps(one, sig), one));
-        _mm256_storeu_ps(dg + j, _mm256_fmadd_ps(_mm256_mul_ps(d, _mm256_loadu_ps(u + j)), dsilu, _mm256_loadu_ps(dg + j)));
-        _mm256_storeu_ps(du + j, _mm256_fmadd_ps(d, silu, _mm256_loadu_ps(du + j)));
-    }
-    for (; j < n; j++) {
-        float s = 1 / (1 + expf(-g[j]));
-        dg[j] += dh[j] * u[j] * s * (1 + g[j] * (1 - s));
-        du[j] += dh[j] * g[j] * s;
-    }
-}
-
-SIMD_FN static inline float kdot_f16(const uint8_t *kp, const float *q, int hd) {
-    __m256 a = _mm256_setzero_ps();
-    for (int j = 0; j < hd; j += 8)
-        a = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kp + 2 * j))), _mm256_loadu_ps(q + j), a);
-    return hsum256(a);
-}
-
-SIMD_FN static inline void vaxpy_f16(float e, const uint8_t *vp, float *out, int hd) {
-    __m256 ev = _mm256_set1_ps(e);
-    for (int j = 0; j < hd; j += 8)
-        _mm256_storeu_ps(out + j, _mm256_fmadd_ps(ev, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + 2 * j))), _mm256_loadu_ps(out + j)));
-}
-
-SIMD_FN static inline void vaxpy_q8_0(float e, const uint8_t *vp, float *out, int hd) {
-    for (int b = 0; b < hd / 32; b++, vp += 34, out += 32) {
-        __m256 ev = _mm256_set1_ps(e * _cvtsh_ss(load_u16(vp)));
-        const uint8_t *q = vp + 2;
-        for (int j = 0; j < 32; j += 8) {
-            __m256 w = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(q + j))));
-            _mm256_storeu_ps(out + j, _mm256_fmadd_ps(ev, w, _mm256_loadu_ps(out + j)));
-        }
-    }
-}
-
-// One query head over n cached positions, keys in blocks of 64 with a running
-// maximum and sum (online softmax); KDOT/VAXPY read one position's head.
-#define ATTEND(NAME, KDOT, VAXPY)                                                                       \
-SIMD_FN static void NAME(const float *q, const uint8_t *k, const uint8_t *v, size_t stride, int n, int hd, \
-                         float scale, float *out) {                                                    \
-    float sc[64], run_max = -INFINITY, run_sum = 0;                                                    \
-    for (int j = 0; j < hd; j++) out[j] = 0;                                                           \
-    for (int p0 = 0; p0 < n; p0 += 64) {                                                               \
-        int bn = n - p0 < 64 ? n - p0 : 64;                                                            \
-        float bmax = -INFINITY;                                                                        \
-        for (int i = 0; i < bn; i++) {                                                                 \
-            sc[i] = KDOT(k + (size_t)(p0 + i) * stride, q, hd) * scale;                                \
-            if (sc[i] > bmax) bmax = sc[i];                                                            \
-        }                                                                                              \
-        if (bmax > run_max) {                                                                          \
-            float corr = expf(run_max - bmax);                                                         \
-            if (run_sum != 0) for (int j = 0; j < hd; j++) out[j] *= corr;                             \
-            run_sum *= corr;                                                                           \
-            run_max = bmax;                                                                            \
-        }                                                                                              \
-        int i8 = 0;                                                                                    \
-        for (; i8 + 8 <= bn; i8 += 8)                                                                  \
-            _mm256_storeu_ps(sc + i8, exp256(_mm256_sub_ps(_mm256_loadu_ps(sc + i8), _mm256_set1_ps(run_max)))); \
-        for (; i8 < bn; i8++) sc[i8] = expf(sc[i8] - run_max);                                         \
-        for (int i = 0; i < bn; i++) {                                                                 \
-            run_sum += sc[i];                                                                          \
-            VAXPY(sc[i], v + (size_t)(p0 + i) * stride, out, hd);                                      \
-        }                                                                                              \
-    }                                                                                                  \
-    float inv = 1 / run_sum;                                                                           \
-    for (int j = 0; j < hd; j++) out[j] *= inv;                                                        \
-}
-
-SIMD_FN static inline float kdot_q8_0(const uint8_t *kp, const float *q, int hd) { return dot_q8_0_avx2(kp, q, hd / 32); }
-ATTEND(attend_f16_avx2, kdot_f16, vaxpy_f16)
-ATTEND(attend_q8_0_avx2, kdot_q8_0, vaxpy_q8_0)
 
 // Two tokens at once against four rows: the weight block is unpacked once and
 // dotted with both tokens' blocks. Each (row, token) result is computed with
@@ -585,11 +402,9 @@ int wren_kernels_simd(void) {
     }
     return simd_state;
 }
-#define HAVE_SIMD 1
 #else
 int wren_kernels_simd(void) { return 0; }
 void wren_kernels_force_scalar(int on) { (void)on; }
-#define HAVE_SIMD 0
 #endif
 
 float wren_dot_q4_1(const void *row, const float *x, const float *xsum, int blocks) {
@@ -700,86 +515,6 @@ int wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const int
     return 0;
 }
 
-static float kdot_f16_scalar(const uint8_t *kp, const float *q, int hd) { return dot_f16_scalar(kp, q, hd); }
-static float kdot_q8_0_scalar(const uint8_t *kp, const float *q, int hd) { return dot_q8_0_scalar(kp, q, hd / 32); }
-static void vaxpy_f16_scalar(float e, const uint8_t *vp, float *out, int hd) {
-    for (int j = 0; j < hd; j++) out[j] += e * f16_to_f32_scalar(load_u16(vp + 2 * j));
-}
-static void vaxpy_q8_0_scalar(float e, const uint8_t *vp, float *out, int hd) {
-    for (int b = 0; b < hd / 32; b++, vp += 34, out += 32) {
-        float d = e * f16_to_f32_scalar(load_u16(vp));
-        for (int j = 0; j < 32; j++) out[j] += d * (float)(int8_t)vp[2 + j];
-    }
-}
-
-static void attend_scalar(const float *q, const uint8_t *k, const uint8_t *v, size_t stride, int n, int hd, float scale, float *out,
-                          float (*kdot)(const uint8_t *, const float *, int), void (*vaxpy)(float, const uint8_t *, float *, int)) {
-    float sc[64], run_max = -INFINITY, run_sum = 0;
-    for (int j = 0; j < hd; j++) out[j] = 0;
-    for (int p0 = 0; p0 < n; p0 += 64) {
-        int bn = n - p0 < 64 ? n - p0 : 64;
-        float bmax = -INFINITY;
-        for (int i = 0; i < bn; i++) {
-            sc[i] = kdot(k + (size_t)(p0 + i) * stride, q, hd) * scale;
-            if (sc[i] > bmax) bmax = sc[i];
-        }
-        if (bmax > run_max) {
-            float corr = expf(run_max - bmax);
-            if (run_sum != 0) for (int j = 0; j < hd; j++) out[j] *= corr;
-            run_sum *= corr;
-            run_max = bmax;
-        }
-        for (int i = 0; i < bn; i++) {
-            float e = expf(sc[i] - run_max);
-            run_sum += e;
-            vaxpy(e, v + (size_t)(p0 + i) * stride, out, hd);
-        }
-    }
-    float inv = 1 / run_sum;
-    for (int j = 0; j < hd; j++) out[j] *= inv;
-}
-
-void wren_attend_f16(const float *q, const void *k, const void *v, size_t stride, int n, int hd, float scale, float *out) {
-#if HAVE_SIMD
-    if (wren_kernels_simd() && hd % 8 == 0) { attend_f16_avx2(q, k, v, stride, n, hd, scale, out); return; }
-#endif
-    attend_scalar(q, k, v, stride, n, hd, scale, out, kdot_f16_scalar, vaxpy_f16_scalar);
-}
-
-void wren_attend_q8_0(const float *q, const void *k, const void *v, size_t stride, int n, int hd, float scale, float *out) {
-#if HAVE_SIMD
-    if (wren_kernels_simd()) { attend_q8_0_avx2(q, k, v, stride, n, hd, scale, out); return; }
-#endif
-    attend_scalar(q, k, v, stride, n, hd, scale, out, kdot_q8_0_scalar, vaxpy_q8_0_scalar);
-}
-
-void wren_softmax(float *x, int n) {
-#if HAVE_SIMD
-    if (wren_kernels_simd()) { softmax_avx2(x, n); return; }
-#endif
-    float m = -INFINITY, s = 0;
-    for (int j = 0; j < n; j++) if (x[j] > m) m = x[j];
-    for (int j = 0; j < n; j++) { x[j] = expf(x[j] - m); s += x[j]; }
-    for (int j = 0; j < n; j++) x[j] *= 1 / s;
-}
-
-void wren_swiglu(float *gate, const float *up, int n) {
-#if HAVE_SIMD
-    if (wren_kernels_simd()) { swiglu_avx2(gate, up, n); return; }
-#endif
-    for (int j = 0; j < n; j++) gate[j] = gate[j] / (1 + expf(-gate[j])) * up[j];
-}
-
-void wren_swiglu_backward(const float *g, const float *u, const float *dh, float *dg, float *du, int n) {
-#if HAVE_SIMD
-    if (wren_kernels_simd()) { swiglu_backward_avx2(g, u, dh, dg, du, n); return; }
-#endif
-    for (int j = 0; j < n; j++) {
-        float s = 1 / (1 + expf(-g[j]));
-        dg[j] += dh[j] * u[j] * s * (1 + g[j] * (1 - s));
-        du[j] += dh[j] * g[j] * s;
-    }
-}
 
 void wren_gemv_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, float *y) {
     const uint8_t *rw = w;

@@ -1,0 +1,73 @@
+// Helpers shared by the kernel files of CWrenKernels (not part of the public
+// header): f16 widening, unaligned loads, the scalar and AVX2 dots that both
+// the matrix kernels (kernels.c) and the attention kernels (attention.c) use,
+// and the SIMD_FN / HAVE_SIMD switches. All static inline, so each file gets
+// its own copy and nothing changes in the generated arithmetic.
+#ifndef WREN_KERNELS_COMMON_H
+#define WREN_KERNELS_COMMON_H
+#include "wren_kernels.h"
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+static inline float f16_to_f32_scalar(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (exp == 0) {
+        if (mant == 0) { bits = sign; }
+        else { exp = 127 - 15 + 1; while (!(mant & 0x400)) { mant <<= 1; exp--; } mant &= 0x3ff; bits = sign | (exp << 23) | (mant << 13); }
+    } else if (exp == 31) { bits = sign | 0x7f800000 | (mant << 13); }
+    else { bits = sign | ((exp + 127 - 15) << 23) | (mant << 13); }
+    float f; memcpy(&f, &bits, 4); return f;
+}
+
+static inline uint16_t load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
+
+static inline float dot_q8_0_scalar(const uint8_t *r, const float *x, int blocks) {
+    float s = 0;
+    for (int b = 0; b < blocks; b++, r += 34, x += 32) {
+        float d = f16_to_f32_scalar(load_u16(r)), acc = 0;
+        for (int j = 0; j < 32; j++) acc += (float)(int8_t)r[2 + j] * x[j];
+        s += d * acc;
+    }
+    return s;
+}
+
+static inline float dot_f16_scalar(const uint8_t *r, const float *x, int n) {
+    float s = 0;
+    for (int j = 0; j < n; j++) s += f16_to_f32_scalar(load_u16(r + 2 * j)) * x[j];
+    return s;
+}
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define SIMD_FN __attribute__((target("avx2,fma,f16c")))
+#define HAVE_SIMD 1
+
+SIMD_FN static inline float hsum256(__m256 v) {
+    __m128 lo = _mm256_castps256_ps128(v), hi = _mm256_extractf128_ps(v, 1);
+    lo = _mm_add_ps(lo, hi);
+    lo = _mm_add_ps(lo, _mm_movehl_ps(lo, lo));
+    lo = _mm_add_ss(lo, _mm_movehdup_ps(lo));
+    return _mm_cvtss_f32(lo);
+}
+
+SIMD_FN static inline float dot_q8_0_avx2(const uint8_t *r, const float *x, int blocks) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int b = 0; b < blocks; b++, r += 34, x += 32) {
+        float d = _cvtsh_ss(load_u16(r));
+        const uint8_t *q = r + 2;
+        __m128i q0 = _mm_loadu_si128((const __m128i *)q), q1 = _mm_loadu_si128((const __m128i *)(q + 16));
+        __m256 a = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q0)), _mm256_loadu_ps(x));
+        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q0, 8))), _mm256_loadu_ps(x + 8), a);
+        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q1)), _mm256_loadu_ps(x + 16), a);
+        a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(q1, 8))), _mm256_loadu_ps(x + 24), a);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), a, acc);
+    }
+    return hsum256(acc);
+}
+
+#else
+#define HAVE_SIMD 0
+#endif
+
+#endif
