@@ -407,74 +407,19 @@ int wren_kernels_simd(void) { return 0; }
 void wren_kernels_force_scalar(int on) { (void)on; }
 #endif
 
-float wren_dot_q4_1(const void *row, const float *x, const float *xsum, int blocks) {
-#if HAVE_SIMD
-    if (wren_kernels_simd()) return dot_q4_1_avx2(row, x, xsum, blocks);
-#endif
-    return dot_q4_1_scalar(row, x, xsum, blocks);
-}
-
-float wren_dot_q4_0(const void *row, const float *x, const float *xsum, int blocks) {
-#if HAVE_SIMD
-    if (wren_kernels_simd()) return dot_q4_0_avx2(row, x, xsum, blocks);
-#endif
-    return dot_q4_0_scalar(row, x, xsum, blocks);
-}
-
-float wren_dot_q8_0(const void *row, const float *x, int blocks) {
-#if HAVE_SIMD
-    if (wren_kernels_simd()) return dot_q8_0_avx2(row, x, blocks);
-#endif
-    return dot_q8_0_scalar(row, x, blocks);
-}
-
-float wren_dot_f16(const void *row, const float *x, int n) {
-#if HAVE_SIMD
-    if (wren_kernels_simd()) return dot_f16_avx2(row, x, n);
-#endif
-    return dot_f16_scalar(row, x, n);
-}
-
-float wren_dot_bf16(const void *row, const float *x, int n) {
-#if HAVE_SIMD
-    if (wren_kernels_simd()) return dot_bf16_avx2(row, x, n);
-#endif
-    return dot_bf16_scalar(row, x, n);
-}
 
 void wren_f16_to_f32(const void *src, float *dst, int n) {
 #if HAVE_SIMD
     if (wren_kernels_simd()) { f16_to_f32_avx2(src, dst, n); return; }
 #endif
-    const uint8_t *r = src;
-    for (int j = 0; j < n; j++) dst[j] = f16_to_f32_scalar(load_u16(r + 2 * j));
-}
-
-static uint16_t f32_to_f16_scalar(float f) {
-    uint32_t x; memcpy(&x, &f, 4);
-    uint32_t sign = (x >> 16) & 0x8000, exp = (x >> 23) & 0xff, mant = x & 0x7fffff;
-    if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 : 0));
-    int e = (int)exp - 127 + 15;
-    if (e >= 31) return (uint16_t)(sign | 0x7c00);
-    if (e <= 0) {
-        if (e < -10) return (uint16_t)sign;
-        mant |= 0x800000;
-        int shift = 14 - e;
-        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
-        if (rem > half || (rem == half && (h & 1))) h++;
-        return (uint16_t)(sign | h);
-    }
-    uint32_t h = ((uint32_t)e << 10) | (mant >> 13), rem = mant & 0x1fff;
-    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
-    return (uint16_t)(sign | h);
+    wren_convert_f16_to_f32_scalar(src, dst, n);
 }
 
 void wren_f32_to_f16(const float *src, void *dst, int n) {
 #if HAVE_SIMD
     if (wren_kernels_simd()) { f32_to_f16_avx2(src, dst, n); return; }
 #endif
-    uint8_t *d = dst;
-    for (int j = 0; j < n; j++) { uint16_t h = f32_to_f16_scalar(src[j]); memcpy(d + 2 * j, &h, 2); }
+    wren_convert_f32_to_f16_scalar(src, dst, n);
 }
 
 void wren_axpy_f16(float a, const void *v, float *out, int n) {
@@ -492,85 +437,148 @@ void wren_quantize_q8(const float *x, int8_t *qs, float *d, float *s, int n) {
     quantize_q8_scalar(x, qs, d, s, n);
 }
 
-int wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
-                 int blocks, float *y) {
-    const uint8_t *rw = w;
-    if (dtype != 2 && dtype != 3 && dtype != 8) return -1;   /* no 8-bit-activation kernel: an error, never a guess */
-#if HAVE_SIMD
-    if (wren_kernels_simd()) {
-        switch (dtype) {
-        case 3: gemv_q4_1_q8_avx2(rw, row_bytes, rows, qs, d, s, blocks, y); return 0;
-        case 2: gemv_q4_0_q8_avx2(rw, row_bytes, rows, qs, d, s, blocks, y); return 0;
-        case 8: gemv_q8_0_q8_avx2(rw, row_bytes, rows, qs, d, s, blocks, y); return 0;
-        }
-    }
-#endif
-    for (int r = 0; r < rows; r++, rw += row_bytes) {
-        switch (dtype) {
-        case 3: y[r] = dot_q4_1_q8_scalar(rw, qs, d, s, blocks); break;
-        case 2: y[r] = dot_q4_0_q8_scalar(rw, qs, d, blocks); break;
-        case 8: y[r] = dot_q8_0_q8_scalar(rw, qs, d, blocks); break;
-        }
-    }
-    return 0;
+// ---- The dtype table: one row per stored type and per kernel set (portable,
+// AVX2). The columns share one signature each, so the adapters below only
+// rename arguments; every row's arithmetic is the kernel above it.
+
+static void copy_to_float(const void *src, float *dst, int64_t n) { memcpy(dst, src, 4 * (size_t)n); }
+static void copy_from_float(const float *src, void *dst, int64_t n) { memcpy(dst, src, 4 * (size_t)n); }
+
+// f32 · f32, sequential (the portable row dot).
+static float dot_f32_scalar(const float *w, const float *x, int n) {
+    float s = 0;
+    for (int j = 0; j < n; j++) s += w[j] * x[j];
+    return s;
 }
 
+// vec_dot adapters: (row, x, block sums of x, n elements).
+#define VEC_DOT(NAME, CALL) \
+    static float NAME(const void *row, const float *x, const float *xsum, int n) { (void)xsum; (void)n; return CALL; }
+VEC_DOT(vd_f32_scalar, dot_f32_scalar(row, x, n))
+VEC_DOT(vd_f16_scalar, dot_f16_scalar(row, x, n))
+VEC_DOT(vd_bf16_scalar, dot_bf16_scalar(row, x, n))
+VEC_DOT(vd_q4_0_scalar, dot_q4_0_scalar(row, x, xsum, n / 32))
+VEC_DOT(vd_q4_1_scalar, dot_q4_1_scalar(row, x, xsum, n / 32))
+VEC_DOT(vd_q8_0_scalar, dot_q8_0_scalar(row, x, n / 32))
 
-void wren_gemv_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, float *y) {
-    const uint8_t *rw = w;
+// gemm over rows × tokens from a vec_dot: y[t·ldy + r] = row r · x_t.
+#define GEMM_BY_DOT(NAME, DOT)                                                                                 \
+    static void NAME(const void *w, size_t row_bytes, int rows, const float *x, const float *xsum, int n,     \
+                     int tokens, float *y, int ldy) {                                                          \
+        const uint8_t *rw = w;                                                                                 \
+        for (int r = 0; r < rows; r++, rw += row_bytes)                                                        \
+            for (int t = 0; t < tokens; t++)                                                                   \
+                y[(size_t)t * ldy + r] = DOT(rw, x + (size_t)t * n, xsum ? xsum + (size_t)t * (n / 32) : NULL, n); \
+    }
+GEMM_BY_DOT(gemm_f32_scalar, vd_f32_scalar)
+GEMM_BY_DOT(gemm_f16_scalar, vd_f16_scalar)
+GEMM_BY_DOT(gemm_bf16_scalar, vd_bf16_scalar)
+GEMM_BY_DOT(gemm_q4_0_scalar, vd_q4_0_scalar)
+GEMM_BY_DOT(gemm_q4_1_scalar, vd_q4_1_scalar)
+GEMM_BY_DOT(gemm_q8_0_scalar, vd_q8_0_scalar)
+
+// 8-bit activations, portable: one (row, token) at a time.
+static float q8d_q4_0(const uint8_t *r, const int8_t *qs, const float *d, const float *s, int b) { (void)s; return dot_q4_0_q8_scalar(r, qs, d, b); }
+static float q8d_q8_0(const uint8_t *r, const int8_t *qs, const float *d, const float *s, int b) { (void)s; return dot_q8_0_q8_scalar(r, qs, d, b); }
+#define GEMM_Q8_SCALAR(NAME, DOT)                                                                              \
+    static void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d,              \
+                     const float *s, int blocks, int tokens, float *y, int ldy) {                              \
+        for (int t = 0; t < tokens; t++) {                                                                     \
+            const uint8_t *rw = w;                                                                             \
+            for (int r = 0; r < rows; r++, rw += row_bytes)                                                    \
+                y[(size_t)t * ldy + r] = DOT(rw, qs + (size_t)t * 32 * blocks, d + (size_t)t * blocks,         \
+                                             s + (size_t)t * blocks, blocks);                                  \
+        }                                                                                                      \
+    }
+GEMM_Q8_SCALAR(gemm_q8_q4_0_scalar, q8d_q4_0)
+GEMM_Q8_SCALAR(gemm_q8_q4_1_scalar, dot_q4_1_q8_scalar)
+GEMM_Q8_SCALAR(gemm_q8_q8_0_scalar, q8d_q8_0)
+
+#define ROW(ID, NAME, BLOCK, BYTES, TO, FROM, DOT, GEMM, GEMM_Q8) \
+    [ID] = { ID, NAME, BLOCK, BYTES, TO, FROM, DOT, GEMM, GEMM_Q8 }
+enum { TYPE_SLOTS = 31 };   /* ggml ids 0 … 30 */
+
+static const wren_type_traits portable[TYPE_SLOTS] = {
+    ROW(0, "f32", 1, 4, copy_to_float, copy_from_float, vd_f32_scalar, gemm_f32_scalar, NULL),
+    ROW(1, "f16", 1, 2, wren_convert_f16_to_f32_scalar, wren_convert_f32_to_f16_scalar, vd_f16_scalar, gemm_f16_scalar, NULL),
+    ROW(2, "q4_0", 32, 18, wren_convert_q4_0_to_f32, wren_convert_f32_to_q4_0, vd_q4_0_scalar, gemm_q4_0_scalar, gemm_q8_q4_0_scalar),
+    ROW(3, "q4_1", 32, 20, wren_convert_q4_1_to_f32, wren_convert_f32_to_q4_1, vd_q4_1_scalar, gemm_q4_1_scalar, gemm_q8_q4_1_scalar),
+    ROW(8, "q8_0", 32, 34, wren_convert_q8_0_to_f32, wren_convert_f32_to_q8_0, vd_q8_0_scalar, gemm_q8_0_scalar, gemm_q8_q8_0_scalar),
+    ROW(30, "bf16", 1, 2, wren_convert_bf16_to_f32, wren_convert_f32_to_bf16, vd_bf16_scalar, gemm_bf16_scalar, NULL),
+};
+
 #if HAVE_SIMD
-    if (wren_kernels_simd()) { gemv_f16_avx2(rw, row_bytes, rows, x, n, y); return; }
-#endif
-    for (int r = 0; r < rows; r++) y[r] = dot_f16_scalar(rw + r * row_bytes, x, n);
+// f16 widening in chunks (the SIMD loops count in int).
+static void f16_to_float_avx2(const void *src, float *dst, int64_t n) {
+    const uint8_t *r = src;
+    for (int64_t j = 0; j < n; j += 1 << 30) f16_to_f32_avx2(r + 2 * j, dst + j, (int)(n - j < (1 << 30) ? n - j : 1 << 30));
+}
+static void f16_from_float_avx2(const float *src, void *dst, int64_t n) {
+    uint8_t *d = dst;
+    for (int64_t j = 0; j < n; j += 1 << 30) f32_to_f16_avx2(src + j, d + 2 * j, (int)(n - j < (1 << 30) ? n - j : 1 << 30));
 }
 
-int wren_gemm_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
-                 int blocks, int tokens, float *y, int ldy) {
+VEC_DOT(vd_f32_avx2, dot_f32_avx2(row, x, n))
+VEC_DOT(vd_f16_avx2, dot_f16_avx2(row, x, n))
+VEC_DOT(vd_bf16_avx2, dot_bf16_avx2(row, x, n))
+VEC_DOT(vd_q4_0_avx2, dot_q4_0_avx2(row, x, xsum, n / 32))
+VEC_DOT(vd_q4_1_avx2, dot_q4_1_avx2(row, x, xsum, n / 32))
+VEC_DOT(vd_q8_0_avx2, dot_q8_0_avx2(row, x, n / 32))
+GEMM_BY_DOT(gemm_bf16_avx2, vd_bf16_avx2)
+GEMM_BY_DOT(gemm_q4_0_avx2, vd_q4_0_avx2)
+GEMM_BY_DOT(gemm_q4_1_avx2, vd_q4_1_avx2)
+GEMM_BY_DOT(gemm_q8_0_avx2, vd_q8_0_avx2)
+
+// f32 and f16 rows: two tokens at a time share each weight load; per (row,
+// token) the operations of the one-token kernel, so grouping never changes a result.
+static void gemm_f32_rows_avx2(const void *w, size_t row_bytes, int rows, const float *x, const float *xsum, int n,
+                               int tokens, float *y, int ldy) {
+    (void)row_bytes; (void)xsum;
     int t = 0;
-    if (dtype != 2 && dtype != 3 && dtype != 8) return -1;
-#if HAVE_SIMD
-    if (wren_kernels_simd()) {
-        const int n = 32 * blocks;
-        for (; t + 2 <= tokens; t += 2) {
-            const int8_t *q = qs + (size_t)t * n;
-            const float *dt = d + (size_t)t * blocks, *st = s + (size_t)t * blocks;
-            float *yt = y + (size_t)t * ldy;
-            switch (dtype) {
-            case 3: gemm2_q4_1_q8_avx2(w, row_bytes, rows, q, dt, st, blocks, n, yt, ldy); break;
-            case 2: gemm2_q4_0_q8_avx2(w, row_bytes, rows, q, dt, st, blocks, n, yt, ldy); break;
-            case 8: gemm2_q8_0_q8_avx2(w, row_bytes, rows, q, dt, st, blocks, n, yt, ldy); break;
-            }
-        }
-    }
-#endif
-    for (; t < tokens; t++)
-        wren_gemv_q8(dtype, w, row_bytes, rows, qs + (size_t)t * 32 * blocks, d + (size_t)t * blocks, s + (size_t)t * blocks,
-                     blocks, y + (size_t)t * ldy);
-    return 0;
+    for (; t + 2 <= tokens; t += 2) gemm_f32_avx2(w, rows, x + (size_t)t * n, n, 1, y + (size_t)t * ldy, ldy);
+    if (t < tokens) gemm_f32_avx2(w, rows, x + (size_t)t * n, n, 0, y + (size_t)t * ldy, ldy);
 }
 
-void wren_gemm_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, int tokens, float *y, int ldy) {
+static void gemm_f16_rows_avx2(const void *w, size_t row_bytes, int rows, const float *x, const float *xsum, int n,
+                               int tokens, float *y, int ldy) {
+    (void)xsum;
     int t = 0;
-#if HAVE_SIMD
-    if (wren_kernels_simd())
-        for (; t + 2 <= tokens; t += 2) gemm2_f16_avx2(w, row_bytes, rows, x + (size_t)t * n, n, y + (size_t)t * ldy, ldy);
-#endif
-    for (; t < tokens; t++) wren_gemv_f16(w, row_bytes, rows, x + (size_t)t * n, n, y + (size_t)t * ldy);
+    for (; t + 2 <= tokens; t += 2) gemm2_f16_avx2(w, row_bytes, rows, x + (size_t)t * n, n, y + (size_t)t * ldy, ldy);
+    for (; t < tokens; t++) gemv_f16_avx2(w, row_bytes, rows, x + (size_t)t * n, n, y + (size_t)t * ldy);
 }
 
-void wren_gemm_f32(const float *w, int rows, const float *x, int n, int tokens, float *y, int ldy) {
-    int t = 0;
-#if HAVE_SIMD
-    if (wren_kernels_simd()) {
-        for (; t + 2 <= tokens; t += 2) gemm_f32_avx2(w, rows, x + (size_t)t * n, n, 1, y + (size_t)t * ldy, ldy);
-        if (t < tokens) gemm_f32_avx2(w, rows, x + (size_t)t * n, n, 0, y + (size_t)t * ldy, ldy);
-        return;
+// 8-bit activations: pairs of tokens through the two-token kernel, the odd one through the gemv.
+#define GEMM_Q8_AVX2(NAME, GEMM2, GEMV)                                                                        \
+    static void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d,              \
+                     const float *s, int blocks, int tokens, float *y, int ldy) {                              \
+        int t = 0;                                                                                             \
+        const int n = 32 * blocks;                                                                             \
+        for (; t + 2 <= tokens; t += 2)                                                                        \
+            GEMM2(w, row_bytes, rows, qs + (size_t)t * n, d + (size_t)t * blocks, s + (size_t)t * blocks,      \
+                  blocks, n, y + (size_t)t * ldy, ldy);                                                        \
+        for (; t < tokens; t++)                                                                                \
+            GEMV(w, row_bytes, rows, qs + (size_t)t * n, d + (size_t)t * blocks, s + (size_t)t * blocks,       \
+                 blocks, y + (size_t)t * ldy);                                                                 \
     }
+GEMM_Q8_AVX2(gemm_q8_q4_0_avx2, gemm2_q4_0_q8_avx2, gemv_q4_0_q8_avx2)
+GEMM_Q8_AVX2(gemm_q8_q4_1_avx2, gemm2_q4_1_q8_avx2, gemv_q4_1_q8_avx2)
+GEMM_Q8_AVX2(gemm_q8_q8_0_avx2, gemm2_q8_0_q8_avx2, gemv_q8_0_q8_avx2)
+
+static const wren_type_traits avx2[TYPE_SLOTS] = {
+    ROW(0, "f32", 1, 4, copy_to_float, copy_from_float, vd_f32_avx2, gemm_f32_rows_avx2, NULL),
+    ROW(1, "f16", 1, 2, f16_to_float_avx2, f16_from_float_avx2, vd_f16_avx2, gemm_f16_rows_avx2, NULL),
+    ROW(2, "q4_0", 32, 18, wren_convert_q4_0_to_f32, wren_convert_f32_to_q4_0, vd_q4_0_avx2, gemm_q4_0_avx2, gemm_q8_q4_0_avx2),
+    ROW(3, "q4_1", 32, 20, wren_convert_q4_1_to_f32, wren_convert_f32_to_q4_1, vd_q4_1_avx2, gemm_q4_1_avx2, gemm_q8_q4_1_avx2),
+    ROW(8, "q8_0", 32, 34, wren_convert_q8_0_to_f32, wren_convert_f32_to_q8_0, vd_q8_0_avx2, gemm_q8_0_avx2, gemm_q8_q8_0_avx2),
+    ROW(30, "bf16", 1, 2, wren_convert_bf16_to_f32, wren_convert_f32_to_bf16, vd_bf16_avx2, gemm_bf16_avx2, NULL),
+};
 #endif
-    for (; t < tokens; t++)
-        for (int r = 0; r < rows; r++) {
-            float s = 0;
-            for (int j = 0; j < n; j++) s += w[(size_t)r * n + j] * x[(size_t)t * n + j];
-            y[(size_t)t * ldy + r] = s;
-        }
+
+const wren_type_traits *wren_type(uint32_t dtype) {
+    if (dtype >= TYPE_SLOTS) return NULL;
+    const wren_type_traits *row = &portable[dtype];
+#if HAVE_SIMD
+    if (wren_kernels_simd()) row = &avx2[dtype];
+#endif
+    return row->name ? row : NULL;   /* an empty slot: a type Wren has no kernels for */
 }

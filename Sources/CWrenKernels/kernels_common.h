@@ -20,6 +20,38 @@ static inline float f16_to_f32_scalar(uint16_t h) {
     float f; memcpy(&f, &bits, 4); return f;
 }
 
+// f32 → f16 bits, rounding to nearest even (inf past 65504; NaN stays NaN).
+static inline uint16_t f32_to_f16_scalar(float f) {
+    uint32_t x; memcpy(&x, &f, 4);
+    uint32_t sign = (x >> 16) & 0x8000, exp = (x >> 23) & 0xff, mant = x & 0x7fffff;
+    if (exp == 0xff) return (uint16_t)(sign | 0x7c00 | (mant ? 0x200 | (mant >> 13) : 0));   // NaN: quiet, payload truncated (as F16C)
+    int e = (int)exp - 127 + 15;
+    if (e >= 31) return (uint16_t)(sign | 0x7c00);
+    if (e <= 0) {
+        if (e < -10) return (uint16_t)sign;
+        mant |= 0x800000;
+        int shift = 14 - e;
+        uint32_t h = mant >> shift, rem = mant & ((1u << shift) - 1), half = 1u << (shift - 1);
+        if (rem > half || (rem == half && (h & 1))) h++;
+        return (uint16_t)(sign | h);
+    }
+    uint32_t h = ((uint32_t)e << 10) | (mant >> 13), rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+// convert.c: the portable to_float / from_float column of the dtype table.
+void wren_convert_f16_to_f32_scalar(const void *src, float *dst, int64_t n);
+void wren_convert_f32_to_f16_scalar(const float *src, void *dst, int64_t n);
+void wren_convert_bf16_to_f32(const void *src, float *dst, int64_t n);
+void wren_convert_f32_to_bf16(const float *src, void *dst, int64_t n);
+void wren_convert_q8_0_to_f32(const void *src, float *dst, int64_t n);
+void wren_convert_f32_to_q8_0(const float *src, void *dst, int64_t n);
+void wren_convert_q4_0_to_f32(const void *src, float *dst, int64_t n);
+void wren_convert_f32_to_q4_0(const float *src, void *dst, int64_t n);
+void wren_convert_q4_1_to_f32(const void *src, float *dst, int64_t n);
+void wren_convert_f32_to_q4_1(const float *src, void *dst, int64_t n);
+
 static inline uint16_t load_u16(const uint8_t *p) { uint16_t v; memcpy(&v, p, 2); return v; }
 
 static inline float dot_q8_0_scalar(const uint8_t *r, const float *x, int blocks) {

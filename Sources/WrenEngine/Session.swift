@@ -12,14 +12,16 @@ import WrenKernels
 /// Element type of the KV cache.
 public enum KVCacheType: String, Sendable, CaseIterable {
     case f32, f16, q8_0
-    /// Bytes for `elements` values (a multiple of 32 for q8_0).
-    func bytes(_ elements: Int) -> Int {
+    /// The stored type (its row of the dtype table converts rows in and out).
+    var dtype: DType {
         switch self {
-        case .f32: return 4 * elements
-        case .f16: return 2 * elements
-        case .q8_0: return elements / 32 * 34
+        case .f32: return .f32
+        case .f16: return .f16
+        case .q8_0: return .q8_0
         }
     }
+    /// Bytes for `elements` values (a multiple of 32 for q8_0).
+    func bytes(_ elements: Int) -> Int { dtype.byteCount(elements: elements)! }
 }
 
 public final class InferenceSession: @unchecked Sendable {
@@ -79,8 +81,8 @@ public final class InferenceSession: @unchecked Sendable {
         // Scratch is written before it is read; left untouched (not zeroed) so
         // pages a short batch never uses are never made resident.
         func alloc(_ n: Int) -> UnsafeMutablePointer<Float> { UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1)) }
-        if kvType == .q8_0 && c.headDim % 32 != 0 {
-            throw EngineError.invalidSetting(setting: "kvType", reason: "q8_0 needs a head dimension that is a multiple of 32 (this model's is \(c.headDim))")
+        if c.headDim % kvType.dtype.blockSize != 0 {
+            throw EngineError.invalidSetting(setting: "kvType", reason: "\(kvType.rawValue) needs a head dimension that is a multiple of \(kvType.dtype.blockSize) (this model's is \(c.headDim))")
         }
         // The cache is sized from numbers a file (and -c) chose: checked, and refused past
         // the machine's memory with the figure rather than left to a failed allocation.
@@ -226,20 +228,8 @@ public final class InferenceSession: @unchecked Sendable {
             }
             let rowBytes = kvType.bytes(kvDim), headBytes = kvType.bytes(hd)
             let kc = keyCache + l * ctx * rowBytes, vc = valueCache + l * ctx * rowBytes
-            for t in 0..<T {
-                let kd = kc + (start + t) * rowBytes, vd = vc + (start + t) * rowBytes
-                switch kvType {
-                case .f32:
-                    kd.copyMemory(from: k + t * kvDim, byteCount: rowBytes)
-                    vd.copyMemory(from: v + t * kvDim, byteCount: rowBytes)
-                case .f16:
-                    wren_f32_to_f16(k + t * kvDim, kd, Int32(kvDim))
-                    wren_f32_to_f16(v + t * kvDim, vd, Int32(kvDim))
-                case .q8_0:
-                    Quant.quantize(.q8_0, k + t * kvDim, kd, count: kvDim)
-                    Quant.quantize(.q8_0, v + t * kvDim, vd, count: kvDim)
-                }
-            }
+            Quant.quantize(kvType.dtype, k, kc + start * rowBytes, count: T * kvDim)
+            Quant.quantize(kvType.dtype, v, vc + start * rowBytes, count: T * kvDim)
             lap(&otherNs)
             // Causal attention (WrenKernels/Attention.swift): one job per (token, head)
             // over the cache with an online softmax, or, for a prompt chunk, the
@@ -304,14 +294,8 @@ public final class InferenceSession: @unchecked Sendable {
             } else {
                 let rowBytes = kvType.bytes(kvDim), headBytes = kvType.bytes(hd)
                 for p in 0..<n {
-                    let ks = kc + p * rowBytes + g * headBytes, vs = vc + p * rowBytes + g * headBytes
-                    if kvType == .f16 {
-                        wren_f16_to_f32(ks, kvWide + p * hd, Int32(hd))
-                        wren_f16_to_f32(vs, kvWide + (n + p) * hd, Int32(hd))
-                    } else {
-                        Quant.dequantize(.q8_0, ks, kvWide + p * hd, count: hd)
-                        Quant.dequantize(.q8_0, vs, kvWide + (n + p) * hd, count: hd)
-                    }
+                    Quant.dequantize(kvType.dtype, kc + p * rowBytes + g * headBytes, kvWide + p * hd, count: hd)
+                    Quant.dequantize(kvType.dtype, vc + p * rowBytes + g * headBytes, kvWide + (n + p) * hd, count: hd)
                 }
                 kf = UnsafePointer(kvWide); vf = UnsafePointer(kvWide + n * hd); ld = hd
             }

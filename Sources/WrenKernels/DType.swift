@@ -1,6 +1,9 @@
 // Element types of stored tensors. The raw values are ggml's type ids, so a
 // GGUF tensor's type maps to Wren's without a table, and quantized blocks are
-// byte-compatible with GGUF's (see formats/wren.md, "Data types").
+// byte-compatible with GGUF's (see formats/wren.md, "Data types"). What each
+// type is made of, and its kernels, is one row of the C dtype table.
+
+import CWrenKernels
 
 /// A tensor element type: plain floats or a block-quantized format.
 public enum DType: UInt32, CaseIterable, Sendable, CustomStringConvertible {
@@ -11,38 +14,21 @@ public enum DType: UInt32, CaseIterable, Sendable, CustomStringConvertible {
     case q8_0 = 8
     case bf16 = 30
 
+    /// This type's row of the dtype table (CWrenKernels' `wren_type`): block
+    /// geometry, conversions and matrix kernels, for this CPU. Every case has
+    /// a row (DTypeTableTests checks), so the unwrap cannot fail.
+    public var traits: wren_type_traits { wren_type(rawValue)!.pointee }
+
     /// Elements per block (1 for plain float types).
-    @inlinable public var blockSize: Int {
-        switch self {
-        case .f32, .f16, .bf16: return 1
-        case .q4_0, .q4_1, .q8_0: return 32
-        }
-    }
+    public var blockSize: Int { Int(traits.block) }
 
     /// Bytes per block.
-    @inlinable public var blockBytes: Int {
-        switch self {
-        case .f32: return 4
-        case .f16, .bf16: return 2
-        case .q4_0: return 18   // f16 d, 16 bytes of nibbles
-        case .q4_1: return 20   // f16 d, f16 m, 16 bytes of nibbles
-        case .q8_0: return 34   // f16 d, 32 int8
-        }
-    }
+    public var blockBytes: Int { Int(traits.block_bytes) }
 
     public var isQuantized: Bool { blockSize > 1 }
 
     /// Lower-case name as used on the command line and in `wren inspect` ("q4_1").
-    public var name: String {
-        switch self {
-        case .f32: return "f32"
-        case .f16: return "f16"
-        case .bf16: return "bf16"
-        case .q4_0: return "q4_0"
-        case .q4_1: return "q4_1"
-        case .q8_0: return "q8_0"
-        }
-    }
+    public var name: String { String(cString: traits.name) }
 
     public var description: String { name }
 
@@ -54,7 +40,7 @@ public enum DType: UInt32, CaseIterable, Sendable, CustomStringConvertible {
 
     /// Bytes needed for `count` elements, or nil when `count` is not a whole
     /// number of blocks or the size overflows.
-    @inlinable public func byteCount(elements count: Int) -> Int? {
+    public func byteCount(elements count: Int) -> Int? {
         guard count >= 0, count % blockSize == 0 else { return nil }
         let (bytes, overflow) = (count / blockSize).multipliedReportingOverflow(by: blockBytes)
         return overflow ? nil : bytes

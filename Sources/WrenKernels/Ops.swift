@@ -62,11 +62,8 @@ public enum Ops {
         return s
     }
 
-    /// y[r] = W[r,:] · x for `rows` rows of `n` elements stored as `dtype` at `w`.
-    /// Rows are split across `threads` workers in contiguous blocks. f32 activations
-    /// against exactly dequantized weights (the exact path): quantized rows use the
-    /// fused kernels of CWrenKernels (d·Σq·x + m·Σx per block; f16/bf16 widened
-    /// in registers).
+    /// y[r] = W[r,:] · x for `rows` rows of `n` elements stored as `dtype` at `w`
+    /// (`matmul` with one token).
     public static func matvec(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>,
                               y: UnsafeMutablePointer<Float>, threads: Int, activations: Activations = .f32) {
         matmul(dtype, w, rows: rows, n: n, x: x, tokens: 1, y: y, threads: threads, activations: activations)
@@ -78,20 +75,6 @@ public enum Ops {
             var s: Float = 0
             for j in 0..<32 { s += x[32 * b + j] }
             out[b] = s
-        }
-    }
-
-    /// Dot of weight row `r` (in `dtype`) with `x`; `xsum` holds x's block sums.
-    @inline(__always)
-    static func rowDot(_ dtype: DType, _ row: UnsafeRawPointer, _ x: UnsafePointer<Float>, _ xsum: UnsafePointer<Float>,
-                       _ n: Int) -> Float {
-        switch dtype {
-        case .f32: return dot(row.assumingMemoryBound(to: Float.self), x, n)
-        case .q4_1: return wren_dot_q4_1(row, x, xsum, Int32(n / 32))
-        case .q4_0: return wren_dot_q4_0(row, x, xsum, Int32(n / 32))
-        case .q8_0: return wren_dot_q8_0(row, x, Int32(n / 32))
-        case .f16: return wren_dot_f16(row, x, Int32(n))
-        case .bf16: return wren_dot_bf16(row, x, Int32(n))
         }
     }
 
@@ -126,15 +109,19 @@ public enum Ops {
     public static func matmul(_ parts: [MatmulPart], n: Int, x: UnsafePointer<Float>, tokens: Int, threads: Int,
                               activations: Activations = .f32) {
         let nb = n / 32
-        let anyQuant = parts.contains { $0.dtype.isQuantized }
-        let int8 = activations == .q8 && anyQuant
+        // Each part's kernels come from its dtype's row of the table; a part takes the
+        // 8-bit path when asked and its type has one, else f32 activations (with x's
+        // block sums for the block types).
+        let types = TypeRows(parts.map { $0.dtype.traits })
+        let int8 = activations == .q8 && types.rows.contains { $0.gemm_q8 != nil }
+        let sums = types.rows.contains { !(int8 && $0.gemm_q8 != nil) && $0.block > 1 }
         let total = parts.reduce(0) { $0 + $1.rows }
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, 2 * tokens * nb)) { sums in
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, 2 * tokens * nb)) { sumBuf in
         withUnsafeTemporaryAllocation(of: Int8.self, capacity: int8 ? tokens * n : 1) { qs in
-            let xs = sums.baseAddress!, xd = xs + tokens * nb
+            let xs = sumBuf.baseAddress!, xd = xs + tokens * nb
             if int8 {
                 for t in 0..<tokens { wren_quantize_q8(x + t * n, qs.baseAddress! + t * n, xd + t * nb, xs + t * nb, Int32(n)) }
-            } else if anyQuant {
+            } else if sums {
                 for t in 0..<tokens { blockSums(x + t * n, n, xs + t * nb) }
             }
             let X = SendableRawPointer(UnsafeRawPointer(x))
@@ -144,40 +131,23 @@ public enum Ops {
             let work: @Sendable (Int) -> Void = { c in
                 let g0 = c * per, g1 = min(total, g0 + per)
                 guard g0 < g1 else { return }
-                let xp = X.p.assumingMemoryBound(to: Float.self), xs = XS.p, xd = XD.p, q = QS.p
+                let xp = X.p.assumingMemoryBound(to: Float.self)
                 var base = 0
-                for part in parts {
+                for (part, type) in zip(parts, types.rows) {
                     defer { base += part.rows }
                     let r0 = max(g0 - base, 0), r1 = min(g1 - base, part.rows)
                     guard r0 < r1 else { continue }
-                    let dtype = part.dtype, rows = part.rows, y = part.y
-                    let rowBytes = dtype.byteCount(elements: n)!
+                    let rows = part.rows, y = part.y
+                    let rowBytes = n / Int(type.block) * Int(type.block_bytes)
                     // Several tokens: tiles of 64 rows stay in cache while every token
                     // passes over them (a row's result does not depend on the tiling).
                     let tile = tokens == 1 ? r1 - r0 : 64
-                    if int8 && dtype.isQuantized {
-                        for a in stride(from: r0, to: r1, by: tile) {
-                            let b = min(r1, a + tile)
-                            let rc = wren_gemm_q8(Int32(dtype.rawValue), part.w + a * rowBytes, rowBytes, Int32(b - a), q, xd, xs, Int32(nb),
-                                                  Int32(tokens), y + a, Int32(rows))
-                            precondition(rc == 0, "wren_gemm_q8 has no kernel for \(dtype)")
-                        }
-                    } else if dtype == .f32 {
-                        let wf = part.w.assumingMemoryBound(to: Float.self)
-                        for a in stride(from: r0, to: r1, by: tile) {
-                            let b = min(r1, a + tile)
-                            wren_gemm_f32(wf + a * n, Int32(b - a), xp, Int32(n), Int32(tokens), y + a, Int32(rows))
-                        }
-                    } else if dtype == .f16 {
-                        for a in stride(from: r0, to: r1, by: tile) {
-                            let b = min(r1, a + tile)
-                            wren_gemm_f16(part.w + a * rowBytes, rowBytes, Int32(b - a), xp, Int32(n), Int32(tokens), y + a, Int32(rows))
-                        }
-                    } else {
-                        // Block sums exist whenever a quantized row takes this path (int8 is then false).
-                        for r in r0..<r1 {
-                            let row = part.w + r * rowBytes
-                            for t in 0..<tokens { y[t * rows + r] = rowDot(dtype, row, xp + t * n, xs + t * nb, n) }
+                    for a in stride(from: r0, to: r1, by: tile) {
+                        let b = min(r1, a + tile), w = part.w + a * rowBytes
+                        if int8, let gemm = type.gemm_q8 {
+                            gemm(w, rowBytes, Int32(b - a), QS.p, XD.p, XS.p, Int32(nb), Int32(tokens), y + a, Int32(rows))
+                        } else {
+                            type.gemm(w, rowBytes, Int32(b - a), xp, sums ? XS.p : nil, Int32(n), Int32(tokens), y + a, Int32(rows))
                         }
                     }
                 }
@@ -185,6 +155,13 @@ public enum Ops {
             WorkerPool.shared(threads).run(chunks, work)
         }
         }
+    }
+
+    /// Rows of the dtype table handed to the workers (read-only C structs of
+    /// function pointers and constants).
+    struct TypeRows: @unchecked Sendable {
+        let rows: [wren_type_traits]
+        init(_ rows: [wren_type_traits]) { self.rows = rows }
     }
 
     /// The same product through OpenBLAS sgemm on W dequantized into `scratch` (≥ rows·n floats).

@@ -142,11 +142,13 @@ final class OpsTests: XCTestCase {
         checkAll(label: "scalar")
     }
 
-    /// f32→f16 conversion (rounding to nearest even) and the f16 axpy, SIMD and scalar.
+    /// f32→f16 conversion (rounding to nearest even, NaN payloads as F16C and
+    /// Swift's Float16 keep them) and the f16 axpy, SIMD and scalar.
     func testF16ConversionAndAxpy() {
         var rng = SeededRNG(seed: 21)
         var x = (0..<37).map { _ in rng.normal() * 100 }
-        x += [0, -0, 65504, 70000, 1e-8, 6.1e-5, 5.96e-8, -2.98e-8, .infinity, 1.0009765625, 1.00048828125]
+        x += [0, -0, 65504, 70000, 1e-8, 6.1e-5, 5.96e-8, -2.98e-8, .infinity, 1.0009765625, 1.00048828125,
+              .nan, Float(bitPattern: 0x7fa0_0001), Float(bitPattern: 0xffc1_2345)]   // NaNs: quiet, payload truncated, both paths
         for scalar in [0, 1] {
             wren_kernels_force_scalar(Int32(scalar))
             defer { wren_kernels_force_scalar(0) }
@@ -168,22 +170,27 @@ final class OpsTests: XCTestCase {
         }
     }
 
-    /// A dtype without an 8-bit-activation kernel is an error from the C dispatch (it used
-    /// to fall through to q8_0 and read the rows as the wrong type), on both paths.
-    func testUnknownDTypeIsRefusedByTheQ8Kernels() {
-        let w = [UInt8](repeating: 0x11, count: 34 * 4)
-        var qs = [Int8](repeating: 1, count: 32), d: [Float] = [1], s: [Float] = [32]
+    /// The dtype table: a row for every DType with the geometry the file formats
+    /// assume, no row for ggml types Wren has no kernels for (an unknown id is
+    /// nil, never another type's kernels), 8-bit-activation kernels exactly for the
+    /// block types, on both kernel sets.
+    func testDTypeTable() {
+        let geometry: [DType: (Int32, Int32)] = [.f32: (1, 4), .f16: (1, 2), .bf16: (1, 2), .q4_0: (32, 18), .q4_1: (32, 20), .q8_0: (32, 34)]
         for scalar in [false, true] {
             wren_kernels_force_scalar(scalar ? 1 : 0)
             defer { wren_kernels_force_scalar(0) }
-            for dt: Int32 in [0, 1, 7, 30] {
-                var y = [Float](repeating: -7, count: 4)
-                XCTAssertEqual(wren_gemv_q8(dt, w, 34, 4, &qs, &d, &s, 1, &y), -1, "dtype \(dt)")
-                XCTAssertEqual(wren_gemm_q8(dt, w, 34, 4, &qs, &d, &s, 1, 1, &y, 4), -1, "dtype \(dt)")
-                XCTAssertEqual(y, [-7, -7, -7, -7], "nothing written")
+            XCTAssertEqual(Set(DType.allCases), Set(geometry.keys), "every case is in this test")
+            for t in DType.allCases {
+                guard let row = wren_type(t.rawValue)?.pointee else { XCTFail("no row for \(t)"); continue }
+                XCTAssertEqual(row.id, t.rawValue)
+                XCTAssertEqual(String(cString: row.name), "\(t)")
+                XCTAssertEqual(row.block, geometry[t]!.0, "\(t) block")
+                XCTAssertEqual(row.block_bytes, geometry[t]!.1, "\(t) bytes")
+                XCTAssertEqual(row.gemm_q8 != nil, t.isQuantized, "\(t) 8-bit kernels")
             }
-            var y = [Float](repeating: 0, count: 4)
-            XCTAssertEqual(wren_gemv_q8(8, w, 34, 4, &qs, &d, &s, 1, &y), 0, "q8_0 still runs")
+            for id: UInt32 in [4, 5, 6, 7, 9, 10, 12, 14, 20, 29, 31, 39, 1000, .max] {
+                XCTAssertNil(wren_type(id), "ggml type \(id) has no row")
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 // (gguf-py's numpy quantizers; tools/make_quant_fixtures.py), plus round-trip
 // error bounds on random data of awkward sizes.
 
+import CWrenKernels
 import Foundation
 import TestSupport
 import WrenKernels
@@ -29,15 +30,20 @@ final class QuantTests: XCTestCase {
         return out
     }
 
-    /// Byte-identical to gguf-py (and so to GGUF files) for every type.
+    /// Byte-identical to gguf-py (and so to GGUF files) for every type, with the
+    /// AVX2 and the portable rows of the dtype table.
     func testQuantizeMatchesGGUFPyBytes() throws {
         let g = try golden()
-        for t in [DType.f16, .bf16, .q8_0, .q4_0, .q4_1] {
-            let want = hexBytes(g.bytes[t.name]!)
-            let got = Quant.quantize(t, g.values)
-            XCTAssertEqual(got.count, want.count, "\(t) size")
-            if let i = got.indices.first(where: { $0 < want.count && got[$0] != want[$0] }) {
-                XCTFail("\(t): first differing byte \(i) (block \(i / t.blockBytes)): got \(got[i]), want \(want[i])")
+        for scalar in [false, true] {
+            wren_kernels_force_scalar(scalar ? 1 : 0)
+            defer { wren_kernels_force_scalar(0) }
+            for t in [DType.f16, .bf16, .q8_0, .q4_0, .q4_1] {
+                let want = hexBytes(g.bytes[t.name]!)
+                let got = Quant.quantize(t, g.values)
+                XCTAssertEqual(got.count, want.count, "\(t) size")
+                if let i = got.indices.first(where: { $0 < want.count && got[$0] != want[$0] }) {
+                    XCTFail("\(t) scalar=\(scalar): first differing byte \(i) (block \(i / t.blockBytes)): got \(got[i]), want \(want[i])")
+                }
             }
         }
     }
@@ -86,11 +92,13 @@ final class QuantTests: XCTestCase {
             x[3] = .nan
             _ = Quant.quantize(t, x)
         }
-        XCTAssertEqual(bf16Bits(1.0), 0x3f80)
-        XCTAssertEqual(bf16Bits(Float(bitPattern: 0x3f80_8000)), 0x3f80)      // tie to even
-        XCTAssertEqual(bf16Bits(Float(bitPattern: 0x3f81_8000)), 0x3f82)
-        XCTAssertTrue(floatFromBF16(bf16Bits(.nan)).isNaN)
-        XCTAssertEqual(f16Bits(65504), 0x7bff)
-        XCTAssertEqual(floatFromF16(0x3c00), 1)
+        func bits(_ t: DType, _ x: Float) -> UInt16 { Quant.quantize(t, [x]).withUnsafeBytes { $0.load(as: UInt16.self) } }
+        XCTAssertEqual(bits(.bf16, 1.0), 0x3f80)
+        XCTAssertEqual(bits(.bf16, Float(bitPattern: 0x3f80_8000)), 0x3f80)      // tie to even
+        XCTAssertEqual(bits(.bf16, Float(bitPattern: 0x3f81_8000)), 0x3f82)
+        XCTAssertTrue(Quant.dequantize(.bf16, Quant.quantize(.bf16, [.nan]), count: 1)[0].isNaN)
+        XCTAssertEqual(bits(.f16, 65504), 0x7bff)
+        XCTAssertEqual(bits(.f16, 70000), 0x7c00)
+        XCTAssertEqual(Quant.dequantize(.f16, [0x00, 0x3c], count: 1), [1])
     }
 }

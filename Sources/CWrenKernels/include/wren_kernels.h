@@ -1,24 +1,15 @@
-// Innermost dot products of quantized weight rows with f32 activations.
-// Swift's SIMD integer-to-float conversions do not vectorize here (measured:
-// 1.2 GB/s for a fused q4_1 row dot in Swift SIMD, against ~19 GB/s of memory
-// bandwidth), so these few loops are C with AVX2/FMA intrinsics, chosen at run
-// time by CPU features, with a portable scalar fallback for any other CPU.
+// The innermost loops: the dtype table (per stored type: conversions, row
+// dots, matrix products against f32 or 8-bit activations), f16 helpers, the
+// attention kernels, softmax and SwiGLU. Swift's SIMD integer-to-float
+// conversions do not vectorize here (measured: 1.2 GB/s for a fused q4_1 row
+// dot in Swift SIMD, against ~19 GB/s of memory bandwidth), so these loops are
+// C with AVX2/FMA/F16C intrinsics, chosen at run time by CPU features, with a
+// portable scalar fallback for any other CPU.
 #ifndef WREN_KERNELS_H
 #define WREN_KERNELS_H
 #include <stddef.h>
 #include <stdint.h>
 
-/// Σ_j w[j]·x[j] for one q4_1 row of `blocks` 32-element blocks (20 bytes each).
-/// `xsum[b]` = Σ of x over block b (the q4_1 minimum m multiplies it).
-float wren_dot_q4_1(const void *row, const float *x, const float *xsum, int blocks);
-/// Same for q4_0 (18-byte blocks, w = d·(q − 8)).
-float wren_dot_q4_0(const void *row, const float *x, const float *xsum, int blocks);
-/// Same for q8_0 (34-byte blocks, w = d·q); `xsum` unused.
-float wren_dot_q8_0(const void *row, const float *x, int blocks);
-/// Σ f16(row[j])·x[j] over n elements (n a multiple of 8 takes the SIMD path).
-float wren_dot_f16(const void *row, const float *x, int n);
-/// Σ bf16(row[j])·x[j] over n elements.
-float wren_dot_bf16(const void *row, const float *x, int n);
 /// dst[j] = f16(src[j]) widened to f32, n elements.
 void wren_f16_to_f32(const void *src, float *dst, int n);
 /// dst[j] = f16(src[j]) rounded to nearest even, n elements.
@@ -29,25 +20,37 @@ void wren_axpy_f16(float a, const void *v, float *out, int n);
 /// qs[j] = round(x[j]/d[b]) with d[b] = max|x| over block b / 127, and
 /// s[b] = d[b]·Σ qs over the block (the scheme of llama.cpp's q8_1).
 void wren_quantize_q8(const float *x, int8_t *qs, float *d, float *s, int n);
-/// y[r] = row r · activation for `rows` consecutive rows `row_bytes` apart, of
-/// ggml type `dtype` (2 = q4_0, 3 = q4_1, 8 = q8_0), four rows at a time with
-/// software prefetch of the rows ahead. Returns 0, or -1 for any other dtype
-/// (nothing written: an unknown type is an error, never a guess).
-int wren_gemv_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
-                 int blocks, float *y);
-/// The same for `tokens` activations (qs, d, s laid out token after token);
-/// y[t·ldy + r]. Tokens go two at a time (weights unpacked once per pair), each
-/// result bit for bit equal to wren_gemv_q8 on that token alone.
-int wren_gemm_q8(int dtype, const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
-                 int blocks, int tokens, float *y, int ldy);
-/// y[r] = f16 row r · x (f32) for `rows` rows `row_bytes` apart.
-void wren_gemv_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, float *y);
-/// The same for `tokens` inputs (x token after token), y[t·ldy + r]; two tokens
-/// at a time, each result bit for bit equal to wren_gemv_f16 on that token alone.
-void wren_gemm_f16(const void *w, size_t row_bytes, int rows, const float *x, int n, int tokens, float *y, int ldy);
-/// f32 rows: y[t·ldy + r] = row r · x_t, four rows and two tokens at a time, each
-/// result independent of how tokens are grouped.
-void wren_gemm_f32(const float *w, int rows, const float *x, int n, int tokens, float *y, int ldy);
+/// One stored element type's geometry and kernels (after ggml's type_traits):
+/// a row per type, the same columns for all. `wren_type` picks the AVX2 row
+/// when the CPU has AVX2/FMA/F16C, else the portable one; callers never switch
+/// on a type themselves, so a new type is one new row.
+typedef struct {
+    uint32_t id;              ///< ggml type id (the value stored in .wren and GGUF files)
+    const char *name;         ///< "q4_1"
+    int block;                ///< elements per block (1 for plain floats)
+    int block_bytes;          ///< bytes per block
+    /// dst = n elements (a whole number of blocks) widened to f32, exactly.
+    void (*to_float)(const void *src, float *dst, int64_t n);
+    /// dst = n floats rounded into this type, byte for byte as ggml's reference quantizer.
+    void (*from_float)(const float *src, void *dst, int64_t n);
+    /// One row of n elements · f32 x. `xsum[b]` = Σ x over block b, for the
+    /// types with an offset term (q4_0, q4_1); others ignore it (may be NULL).
+    float (*vec_dot)(const void *row, const float *x, const float *xsum, int n);
+    /// y[t·ldy + r] = row r · x_t for `rows` rows `row_bytes` apart and `tokens`
+    /// f32 inputs of n floats (xsum: n/32 block sums per token). One token is
+    /// the row gemv; several share each weight load, and a (row, token) result
+    /// never depends on the other tokens.
+    void (*gemm)(const void *w, size_t row_bytes, int rows, const float *x, const float *xsum, int n, int tokens,
+                 float *y, int ldy);
+    /// The same against 8-bit activations from wren_quantize_q8 (qs, d, s token
+    /// after token, `blocks` = n/32); NULL for a type without such kernels.
+    void (*gemm_q8)(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s, int blocks,
+                    int tokens, float *y, int ldy);
+} wren_type_traits;
+
+/// The row for ggml type id `dtype` on this CPU, or NULL when Wren has no
+/// kernels for that type (an unknown type is an error, never a guess).
+const wren_type_traits *wren_type(uint32_t dtype);
 /// Causal attention of one query head over n cached positions of an f16 cache:
 /// out = softmax(scale·q·k_p) · v_p, keys in blocks of 64 with a running
 /// maximum and sum (online softmax). k and v point at the head's first
