@@ -10,6 +10,12 @@ of its whole process. Prints medians and the ratio Wren / PyTorch.
 
     pip install torch peft transformers   # torch CPU wheel
     python3 tools/bench-train-vs-peft.py [--steps 6] [-r 3] [--threads 2]
+
+With --ab OTHER_WREN (a wren binary built from another commit) it runs no
+PyTorch: it alternates this tree's wren and OTHER_WREN on each row, the A/B
+of a restructuring (needs no torch):
+
+    python3 tools/bench-train-vs-peft.py --ab /tmp/old/.build/release/wren --rows lora,qlora
 """
 import argparse, csv, glob, json, os, resource, statistics, subprocess, sys, tempfile, time
 
@@ -92,6 +98,7 @@ def main():
     ap.add_argument("--rows", default="lora,lora-ckpt,qlora,full", help="comma list of lora, lora-ckpt, qlora, full")
     ap.add_argument("--model", default=os.path.join(ROOT, "models", "smol.wren"))
     ap.add_argument("--work", default=os.path.join(ROOT, ".build", "bench-train"))
+    ap.add_argument("--ab", metavar="OTHER_WREN", help="alternate with this wren binary instead of PyTorch")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--hf"); ap.add_argument("--data"); ap.add_argument("--mode", default="lora")
     ap.add_argument("--checkpointing", action="store_true")
@@ -112,18 +119,14 @@ def main():
     json.dump({"type": "text_only", "instances": [{"text": t} for t in texts]}, open(os.path.join(data, "code.json"), "w"))
 
     rows = a.rows.split(",")
+    if a.ab:
+        return ab(a, rows, f32, data)
     results = {r: {"wren": [], "torch": [], "wren_rss": [], "torch_rss": []} for r in rows}
     for rep in range(a.repetitions):
         for row in rows:
             ckpt = row == "lora-ckpt"
-            model = a.model if row == "qlora" else f32
             out = tempfile.mkdtemp(dir=a.work)
-            cmd = [WREN, "finetune", "-m", model, "--data", data, "-o", out, "--block-size", str(a.block), "--batch-size", str(a.batch),
-                   "--max-steps", str(a.steps), "-t", str(a.threads), "--lr", "2e-4"]
-            cmd += ["--full"] if row == "full" else ["--lora-r", str(a.rank), "--lora-alpha", str(a.alpha), "--lora-targets", "all"]
-            if ckpt:
-                cmd.append("--grad-checkpointing")
-            _, _, rss = timed(cmd)
+            _, _, rss = timed(wren_cmd(WREN, a, row, f32, data, out))
             results[row]["wren"].append(wren_rate(out, a.batch, a.block))
             results[row]["wren_rss"].append(rss)
             subprocess.run(["rm", "-rf", out])
@@ -152,6 +155,33 @@ def main():
             print(f"{row:10} {w:10.1f} {t:11.1f} {w / t:11.2f} {wm:8.0f} {tm:9.0f} {wm / tm:12.2f}")
         else:
             print(f"{row:10} {w:10.1f} {'-':>11} {'-':>11} {wm:8.0f} {'-':>9} {'-':>12}")
+
+
+def wren_cmd(wren, a, row, f32, data, out):
+    model = a.model if row == "qlora" else f32
+    cmd = [wren, "finetune", "-m", model, "--data", data, "-o", out, "--block-size", str(a.block), "--batch-size", str(a.batch),
+           "--max-steps", str(a.steps), "-t", str(a.threads), "--lr", "2e-4"]
+    cmd += ["--full"] if row == "full" else ["--lora-r", str(a.rank), "--lora-alpha", str(a.alpha), "--lora-targets", "all"]
+    return cmd + (["--grad-checkpointing"] if row == "lora-ckpt" else [])
+
+
+def ab(a, rows, f32, data):
+    """This tree's wren against another build, alternating; the order flips every repetition."""
+    res = {(r, w): [] for r in rows for w in ("this", "other")}
+    for rep in range(a.repetitions):
+        for row in rows:
+            order = [("this", WREN), ("other", a.ab)]
+            for name, wren in (order if rep % 2 == 0 else order[::-1]):
+                out = tempfile.mkdtemp(dir=a.work)
+                _, _, rss = timed(wren_cmd(wren, a, row, f32, data, out))
+                res[(row, name)].append(wren_rate(out, a.batch, a.block))
+                subprocess.run(["rm", "-rf", out])
+                print(f"rep {rep + 1} {row} {name}: {res[(row, name)][-1]:.1f} tok/s {rss:.0f} MB", file=sys.stderr)
+    med = statistics.median
+    print(f"\n{'row':10} {'this tok/s':>10} {'other tok/s':>11} {'ratio':>6}   (medians of {a.repetitions}, {a.threads} threads)")
+    for row in rows:
+        t, o = med(res[(row, "this")]), med(res[(row, "other")])
+        print(f"{row:10} {t:10.1f} {o:11.1f} {t / o:6.2f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
-// An inference session: the KV cache and scratch buffers for one sequence,
-// and the llama forward pass over a batch of tokens (a prompt chunk or one
-// decode token; the same code path serves both).
+// An inference session: one sequence's KV cache and buffers (`RunState`), and
+// the forward pass over a chunk of tokens (a prompt chunk or one decode
+// token): embedding, the blocks (Forward.swift's `LlamaBlock`, run here with
+// `CacheOps`: products on the decode kernels or OpenBLAS, attention over the
+// cache), final norm and output head.
 
 import CBLAS
 import CWrenKernels
@@ -41,14 +43,10 @@ public final class InferenceSession: @unchecked Sendable {
     /// Wall time per part of the forward pass, when enabled (`enableProfiling`).
     public private(set) var profile: ForwardProfile?
 
-    let invFreq: [Float]
     let kvDim: Int
     let qDim: Int
-    /// [layer][position][kvDim] elements of `kvType`.
-    var keyCache: UnsafeMutableRawPointer
-    var valueCache: UnsafeMutableRawPointer
-    // Scratch, allocated once.
-    let x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, ropeTables, attScores, kvWide: UnsafeMutablePointer<Float>
+    /// The KV cache and every activation buffer, allocated once.
+    let state: RunState
 
     /// - Parameters:
     ///   - contextLength: KV-cache capacity in tokens (default: the model's, capped at 4096).
@@ -75,12 +73,8 @@ public final class InferenceSession: @unchecked Sendable {
         self.contextLength = ctx
         self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
         self.maxBatch = maxBatch
-        invFreq = model.rope.inverseFrequencies()
         kvDim = c.headCountKV * c.headDim
         qDim = c.headCount * c.headDim
-        // Scratch is written before it is read; left untouched (not zeroed) so
-        // pages a short batch never uses are never made resident.
-        func alloc(_ n: Int) -> UnsafeMutablePointer<Float> { UnsafeMutablePointer<Float>.allocate(capacity: max(n, 1)) }
         if c.headDim % kvType.dtype.blockSize != 0 {
             throw EngineError.invalidSetting(setting: "kvType", reason: "\(kvType.rawValue) needs a head dimension that is a multiple of \(kvType.dtype.blockSize) (this model's is \(c.headDim))")
         }
@@ -93,27 +87,8 @@ public final class InferenceSession: @unchecked Sendable {
             throw EngineError.invalidParameter(String(format: "a KV cache of %d tokens needs %.1f GB (%d layers, %d values per token, %@) but the machine has %.1f GB; use a smaller context length",
                                                       ctx, Double(perToken) * Double(ctx) / 1e9, nl, 2 * kvDim, kvType.rawValue, physical / 1e9))
         }
-        let kvBytes = cacheBytes / 2
-        keyCache = UnsafeMutableRawPointer.allocate(byteCount: max(kvBytes, 1), alignment: 64)
-        valueCache = UnsafeMutableRawPointer.allocate(byteCount: max(kvBytes, 1), alignment: 64)
-        keyCache.initializeMemory(as: UInt8.self, repeating: 0, count: max(kvBytes, 1))
-        valueCache.initializeMemory(as: UInt8.self, repeating: 0, count: max(kvBytes, 1))
-        let B = maxBatch
-        x = alloc(B * c.embeddingLength); xb = alloc(B * max(c.embeddingLength, qDim)); q = alloc(B * qDim)
-        k = alloc(B * kvDim); v = alloc(B * kvDim); att = alloc(B * qDim); proj = alloc(B * c.embeddingLength)
-        gate = alloc(B * c.feedForwardLength); up = alloc(B * c.feedForwardLength); logitsBuf = alloc(c.vocabSize)
-        let biggest = model.layers.first.map { l in [l.q, l.k, l.v, l.o, l.gate, l.up, l.down].map { $0.rows * $0.cols }.max()! } ?? 1
-        wScratch = alloc(biggest)
-        ropeTables = alloc(B * max(model.rope.dimensions, 2))
-        attScores = alloc(B * ctx)
-        kvWide = alloc(2 * ctx * c.headDim)
+        state = RunState(model: model, maxBatch: maxBatch, context: ctx, layers: nl, kvType: kvType)
         openblas_set_num_threads_wrapper(self.threads)
-    }
-
-    deinit {
-        keyCache.deallocate()
-        valueCache.deallocate()
-        for p in [x, xb, q, k, v, att, proj, gate, up, logitsBuf, wScratch, ropeTables, attScores, kvWide] { p.deallocate() }
     }
 
     /// Forgets every evaluated token.
@@ -159,10 +134,11 @@ public final class InferenceSession: @unchecked Sendable {
         let c = model.config
         let dim = c.embeddingLength
         let t0 = profile != nil ? now() : 0
-        model.outputNorm.withUnsafeBufferPointer { w in Ops.rmsNorm(x + t * dim, w.baseAddress!, xb, n: dim, eps: c.rmsNormEps) }
+        let s = state
+        model.outputNorm.withUnsafeBufferPointer { w in Ops.rmsNorm(s.x + t * dim, w.baseAddress!, s.normed, n: dim, eps: c.rmsNormEps) }
         let o = model.output
-        Ops.matvec(o.dtype, o.data, rows: o.rows, n: o.cols, x: xb, y: logitsBuf, threads: threads, activations: activations)
-        let out = Array(UnsafeBufferPointer(start: logitsBuf, count: c.vocabSize))
+        Ops.matvec(o.dtype, o.data, rows: o.rows, n: o.cols, x: s.normed, y: s.logits, threads: threads, activations: activations)
+        let out = Array(UnsafeBufferPointer(start: s.logits, count: c.vocabSize))
         if profile != nil { profile!.outputNs += now() - t0 }
         return out
     }
@@ -173,12 +149,13 @@ public final class InferenceSession: @unchecked Sendable {
         let c = model.config
         let dim = c.embeddingLength
         let t0 = profile != nil ? now() : 0
+        let s = state
         model.outputNorm.withUnsafeBufferPointer { w in
-            for t in 0..<T { Ops.rmsNorm(x + t * dim, w.baseAddress!, xb + t * dim, n: dim, eps: c.rmsNormEps) }
+            for t in 0..<T { Ops.rmsNorm(s.x + t * dim, w.baseAddress!, s.normed + t * dim, n: dim, eps: c.rmsNormEps) }
         }
         let o = model.output
         let out = [Float](unsafeUninitializedCapacity: T * c.vocabSize) { buf, count in
-            Ops.matmul(o.dtype, o.data, rows: o.rows, n: o.cols, x: xb, tokens: T, y: buf.baseAddress!, threads: threads,
+            Ops.matmul(o.dtype, o.data, rows: o.rows, n: o.cols, x: s.normed, tokens: T, y: buf.baseAddress!, threads: threads,
                        activations: activations)
             count = T * c.vocabSize
         }
@@ -191,101 +168,111 @@ public final class InferenceSession: @unchecked Sendable {
 
     @inline(__always) func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
+    /// Runs `tokens` (a chunk of at most maxBatch) at the next positions through
+    /// every layer; the stream's last rows are left in `state.x` for the head.
     func forwardChunk(_ tokens: [Int32], batched: Bool) {
-        let c = model.config
-        let T = tokens.count, dim = c.embeddingLength, hd = c.headDim, ff = c.feedForwardLength
-        let heads = c.headCount, kvHeads = c.headCountKV, group = heads / kvHeads
-        let ctx = contextLength, kvDim = self.kvDim, qDim = self.qDim
-        let start = position
-        let profiling = profile != nil
-        var mark = profiling ? now() : 0
-        var matmulNs: UInt64 = 0, attentionNs: UInt64 = 0, otherNs: UInt64 = 0
-        @inline(__always) func lap(_ bucket: inout UInt64) {
-            if profiling { let t = now(); bucket += t - mark; mark = t }
+        let c = model.config, T = tokens.count
+        let t0 = profile != nil ? now() : 0
+        model.embedding.gatherRows(tokens, into: state.x)
+        model.rope.tables(positions: position..<(position + T), into: state.rope)
+        var ops = CacheOps(session: self, start: position, batched: batched, timed: profile != nil)
+        let buffers = state.block
+        for l in 0..<layerCount {
+            LlamaBlock.forward(&ops, layer: l, tokens: T, config: c, rotary: model.rope.dimensions, buffers, threads: threads)
         }
-        let emb = model.embedding
-        let embRowBytes = emb.dtype.byteCount(elements: dim)!
-        for (t, id) in tokens.enumerated() {
-            Quant.dequantize(emb.dtype, emb.data + Int(id) * embRowBytes, x + t * dim, count: dim)
-        }
-        let scale = 1 / Float(hd).squareRoot()
-        let rot = model.rope.dimensions
-        invFreq.withUnsafeBufferPointer { f in
-            for t in 0..<T {
-                Ops.ropeTable(position: model.rope.position(start + t), rotary: rot, invFreq: f.baseAddress!, into: ropeTables + t * rot)
-            }
-        }
-        for (l, w) in model.layers.prefix(layerCount).enumerated() {
-            w.attnNorm.withUnsafeBufferPointer { nw in
-                for t in 0..<T { Ops.rmsNorm(x + t * dim, nw.baseAddress!, xb + t * dim, n: dim, eps: c.rmsNormEps) }
-            }
-            lap(&otherNs)
-            mm([(w.q, q), (w.k, k), (w.v, v)], xb, T, batched, layer: l, [.q, .k, .v])
-            lap(&matmulNs)
-            for t in 0..<T {
-                Ops.rope(q + t * qDim, heads: heads, headDim: hd, rotary: rot, table: ropeTables + t * rot)
-                Ops.rope(k + t * kvDim, heads: kvHeads, headDim: hd, rotary: rot, table: ropeTables + t * rot)
-            }
-            let rowBytes = kvType.bytes(kvDim), headBytes = kvType.bytes(hd)
-            let kc = keyCache + l * ctx * rowBytes, vc = valueCache + l * ctx * rowBytes
-            Quant.quantize(kvType.dtype, k, kc + start * rowBytes, count: T * kvDim)
-            Quant.quantize(kvType.dtype, v, vc + start * rowBytes, count: T * kvDim)
-            lap(&otherNs)
-            // Causal attention (WrenKernels/Attention.swift): one job per (token, head)
-            // over the cache with an online softmax, or, for a prompt chunk, the
-            // row-block form as two sgemms per head.
-            let Q = SendablePointer(q), A = SendablePointer(att)
-            let KC = SendableRawPointer(UnsafeRawPointer(kc)), VC = SendableRawPointer(UnsafeRawPointer(vc))
-            let decode: @Sendable (UnsafePointer<Float>, UnsafeRawPointer, UnsafeRawPointer, Int, Int, Int, Float, UnsafeMutablePointer<Float>) -> Void
-            switch kvType {
-            case .f32: decode = Attention.decodeF32
-            case .f16: decode = Attention.decodeF16
-            case .q8_0: decode = Attention.decodeQ8_0
-            }
-            let work: @Sendable (Int) -> Void = { job in
-                let t = job / heads, h = job % heads
-                let kvh = h / group
-                decode(Q.p + t * qDim + h * hd, KC.p + kvh * headBytes, VC.p + kvh * headBytes, rowBytes, start + t + 1, hd, scale,
-                       A.p + t * qDim + h * hd)
-            }
-            if batched {
-                attendBatched(kc: kc, vc: vc, T: T, start: start, scale: scale)
-            } else {
-                WorkerPool.shared(threads).run(T * heads, work)
-            }
-            lap(&attentionNs)
-            mm([(w.o, proj)], att, T, batched, layer: l, [.o])
-            lap(&matmulNs)
-            for i in 0..<(T * dim) { x[i] += proj[i] }
-            w.ffnNorm.withUnsafeBufferPointer { nw in
-                for t in 0..<T { Ops.rmsNorm(x + t * dim, nw.baseAddress!, xb + t * dim, n: dim, eps: c.rmsNormEps) }
-            }
-            lap(&otherNs)
-            mm([(w.gate, gate), (w.up, up)], xb, T, batched, layer: l, [.gate, .up])
-            lap(&matmulNs)
-            Ops.swiglu(gate, up, T * ff)
-            lap(&otherNs)
-            mm([(w.down, proj)], gate, T, batched, layer: l, [.down])
-            lap(&matmulNs)
-            for i in 0..<(T * dim) { x[i] += proj[i] }
-        }
-        lap(&otherNs)
         position += T
-        if profiling {
-            profile!.matmulNs += matmulNs; profile!.attentionNs += attentionNs; profile!.otherNs += otherNs
+        if profile != nil {
+            let total = now() - t0
+            profile!.matmulNs += ops.matmulNs; profile!.attentionNs += ops.attentionNs
+            profile!.otherNs += total - ops.matmulNs - ops.attentionNs
             profile!.tokens += T; profile!.passes += 1
         }
     }
 
-    /// Attention for a prompt chunk as matrix products: per head, S = Q·Kᵀ
-    /// (chunk × positions, OpenBLAS), a causal softmax per row (worker pool),
-    /// then S·V. Memory: one head's scores (maxBatch × context floats) and one
-    /// kv head's keys and values widened to f32, reused across heads.
-    func attendBatched(kc: UnsafeMutableRawPointer, vc: UnsafeMutableRawPointer, T: Int, start: Int, scale: Float) {
-        let c = model.config
-        let hd = c.headDim, heads = c.headCount, kvHeads = c.headCountKV, group = heads / kvHeads
-        let n = start + T, kvDim = self.kvDim, qDim = self.qDim
-        for g in 0..<kvHeads {
+    /// Prompt chunks of at least this many tokens go through OpenBLAS sgemm on
+    /// dequantized weights; smaller ones (and decode) through the fused row dots.
+    static let blasMinTokens = Int(ProcessInfo.processInfo.environment["WREN_BLAS_MIN_TOKENS"] ?? "") ?? 16
+}
+
+/// The engine's side of a block: products on the fused decode kernels (or
+/// OpenBLAS for a prompt chunk) plus run-time LoRA deltas, and attention over
+/// the KV cache after appending the chunk's keys and values. With `timed`, the
+/// wall time of products and attention is summed for the profiler.
+struct CacheOps: BlockOps {
+    let session: InferenceSession
+    /// Position of the chunk's first row.
+    let start: Int
+    /// OpenBLAS products and the row-block attention (a prompt chunk), else the decode kernels.
+    let batched: Bool
+    let timed: Bool
+    var matmulNs: UInt64 = 0, attentionNs: UInt64 = 0
+
+    init(session: InferenceSession, start: Int, batched: Bool, timed: Bool) {
+        self.session = session; self.start = start; self.batched = batched; self.timed = timed
+    }
+
+    func withNormWeight(_ norm: BlockNorm, layer: Int, _ body: (UnsafePointer<Float>) -> Void) {
+        let w = session.model.layers[layer]
+        (norm == .attention ? w.attnNorm : w.ffnNorm).withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+
+    mutating func project(_ projections: [Projection], layer: Int, input: UnsafeMutablePointer<Float>,
+                          outputs: [UnsafeMutablePointer<Float>], tokens T: Int) {
+        let t0 = timed ? session.now() : 0
+        let s = session, weights = projections.map { $0.matrix(s.model.layers[layer]) }
+        if batched {
+            for (w, out) in zip(weights, outputs) {
+                Ops.matmulBLAS(w.dtype, w.data, rows: w.rows, n: w.cols, x: input, tokens: T, y: out, scratch: s.state.weightScratch,
+                               threads: s.threads)
+            }
+        } else {
+            Ops.matmul(zip(weights, outputs).map { Ops.MatmulPart($0.dtype, $0.data, rows: $0.rows, y: $1) }, n: weights[0].cols, x: input,
+                       tokens: T, threads: s.threads, activations: s.activations)
+        }
+        if !s.model.adapters.isEmpty {
+            for (p, out) in zip(projections, outputs) {
+                for d in s.model.adapters[layer][p] ?? [] { d.apply(x: input, tokens: T, y: out) }
+            }
+        }
+        if timed { matmulNs += session.now() - t0 }
+    }
+
+    mutating func attend(layer l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+                         out: UnsafeMutablePointer<Float>, tokens T: Int) {
+        let s = session, c = s.model.config, kvType = s.kvType
+        let hd = c.headDim, heads = c.headCount, group = heads / c.headCountKV, qDim = s.qDim, start = self.start
+        let rowBytes = kvType.bytes(s.kvDim), headBytes = kvType.bytes(hd)
+        let kc = s.state.keyCache + l * s.contextLength * rowBytes, vc = s.state.valueCache + l * s.contextLength * rowBytes
+        Quant.quantize(kvType.dtype, k, kc + start * rowBytes, count: T * s.kvDim)
+        Quant.quantize(kvType.dtype, v, vc + start * rowBytes, count: T * s.kvDim)
+        let t0 = timed ? s.now() : 0
+        let scale = 1 / Float(hd).squareRoot()
+        if batched {
+            attendRowBlocks(kc: kc, vc: vc, q: q, out: out, T: T, scale: scale)
+        } else {
+            // One job per (token, head) over the cache with an online softmax.
+            let decode = Attention.decode(over: kvType.dtype)
+            let Q = SendablePointer(q), A = SendablePointer(out)
+            let KC = SendableRawPointer(UnsafeRawPointer(kc)), VC = SendableRawPointer(UnsafeRawPointer(vc))
+            WorkerPool.shared(s.threads).run(T * heads) { job in
+                let t = job / heads, h = job % heads, kvh = h / group
+                decode(Q.p + t * qDim + h * hd, KC.p + kvh * headBytes, VC.p + kvh * headBytes, rowBytes, start + t + 1, hd, scale,
+                       A.p + t * qDim + h * hd)
+            }
+        }
+        if timed { attentionNs += s.now() - t0 }
+    }
+
+    /// Attention for a prompt chunk as matrix products: per head, the causal row
+    /// block of WrenKernels/Attention.swift (S = Q·Kᵀ, softmax, S·V through
+    /// OpenBLAS) over one kv head's keys and values, widened to f32 unless the
+    /// cache is f32. Memory: one head's scores and one kv head's keys and values.
+    func attendRowBlocks(kc: UnsafeMutableRawPointer, vc: UnsafeMutableRawPointer, q: UnsafeMutablePointer<Float>,
+                         out: UnsafeMutablePointer<Float>, T: Int, scale: Float) {
+        let s = session, c = s.model.config, kvType = s.kvType, state = s.state
+        let hd = c.headDim, group = c.headCount / c.headCountKV
+        let n = start + T, kvDim = s.kvDim, qDim = s.qDim
+        for g in 0..<c.headCountKV {
             let kf: UnsafePointer<Float>, vf: UnsafePointer<Float>, ld: Int
             if kvType == .f32 {
                 kf = UnsafePointer(kc.assumingMemoryBound(to: Float.self) + g * hd)
@@ -294,42 +281,15 @@ public final class InferenceSession: @unchecked Sendable {
             } else {
                 let rowBytes = kvType.bytes(kvDim), headBytes = kvType.bytes(hd)
                 for p in 0..<n {
-                    Quant.dequantize(kvType.dtype, kc + p * rowBytes + g * headBytes, kvWide + p * hd, count: hd)
-                    Quant.dequantize(kvType.dtype, vc + p * rowBytes + g * headBytes, kvWide + (n + p) * hd, count: hd)
+                    Quant.dequantize(kvType.dtype, kc + p * rowBytes + g * headBytes, state.kvWide + p * hd, count: hd)
+                    Quant.dequantize(kvType.dtype, vc + p * rowBytes + g * headBytes, state.kvWide + (n + p) * hd, count: hd)
                 }
-                kf = UnsafePointer(kvWide); vf = UnsafePointer(kvWide + n * hd); ld = hd
+                kf = UnsafePointer(state.kvWide); vf = UnsafePointer(state.kvWide + n * hd); ld = hd
             }
             for h in (g * group)..<((g + 1) * group) {
                 Attention.rowBlock(q: q + h * hd, ldq: qDim, k: kf, v: vf, ldkv: ld, rows: 0..<T, start: start, hd: hd, scale: scale,
-                                   probs: attScores, ldp: n, out: att + h * hd, ldo: qDim, pool: WorkerPool.shared(threads))
+                                   probs: state.scores, ldp: n, out: out + h * hd, ldo: qDim, pool: WorkerPool.shared(s.threads))
             }
-        }
-    }
-
-    /// Prompt chunks of at least this many tokens go through OpenBLAS sgemm on
-    /// dequantized weights; smaller ones (and decode) through the fused row dots.
-    static let blasMinTokens = Int(ProcessInfo.processInfo.environment["WREN_BLAS_MIN_TOKENS"] ?? "") ?? 16
-
-    /// Products sharing one input: fused row dots for decode-sized batches,
-    /// OpenBLAS sgemm on dequantized weights for prompt chunks.
-    /// Run-time LoRA deltas (`model.adapters`) are added after the base product.
-    func mm(_ parts: [(WeightMatrix, UnsafeMutablePointer<Float>)], _ input: UnsafeMutablePointer<Float>, _ T: Int, _ batched: Bool,
-            layer: Int, _ projections: [Projection]) {
-        defer {
-            if !model.adapters.isEmpty {
-                for (i, p) in projections.enumerated() {
-                    for d in model.adapters[layer][p] ?? [] { d.apply(x: input, tokens: T, y: parts[i].1) }
-                }
-            }
-        }
-        if batched {
-            for (w, out) in parts {
-                Ops.matmulBLAS(w.dtype, w.data, rows: w.rows, n: w.cols, x: input, tokens: T, y: out, scratch: wScratch, threads: threads)
-            }
-        } else {
-            let n = parts[0].0.cols
-            Ops.matmul(parts.map { Ops.MatmulPart($0.0.dtype, $0.0.data, rows: $0.0.rows, y: $0.1) }, n: n, x: input, tokens: T,
-                       threads: threads, activations: activations)
         }
     }
 }

@@ -25,6 +25,20 @@ public enum Attention {
 
     // MARK: decode
 
+    /// One query against a cache: (q, k, v, stride, n, hd, scale, out), as `decodeF32`.
+    public typealias Decode = @Sendable (UnsafePointer<Float>, UnsafeRawPointer, UnsafeRawPointer, Int, Int, Int, Float,
+                                         UnsafeMutablePointer<Float>) -> Void
+
+    /// The decode kernel for a cache of `dtype` (f32, f16 or q8_0: the cache types).
+    public static func decode(over dtype: DType) -> Decode {
+        switch dtype {
+        case .f32: return { decodeF32(q: $0, k: $1, v: $2, stride: $3, n: $4, hd: $5, scale: $6, out: $7) }
+        case .f16: return { decodeF16(q: $0, k: $1, v: $2, stride: $3, n: $4, hd: $5, scale: $6, out: $7) }
+        case .q8_0: return { decodeQ8_0(q: $0, k: $1, v: $2, stride: $3, n: $4, hd: $5, scale: $6, out: $7) }
+        default: preconditionFailure("no attention kernel over a \(dtype) cache (KVCacheType allows f32, f16, q8_0)")
+        }
+    }
+
     /// One query (hd floats) against positions 0..<n of an f32 cache whose rows are `stride`
     /// bytes apart (k, v point at this kv head's first element); out: hd floats.
     public static func decodeF32(q: UnsafePointer<Float>, k: UnsafeRawPointer, v: UnsafeRawPointer, stride: Int, n: Int, hd: Int,

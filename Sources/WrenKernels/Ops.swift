@@ -186,6 +186,22 @@ public enum Ops {
                     1, x, Int32(n), wf, Int32(n), 0, y, Int32(rows))
     }
 
+    /// In-place softmax over `n` values (max-subtracted; CWrenKernels, vectorised exp).
+    public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) { wren_softmax(x, Int32(n)) }
+
+    /// Naive references for the tests.
+    public static func softmaxNaive(_ x: inout [Double]) {
+        let m = x.max() ?? 0
+        x = x.map { Foundation.exp($0 - m) }
+        let s = x.reduce(0, +)
+        x = x.map { $0 / s }
+    }
+
+    // MARK: the element-wise ops of a block, each forward beside its backward
+    // (the training backward adds into the gradients it is given). Rows are
+    // tokens; each row's result depends on that row alone, so splitting rows
+    // across threads never changes a bit.
+
     /// out = x / sqrt(mean(x²) + eps) · weight, over `n` elements.
     public static func rmsNorm(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, n: Int, eps: Float) {
         var ss: Float = 0
@@ -194,20 +210,39 @@ public enum Ops {
         for i in 0..<n { out[i] = x[i] * scale * weight[i] }
     }
 
-    /// In-place softmax over `n` values (max-subtracted; CWrenKernels, vectorised exp).
-    public static func softmax(_ x: UnsafeMutablePointer<Float>, _ n: Int) { wren_softmax(x, Int32(n)) }
-
-    /// gate[i] = silu(gate[i]) · up[i] (CWrenKernels, vectorised exp).
-    public static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, _ n: Int) {
-        wren_swiglu(gate, up, Int32(n))
+    /// `rows` rows of `n`: out[t] = RMSNorm(x[t]) · weight, rows split across the pool.
+    public static func rmsNorm(_ x: UnsafePointer<Float>, _ weight: UnsafePointer<Float>, _ out: UnsafeMutablePointer<Float>, rows: Int, n: Int,
+                               eps: Float, threads: Int) {
+        let X = SendableRawPointer(x), W = SendableRawPointer(weight), Y = SendablePointer(out)
+        WorkerPool.shared(threads).forEachRow(rows) { t in
+            rmsNorm(X.p.assumingMemoryBound(to: Float.self) + t * n, W.p.assumingMemoryBound(to: Float.self), Y.p + t * n, n: n, eps: eps)
+        }
     }
 
-    /// Naive references for the tests.
-    public static func softmaxNaive(_ x: inout [Double]) {
-        let m = x.max() ?? 0
-        x = x.map { Foundation.exp($0 - m) }
-        let s = x.reduce(0, +)
-        x = x.map { $0 / s }
+    /// Backward of `rmsNorm(rows:)`, r = 1/√(mean(x²) + eps):
+    /// dx += r·(w⊙dy) − x·r³/n·Σ(x⊙w⊙dy); dw (optional) += Σ_t dy⊙x·r.
+    public static func rmsNormBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, dy: UnsafePointer<Float>,
+                                       dx: UnsafeMutablePointer<Float>, dw: UnsafeMutablePointer<Float>?, rows T: Int, n: Int, eps: Float,
+                                       threads: Int) {
+        let X = SendableRawPointer(x), W = SendableRawPointer(w), DY = SendableRawPointer(dy), DX = SendablePointer(dx)
+        WorkerPool.shared(threads).forEachRow(T) { t in
+            let xr = X.p.assumingMemoryBound(to: Float.self) + t * n, wr = W.p.assumingMemoryBound(to: Float.self)
+            let g = DY.p.assumingMemoryBound(to: Float.self) + t * n, d = DX.p + t * n
+            var ss: Float = 0, dot: Float = 0
+            for i in 0..<n { ss += xr[i] * xr[i]; dot += xr[i] * wr[i] * g[i] }
+            let r = 1 / (ss / Float(n) + eps).squareRoot()
+            let c = r * r * r / Float(n) * dot
+            for i in 0..<n { d[i] += r * wr[i] * g[i] - c * xr[i] }
+        }
+        if let dw {
+            for t in 0..<T {
+                let xr = x + t * n, g = dy + t * n
+                var ss: Float = 0
+                for i in 0..<n { ss += xr[i] * xr[i] }
+                let r = 1 / (ss / Float(n) + eps).squareRoot()
+                for i in 0..<n { dw[i] += g[i] * xr[i] * r }
+            }
+        }
     }
 
     /// cos and sin of pos·θ_i for one position, interleaved (rotary floats): computed
@@ -231,6 +266,45 @@ public enum Ops {
                 p[2 * i] = a * c - b * s
                 p[2 * i + 1] = a * s + b * c
             }
+        }
+    }
+    /// `rows` rows of `heads` heads: row t rotated by its table (`tables` + t·rotary).
+    public static func rope(_ x: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rotary: Int, tables: UnsafePointer<Float>) {
+        for t in 0..<rows { rope(x + t * heads * headDim, heads: heads, headDim: headDim, rotary: rotary, table: tables + t * rotary) }
+    }
+
+    /// Backward of `rope(rows:)`: the transpose of each rotation (by −angle), in place on the gradient.
+    public static func ropeBackward(_ dx: UnsafeMutablePointer<Float>, rows: Int, heads: Int, headDim: Int, rotary: Int,
+                                    tables: UnsafePointer<Float>) {
+        for t in 0..<rows {
+            let tab = tables + t * rotary
+            for h in 0..<heads {
+                let p = dx + t * heads * headDim + h * headDim
+                for i in 0..<(rotary / 2) {
+                    let c = tab[2 * i], s = tab[2 * i + 1]
+                    let a = p[2 * i], b = p[2 * i + 1]
+                    p[2 * i] = a * c + b * s
+                    p[2 * i + 1] = -a * s + b * c
+                }
+            }
+        }
+    }
+
+    /// gate[i] = silu(gate[i]) · up[i] (CWrenKernels, vectorised exp).
+    public static func swiglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, _ n: Int) {
+        wren_swiglu(gate, up, Int32(n))
+    }
+
+    /// Backward of `swiglu` (g, u its inputs): dg += dh·u·silu'(g), du += dh·silu(g),
+    /// silu'(g) = σ(g)·(1 + g·(1 − σ(g))); chunks of 8192 across the pool.
+    public static func swigluBackward(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, dh: UnsafePointer<Float>,
+                                      dg: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>, n: Int, threads: Int) {
+        let G = SendableRawPointer(g), U = SendableRawPointer(u), DH = SendableRawPointer(dh), DG = SendablePointer(dg), DU = SendablePointer(du)
+        let chunk = 8192
+        WorkerPool.shared(threads).run((n + chunk - 1) / chunk) { c in
+            let i = c * chunk, m = min(n, i + chunk) - i
+            wren_swiglu_backward(G.p.assumingMemoryBound(to: Float.self) + i, U.p.assumingMemoryBound(to: Float.self) + i,
+                                 DH.p.assumingMemoryBound(to: Float.self) + i, DG.p + i, DU.p + i, Int32(m))
         }
     }
 }

@@ -97,3 +97,16 @@ public final class WorkerPool: @unchecked Sendable {
         }
     }
 }
+
+extension WorkerPool {
+    /// Runs `body(row)` for rows 0..<n in contiguous chunks across the pool (inline for one row).
+    public func forEachRow(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
+        guard n > 0 else { return }
+        let chunks = max(1, min(size * 4, n))
+        let per = (n + chunks - 1) / chunks
+        run(chunks) { c in
+            var i = c * per
+            while i < min(n, (c + 1) * per) { body(i); i += 1 }
+        }
+    }
+}

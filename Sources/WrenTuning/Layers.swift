@@ -1,15 +1,15 @@
-// Forward and backward of each op of the llama forward pass, for training,
-// side by side (in the manner of llm.c): RMSNorm, RoPE, SwiGLU, products
-// against a frozen weight in any stored dtype, and cross-entropy with an
-// ignore label. Causal GQA attention, forward and backward, is in
-// WrenKernels/Attention.swift, shared with the engine. Activations are f32, row-major, one row
-// per token; every backward *adds* into the input gradients it is given, so
-// branches that share an input (q/k/v, gate/up, residuals) sum naturally.
+// The training-only ops, forward beside backward (in the manner of llm.c):
+// products against a frozen weight in any stored dtype, and cross-entropy with
+// an ignore label. The ops the engine shares (RMSNorm, RoPE, SwiGLU in
+// WrenKernels/Ops.swift; causal GQA attention in WrenKernels/Attention.swift)
+// keep their backwards beside their forwards there. Activations are f32,
+// row-major, one row per token; every backward *adds* into the input
+// gradients it is given, so branches that share an input (q/k/v, gate/up,
+// residuals) sum naturally.
 // Products go through OpenBLAS sgemm; frozen quantized weights are expanded
 // a tile of rows at a time into a scratch buffer, never as a whole.
 
 import CBLAS
-import CWrenKernels
 import Foundation
 import WrenEngine
 import WrenKernels
@@ -101,86 +101,6 @@ enum Layers {
         }
     }
 
-    // MARK: RMSNorm: y = x·r·w, r = 1/√(mean(x²) + eps)
-
-    static func rmsNormForward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, T: Int, n: Int,
-                               eps: Float, threads: Int) {
-        let X = SendableRawPointer(x), W = SendableRawPointer(w), Y = SendablePointer(y)
-        parallelRows(T, threads) { t in
-            Ops.rmsNorm(X.p.assumingMemoryBound(to: Float.self) + t * n, W.p.assumingMemoryBound(to: Float.self), Y.p + t * n, n: n, eps: eps)
-        }
-    }
-
-    /// dx += r·(w⊙dy) − x·r³/n·Σ(x⊙w⊙dy); dw (optional) += Σ_t dy⊙x·r.
-    static func rmsNormBackward(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, dy: UnsafePointer<Float>, dx: UnsafeMutablePointer<Float>,
-                                dw: UnsafeMutablePointer<Float>?, T: Int, n: Int, eps: Float, threads: Int) {
-        let X = SendableRawPointer(x), W = SendableRawPointer(w), DY = SendableRawPointer(dy), DX = SendablePointer(dx)
-        parallelRows(T, threads) { t in
-            let xr = X.p.assumingMemoryBound(to: Float.self) + t * n, wr = W.p.assumingMemoryBound(to: Float.self)
-            let g = DY.p.assumingMemoryBound(to: Float.self) + t * n, d = DX.p + t * n
-            var ss: Float = 0, dot: Float = 0
-            for i in 0..<n { ss += xr[i] * xr[i]; dot += xr[i] * wr[i] * g[i] }
-            let r = 1 / (ss / Float(n) + eps).squareRoot()
-            let c = r * r * r / Float(n) * dot
-            for i in 0..<n { d[i] += r * wr[i] * g[i] - c * xr[i] }
-        }
-        if let dw {
-            for t in 0..<T {
-                let xr = x + t * n, g = dy + t * n
-                var ss: Float = 0
-                for i in 0..<n { ss += xr[i] * xr[i] }
-                let r = 1 / (ss / Float(n) + eps).squareRoot()
-                for i in 0..<n { dw[i] += g[i] * xr[i] * r }
-            }
-        }
-    }
-
-    // MARK: RoPE (adjacent pairs, the engine's layout); position of row t is t mod L
-
-    /// Rotates each row's heads in place by the table of its position (`tables`: L × rotary).
-    static func ropeForward(_ x: UnsafeMutablePointer<Float>, T: Int, L: Int, heads: Int, headDim: Int, rotary: Int,
-                            tables: UnsafePointer<Float>) {
-        for t in 0..<T {
-            Ops.rope(x + t * heads * headDim, heads: heads, headDim: headDim, rotary: rotary, table: tables + (t % L) * rotary)
-        }
-    }
-
-    /// The transpose of the rotation: rotates the gradient by −angle, in place.
-    static func ropeBackward(_ dx: UnsafeMutablePointer<Float>, T: Int, L: Int, heads: Int, headDim: Int, rotary: Int,
-                             tables: UnsafePointer<Float>) {
-        for t in 0..<T {
-            let tab = tables + (t % L) * rotary
-            for h in 0..<heads {
-                let p = dx + t * heads * headDim + h * headDim
-                for i in 0..<(rotary / 2) {
-                    let c = tab[2 * i], s = tab[2 * i + 1]
-                    let a = p[2 * i], b = p[2 * i + 1]
-                    p[2 * i] = a * c + b * s
-                    p[2 * i + 1] = -a * s + b * c
-                }
-            }
-        }
-    }
-
-    // MARK: SwiGLU: h = silu(g)·u
-
-    static func swigluForward(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ h: UnsafeMutablePointer<Float>, n: Int) {
-        h.update(from: g, count: n)
-        Ops.swiglu(h, u, n)
-    }
-
-    /// dg += dh·u·silu'(g), du += dh·silu(g); silu'(g) = σ(g)·(1 + g·(1 − σ(g))).
-    static func swigluBackward(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, dh: UnsafePointer<Float>,
-                               dg: UnsafeMutablePointer<Float>, du: UnsafeMutablePointer<Float>, n: Int, threads: Int) {
-        let G = SendableRawPointer(g), U = SendableRawPointer(u), DH = SendableRawPointer(dh), DG = SendablePointer(dg), DU = SendablePointer(du)
-        let chunk = 8192
-        WorkerPool.shared(threads).run((n + chunk - 1) / chunk) { c in
-            let i = c * chunk, m = min(n, i + chunk) - i
-            wren_swiglu_backward(G.p.assumingMemoryBound(to: Float.self) + i, U.p.assumingMemoryBound(to: Float.self) + i,
-                                 DH.p.assumingMemoryBound(to: Float.self) + i, DG.p + i, DU.p + i, Int32(m))
-        }
-    }
-
     // MARK: cross-entropy
 
     /// For each of `n` rows of logits (vocab wide) with label `labels[i]` (never the
@@ -191,7 +111,7 @@ enum Layers {
         var losses = [Double](repeating: 0, count: n)
         losses.withUnsafeMutableBufferPointer { lb in
             let Lg = SendablePointer(logits), Lb = SendableRawPointer(labels), Out = SendablePointer(lb.baseAddress!)
-            parallelRows(n, threads) { i in
+            WorkerPool.shared(threads).forEachRow(n) { i in
                 let row = Lg.p + i * vocab
                 let label = Int(Lb.p.assumingMemoryBound(to: Int32.self)[i])
                 if backward {
@@ -210,17 +130,6 @@ enum Layers {
             }
         }
         return losses.reduce(0, +)
-    }
-
-    /// Runs `body(row)` for rows 0..<n across the pool in contiguous chunks.
-    static func parallelRows(_ n: Int, _ threads: Int, _ body: @escaping @Sendable (Int) -> Void) {
-        guard n > 0 else { return }
-        let chunks = max(1, min(threads * 4, n))
-        let per = (n + chunks - 1) / chunks
-        WorkerPool.shared(threads).run(chunks) { c in
-            var i = c * per
-            while i < min(n, (c + 1) * per) { body(i); i += 1 }
-        }
     }
 }
 

@@ -1,8 +1,9 @@
-// The llama forward pass for training (a batch of B sequences of L tokens,
-// activations kept for the backward pass or recomputed per layer with
-// gradient checkpointing) and its backward pass, producing the loss and the
-// gradients of the trainable parameters: LoRA factors, or every weight in
-// full finetuning. The frozen base stays in the model file's dtype.
+// Training over a batch of B sequences of L tokens: the forward pass (the
+// engine's `LlamaBlock`, run with `TrainOps`, its activations kept per layer
+// for the backward pass or recomputed per layer with gradient checkpointing),
+// the loss, and the backward pass, producing the gradients of the trainable
+// parameters: LoRA factors, or every weight in full finetuning. The frozen
+// base stays in the model file's dtype.
 
 import CBLAS
 import Foundation
@@ -93,12 +94,24 @@ public final class TrainModel: @unchecked Sendable {
     let outputNorm: NormWeight
     let ctx: TrainContext
 
-    // Activations: x entering each layer (blockCount + 1 rows of T × dim), and the
-    // per-layer rest (one shared set when checkpointing).
+    // Shapes: T = maxTokens rows (B sequences × L positions), dim = embeddingLength,
+    // qDim = heads·headDim, kvDim = kvHeads·headDim, ff = feedForwardLength.
+    /// [blockCount + 1][T][dim] the residual stream entering each layer (and leaving the last).
     let xs: [UnsafeMutablePointer<Float>]
+    /// Per layer (one shared set when checkpointing): q, k, v, attention, the
+    /// stream after attention, gate and up — what the backward reads.
     let acts: [LayerActivations]
-    // Scratch for the passes.
-    let n, h, dx, dn, dh, dg, du, datt, dq, dk, dv, probs, dprobs, ropeTab, headIn, dHeadIn, logits: UnsafeMutablePointer<Float>
+    /// [T][max(dim, qDim)] a norm's output; [T][ff] silu(gate)·up; [T][dim] a projection before its residual add.
+    let n, h, proj: UnsafeMutablePointer<Float>
+    /// Gradients: [T][dim] of the stream (dx) and of a norm's output (dn); [T][ff] of hidden, gate, up;
+    /// [T][qDim] of attention's output and q; [T][kvDim] of k and v.
+    let dx, dn, dh, dg, du, datt, dq, dk, dv: UnsafeMutablePointer<Float>
+    /// [B·kvHeads][L][L] attention probabilities and their gradient (recomputed per query block).
+    let probs, dprobs: UnsafeMutablePointer<Float>
+    /// [T][rotary] cos/sin of each row's position (t mod L).
+    let ropeTab: UnsafeMutablePointer<Float>
+    /// [headChunk][dim] head inputs and their gradient; [headChunk][vocab] logits (then their gradient).
+    let headIn, dHeadIn, logits: UnsafeMutablePointer<Float>
     /// Rows of the output head evaluated at once.
     static let headChunk = 128
 
@@ -193,18 +206,18 @@ public final class TrainModel: @unchecked Sendable {
         func alloc(_ n: Int) -> UnsafeMutablePointer<Float> { .allocate(capacity: max(1, n)) }
         xs = (0...c.blockCount).map { _ in alloc(T * dim) }
         acts = (0..<(checkpointing ? 1 : c.blockCount)).map { _ in LayerActivations(maxTokens: T, dim: dim, qDim: qDim, kvDim: kvDim, ff: ff) }
-        n = alloc(T * max(dim, qDim)); h = alloc(T * ff); dx = alloc(T * dim); dn = alloc(T * max(dim, qDim))
+        n = alloc(T * max(dim, qDim)); h = alloc(T * ff); proj = alloc(T * dim); dx = alloc(T * dim); dn = alloc(T * max(dim, qDim))
         dh = alloc(T * ff); dg = alloc(T * ff); du = alloc(T * ff); datt = alloc(T * qDim)
         dq = alloc(T * qDim); dk = alloc(T * kvDim); dv = alloc(T * kvDim)
         // B·kvHeads blocks of L × L, B·L ≤ maxTokens, L ≤ maxLength.
         probs = alloc(maxTokens * maxLength * c.headCountKV); dprobs = alloc(maxTokens * maxLength * c.headCountKV)
-        ropeTab = alloc(maxLength * max(2, model.rope.dimensions))
+        ropeTab = alloc(maxTokens * max(2, model.rope.dimensions))
         headIn = alloc(Self.headChunk * dim); dHeadIn = alloc(Self.headChunk * dim); logits = alloc(Self.headChunk * c.vocabSize)
     }
 
     deinit {
         for p in xs { p.deallocate() }
-        for p in [n, h, dx, dn, dh, dg, du, datt, dq, dk, dv, probs, dprobs, ropeTab, headIn, dHeadIn, logits] { p.deallocate() }
+        for p in [n, h, proj, dx, dn, dh, dg, du, datt, dq, dk, dv, probs, dprobs, ropeTab, headIn, dHeadIn, logits] { p.deallocate() }
     }
 
     /// The LoRA module of layer `l`, projection `p`, if trained.
@@ -237,19 +250,12 @@ public final class TrainModel: @unchecked Sendable {
         ctx.training = backward
         ctx.maskKey = maskKey
         let dim = c.embeddingLength
-        // Embedding.
-        let rowBytes = embedding.dtype.byteCount(elements: dim)!
-        for (t, id) in tokens.enumerated() { Quant.dequantize(embedding.dtype, embedding.data + Int(id) * rowBytes, xs[0] + t * dim, count: dim) }
-        // RoPE tables for positions 0..<L.
-        let rot = base.rope.dimensions
-        let invFreq = base.rope.inverseFrequencies()
-        invFreq.withUnsafeBufferPointer { f in
-            for p in 0..<L { Ops.ropeTable(position: base.rope.position(p), rotary: rot, invFreq: f.baseAddress!, into: ropeTab + p * rot) }
-        }
+        embedding.gatherRows(tokens, into: xs[0])
+        base.rope.tables(positions: (0..<T).lazy.map { $0 % L }, into: ropeTab)   // row t sits at position t mod L
         for l in 0..<layers.count { layerForward(l, T: T, B: B, L: L) }
         // Head over the labelled rows only.
         let xL = xs[layers.count]
-        Layers.rmsNormForward(xL, outputNorm.value, n, T: T, n: dim, eps: c.rmsNormEps, threads: threads)
+        Ops.rmsNorm(xL, outputNorm.value, n, rows: T, n: dim, eps: c.rmsNormEps, threads: threads)
         let rows = (0..<T).filter { labels[$0] != ignoreLabel }
         for r in rows where Int(labels[r]) >= c.vocabSize || labels[r] < 0 {
             preconditionFailure("label \(labels[r]) outside the vocabulary")
@@ -282,8 +288,8 @@ public final class TrainModel: @unchecked Sendable {
         }
         guard backward else { return (lossSum, rows.count) }
         dx.update(repeating: 0, count: T * dim)
-        Layers.rmsNormBackward(xL, outputNorm.value, dy: dn, dx: dx, dw: outputNorm.param?.grad, T: T, n: dim, eps: c.rmsNormEps,
-                               threads: threads)
+        Ops.rmsNormBackward(xL, outputNorm.value, dy: dn, dx: dx, dw: outputNorm.param?.grad, rows: T, n: dim, eps: c.rmsNormEps,
+                            threads: threads)
         for l in stride(from: layers.count - 1, through: 0, by: -1) {
             if checkpointing { layerForward(l, T: T, B: B, L: L) }
             layerBackward(l, T: T, B: B, L: L)
@@ -299,27 +305,13 @@ public final class TrainModel: @unchecked Sendable {
 
     func activations(_ l: Int) -> LayerActivations { acts[checkpointing ? 0 : l] }
 
+    /// Layer `l`'s forward (the engine's block), its activations kept in `activations(l)` and `xs`.
     func layerForward(_ l: Int, T: Int, B: Int, L: Int) {
-        let c = config, w = layers[l], a = activations(l)
-        let dim = c.embeddingLength, ff = c.feedForwardLength, eps = c.rmsNormEps
-        let x0 = xs[l], x2 = xs[l + 1]
-        Layers.rmsNormForward(x0, w.attnNorm.value, n, T: T, n: dim, eps: eps, threads: threads)
-        w.q.forward(n, T: T, y: a.q, ctx: ctx)
-        w.k.forward(n, T: T, y: a.k, ctx: ctx)
-        w.v.forward(n, T: T, y: a.v, ctx: ctx)
-        let rot = base.rope.dimensions
-        Layers.ropeForward(a.q, T: T, L: L, heads: c.headCount, headDim: c.headDim, rotary: rot, tables: ropeTab)
-        Layers.ropeForward(a.k, T: T, L: L, heads: c.headCountKV, headDim: c.headDim, rotary: rot, tables: ropeTab)
-        Attention.forward(q: a.q, k: a.k, v: a.v, out: a.att, B: B, L: L, heads: c.headCount, kvHeads: c.headCountKV,
-                                headDim: c.headDim, probs: probs, threads: threads)
-        w.o.forward(a.att, T: T, y: a.x1, ctx: ctx)
-        for i in 0..<(T * dim) { a.x1[i] += x0[i] }
-        Layers.rmsNormForward(a.x1, w.ffnNorm.value, n, T: T, n: dim, eps: eps, threads: threads)
-        w.gate.forward(n, T: T, y: a.g, ctx: ctx)
-        w.up.forward(n, T: T, y: a.u, ctx: ctx)
-        Layers.swigluForward(a.g, a.u, h, n: T * ff)
-        w.down.forward(h, T: T, y: x2, ctx: ctx)
-        for i in 0..<(T * dim) { x2[i] += a.x1[i] }
+        let a = activations(l)
+        var ops = TrainOps(model: self, B: B, L: L)
+        let buffers = BlockBuffers(input: xs[l], middle: a.x1, output: xs[l + 1], normed: n, q: a.q, k: a.k, v: a.v, attention: a.att,
+                                   projected: proj, gate: a.g, up: a.u, hidden: h, rope: ropeTab)
+        LlamaBlock.forward(&ops, layer: l, tokens: T, config: config, rotary: base.rope.dimensions, buffers, threads: threads)
     }
 
     /// On entry `dx` holds the gradient of the layer's output; on exit, of its input.
@@ -330,16 +322,18 @@ public final class TrainModel: @unchecked Sendable {
         let x0 = xs[l]
         let trained = activeLayers?.contains(l) ?? true
         // Feed-forward: x2 = x1 + down(silu(gate(n2))·up(n2)), n2 = norm(x1).
-        Layers.swigluForward(a.g, a.u, h, n: T * ff)
+        h.update(from: a.g, count: T * ff)
+        Ops.swiglu(h, a.u, T * ff)
         dh.update(repeating: 0, count: T * ff)
         w.down.backward(h, dy: dx, T: T, dx: dh, ctx: ctx, weights: trained)
         dg.update(repeating: 0, count: T * ff); du.update(repeating: 0, count: T * ff)
-        Layers.swigluBackward(a.g, a.u, dh: dh, dg: dg, du: du, n: T * ff, threads: threads)
-        Layers.rmsNormForward(a.x1, w.ffnNorm.value, n, T: T, n: dim, eps: eps, threads: threads)
+        Ops.swigluBackward(a.g, a.u, dh: dh, dg: dg, du: du, n: T * ff, threads: threads)
+        Ops.rmsNorm(a.x1, w.ffnNorm.value, n, rows: T, n: dim, eps: eps, threads: threads)
         dn.update(repeating: 0, count: T * dim)
         w.gate.backward(n, dy: dg, T: T, dx: dn, ctx: ctx, weights: trained)
         w.up.backward(n, dy: du, T: T, dx: dn, ctx: ctx, weights: trained)
-        Layers.rmsNormBackward(a.x1, w.ffnNorm.value, dy: dn, dx: dx, dw: trained ? w.ffnNorm.param?.grad : nil, T: T, n: dim, eps: eps, threads: threads)
+        Ops.rmsNormBackward(a.x1, w.ffnNorm.value, dy: dn, dx: dx, dw: trained ? w.ffnNorm.param?.grad : nil, rows: T, n: dim, eps: eps,
+                            threads: threads)
         // Attention: x1 = x0 + o(attn(rope(q(n1)), rope(k(n1)), v(n1))), n1 = norm(x0).
         datt.update(repeating: 0, count: T * qDim)
         w.o.backward(a.att, dy: dx, T: T, dx: datt, ctx: ctx, weights: trained)
@@ -347,9 +341,9 @@ public final class TrainModel: @unchecked Sendable {
         Attention.backward(q: a.q, k: a.k, v: a.v, dOut: datt, dq: dq, dk: dk, dv: dv, B: B, L: L, heads: c.headCount,
                                  kvHeads: c.headCountKV, headDim: c.headDim, probs: probs, dprobs: dprobs, threads: threads)
         let rot = base.rope.dimensions
-        Layers.ropeBackward(dq, T: T, L: L, heads: c.headCount, headDim: c.headDim, rotary: rot, tables: ropeTab)
-        Layers.ropeBackward(dk, T: T, L: L, heads: c.headCountKV, headDim: c.headDim, rotary: rot, tables: ropeTab)
-        Layers.rmsNormForward(x0, w.attnNorm.value, n, T: T, n: dim, eps: eps, threads: threads)
+        Ops.ropeBackward(dq, rows: T, heads: c.headCount, headDim: c.headDim, rotary: rot, tables: ropeTab)
+        Ops.ropeBackward(dk, rows: T, heads: c.headCountKV, headDim: c.headDim, rotary: rot, tables: ropeTab)
+        Ops.rmsNorm(x0, w.attnNorm.value, n, rows: T, n: dim, eps: eps, threads: threads)
         // The first layer's input gradient only matters when the embedding is trained.
         let needInput = l > 0 || embeddingParam != nil
         dn.update(repeating: 0, count: T * dim)
@@ -358,7 +352,33 @@ public final class TrainModel: @unchecked Sendable {
         w.k.backward(n, dy: dk, T: T, dx: dIn, ctx: ctx, weights: trained)
         w.v.backward(n, dy: dv, T: T, dx: dIn, ctx: ctx, weights: trained)
         if needInput {
-            Layers.rmsNormBackward(x0, w.attnNorm.value, dy: dn, dx: dx, dw: trained ? w.attnNorm.param?.grad : nil, T: T, n: dim, eps: eps, threads: threads)
+            Ops.rmsNormBackward(x0, w.attnNorm.value, dy: dn, dx: dx, dw: trained ? w.attnNorm.param?.grad : nil, rows: T, n: dim, eps: eps,
+                                threads: threads)
         }
+    }
+}
+
+/// The trainer's side of a block: products through the trainable linears
+/// (frozen base in its stored dtype, LoRA with dropout, or full f32 weights)
+/// and attention within each of the B sequences of L tokens.
+struct TrainOps: BlockOps {
+    let model: TrainModel
+    let B: Int, L: Int
+
+    func withNormWeight(_ norm: BlockNorm, layer: Int, _ body: (UnsafePointer<Float>) -> Void) {
+        let w = model.layers[layer]
+        body((norm == .attention ? w.attnNorm : w.ffnNorm).value)
+    }
+
+    mutating func project(_ projections: [Projection], layer: Int, input: UnsafeMutablePointer<Float>,
+                          outputs: [UnsafeMutablePointer<Float>], tokens T: Int) {
+        for (p, out) in zip(projections, outputs) { model.layers[layer].linear(p).forward(input, T: T, y: out, ctx: model.ctx) }
+    }
+
+    mutating func attend(layer: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+                         out: UnsafeMutablePointer<Float>, tokens: Int) {
+        let c = model.config
+        Attention.forward(q: q, k: k, v: v, out: out, B: B, L: L, heads: c.headCount, kvHeads: c.headCountKV, headDim: c.headDim,
+                          probs: model.probs, threads: model.threads)
     }
 }

@@ -1,0 +1,138 @@
+// The llama forward pass, once, for inference and training. `LlamaBlock.forward`
+// is one transformer block written as its math; the embedding lookup and the
+// RoPE tables before the blocks are `WeightMatrix.gatherRows` and
+// `RopeSettings.tables`. What differs between running a block for inference
+// and for training is a `BlockOps`:
+//   - the engine's (Session.swift) multiplies on the decode kernels or OpenBLAS,
+//     adds run-time LoRA deltas, and attends over the KV cache after appending
+//     the chunk's keys and values;
+//   - the trainer's (WrenTuning/TrainModel.swift) multiplies through its
+//     trainable linears (LoRA, dropout) and attends within each sequence; its
+//     `BlockBuffers` point into per-layer storage, which is how the activations
+//     its backward needs are kept.
+// Timing (the engine's profiler) lives in the ops, never in the block.
+//
+// Where architecture differences go (llama only today):
+//   - biases on q/k/v/o: the projections (a weight carries its bias);
+//   - QK-norm: a norm of the q and k rows between the projection and RoPE,
+//     switched on by the model config;
+//   - post-norms (Gemma): a norm of each projection's output before its
+//     residual add, likewise from the config;
+//   - GeGLU: `activate`, chosen by the config's activation;
+//   - sliding windows: `attend`, given the layer's window from the config.
+
+import WrenFormat
+import WrenKernels
+
+/// The two norms of a block.
+public enum BlockNorm: Sendable {
+    case attention, feedForward
+}
+
+/// The parts of a block that depend on who runs it (see the file comment).
+public protocol BlockOps {
+    /// Calls `body` with layer `layer`'s weight for `norm` (embeddingLength floats).
+    func withNormWeight(_ norm: BlockNorm, layer: Int, _ body: (UnsafePointer<Float>) -> Void)
+    /// outputs[i] (tokens × rows of projection i) = input (tokens × cols) · Wᵢᵀ,
+    /// adapters included, for projections that share one input.
+    mutating func project(_ projections: [Projection], layer: Int, input: UnsafeMutablePointer<Float>,
+                          outputs: [UnsafeMutablePointer<Float>], tokens: Int)
+    /// out (tokens × qDim) = causal grouped-query attention of the rotated q rows
+    /// over keys and values (tokens × kvDim each, rotated k).
+    mutating func attend(layer: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
+                         out: UnsafeMutablePointer<Float>, tokens: Int)
+}
+
+/// The activations of one block over T token rows (dim = embeddingLength,
+/// qDim = heads·headDim, kvDim = kvHeads·headDim, ff = feedForwardLength).
+public struct BlockBuffers {
+    /// [T][dim] the residual stream entering the block.
+    public var input: UnsafeMutablePointer<Float>
+    /// [T][dim] the stream after the attention residual (may be `input`: updated in place).
+    public var middle: UnsafeMutablePointer<Float>
+    /// [T][dim] the stream leaving the block (may be `middle`).
+    public var output: UnsafeMutablePointer<Float>
+    /// [T][dim] a norm's output, the input of the next products.
+    public var normed: UnsafeMutablePointer<Float>
+    /// [T][qDim] queries; [T][kvDim] keys and values.
+    public var q, k, v: UnsafeMutablePointer<Float>
+    /// [T][qDim] attention output.
+    public var attention: UnsafeMutablePointer<Float>
+    /// [T][dim] a projection's output before its residual add.
+    public var projected: UnsafeMutablePointer<Float>
+    /// [T][ff] the gate and up projections.
+    public var gate, up: UnsafeMutablePointer<Float>
+    /// [T][ff] silu(gate)·up (may be `gate`: computed in place).
+    public var hidden: UnsafeMutablePointer<Float>
+    /// [T][rotary] cos/sin of each row's position (`RopeSettings.tables`).
+    public var rope: UnsafePointer<Float>
+
+    public init(input: UnsafeMutablePointer<Float>, middle: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
+                normed: UnsafeMutablePointer<Float>, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
+                v: UnsafeMutablePointer<Float>, attention: UnsafeMutablePointer<Float>, projected: UnsafeMutablePointer<Float>,
+                gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>, hidden: UnsafeMutablePointer<Float>,
+                rope: UnsafePointer<Float>) {
+        self.input = input; self.middle = middle; self.output = output; self.normed = normed
+        self.q = q; self.k = k; self.v = v; self.attention = attention; self.projected = projected
+        self.gate = gate; self.up = up; self.hidden = hidden; self.rope = rope
+    }
+}
+
+public enum LlamaBlock {
+    /// Layer `layer` over T rows:
+    ///   h  = x + o(attention(rope(q(n)), rope(k(n)), v(n))),  n = RMSNorm(x)
+    ///   x' = h + down(silu(gate(m)) · up(m)),                  m = RMSNorm(h)
+    public static func forward<O: BlockOps>(_ ops: inout O, layer l: Int, tokens T: Int, config c: ModelConfig, rotary: Int,
+                                              _ b: BlockBuffers, threads: Int) {
+        let dim = c.embeddingLength
+        ops.withNormWeight(.attention, layer: l) { w in
+            Ops.rmsNorm(b.input, w, b.normed, rows: T, n: dim, eps: c.rmsNormEps, threads: threads)
+        }
+        ops.project([.q, .k, .v], layer: l, input: b.normed, outputs: [b.q, b.k, b.v], tokens: T)
+        Ops.rope(b.q, rows: T, heads: c.headCount, headDim: c.headDim, rotary: rotary, tables: b.rope)
+        Ops.rope(b.k, rows: T, heads: c.headCountKV, headDim: c.headDim, rotary: rotary, tables: b.rope)
+        ops.attend(layer: l, q: b.q, k: b.k, v: b.v, out: b.attention, tokens: T)
+        ops.project([.o], layer: l, input: b.attention, outputs: [b.projected], tokens: T)
+        add(b.input, b.projected, into: b.middle, count: T * dim)
+
+        ops.withNormWeight(.feedForward, layer: l) { w in
+            Ops.rmsNorm(b.middle, w, b.normed, rows: T, n: dim, eps: c.rmsNormEps, threads: threads)
+        }
+        ops.project([.gate, .up], layer: l, input: b.normed, outputs: [b.gate, b.up], tokens: T)
+        activate(gate: b.gate, up: b.up, into: b.hidden, count: T * c.feedForwardLength)
+        ops.project([.down], layer: l, input: b.hidden, outputs: [b.projected], tokens: T)
+        add(b.middle, b.projected, into: b.output, count: T * dim)
+    }
+
+    /// out = a + b (the residual add; `out` may be `a`).
+    static func add(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { out[i] = a[i] + b[i] }
+    }
+
+    /// out = silu(gate)·up (SwiGLU; `out` may be `gate`).
+    static func activate(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
+        if out != gate { out.update(from: gate, count: count) }
+        Ops.swiglu(out, up, count)
+    }
+}
+
+extension WeightMatrix {
+    /// out[t] = row ids[t] widened to f32 (the embedding lookup): ids.count × cols floats.
+    /// The ids were checked against `rows` by the caller.
+    public func gatherRows(_ ids: [Int32], into out: UnsafeMutablePointer<Float>) {
+        let rowBytes = dtype.byteCount(elements: cols)!
+        for (t, id) in ids.enumerated() { Quant.dequantize(dtype, data + Int(id) * rowBytes, out + t * cols, count: cols) }
+    }
+}
+
+extension RopeSettings {
+    /// The cos/sin table of each position, one row of `dimensions` floats per position.
+    public func tables(positions: some Sequence<Int>, into out: UnsafeMutablePointer<Float>) {
+        let f = inverseFrequencies()
+        f.withUnsafeBufferPointer { fp in
+            for (t, p) in positions.enumerated() {
+                Ops.ropeTable(position: position(p), rotary: dimensions, invFreq: fp.baseAddress!, into: out + t * dimensions)
+            }
+        }
+    }
+}
