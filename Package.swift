@@ -1,7 +1,7 @@
 // swift-tools-version:6.0
 // Wren: run and tune LLaMA-family models on a CPU. See docs/architecture.md for the
 // architecture; README.md for use. Modules depend downwards only:
-// CBLAS/CZstd <- WrenKernels <- WrenFormat <- WrenEngine <- WrenTuning <- WrenCLI.
+// CBLAS/CZstd <- WrenKernels <- WrenFormat <- WrenEngine <- WrenTuning <- WrenEval <- WrenCLI.
 import PackageDescription
 
 let package = Package(
@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "WrenTokenizer", targets: ["WrenTokenizer"]),
         .library(name: "WrenEngine", targets: ["WrenEngine"]),
         .library(name: "WrenTuning", targets: ["WrenTuning"]),
+        .library(name: "WrenEval", targets: ["WrenEval"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -29,8 +30,9 @@ let package = Package(
         .target(name: "WrenTokenizer"),
         .target(name: "WrenEngine", dependencies: ["WrenKernels", "WrenFormat", "WrenTokenizer", "CBLAS"]),
         .target(name: "WrenTuning", dependencies: ["WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "CBLAS", "CWrenKernels"]),
+        .target(name: "WrenEval", dependencies: ["WrenEngine", "WrenKernels", "WrenTokenizer", "WrenTuning"]),
         .executableTarget(name: "WrenCLI", dependencies: [
-            "WrenFormat", "WrenEngine", "WrenTokenizer", "WrenTuning",
+            "WrenFormat", "WrenEngine", "WrenTokenizer", "WrenTuning", "WrenEval",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "TestSupport", dependencies: ["WrenKernels", "WrenFormat"], path: "Tests/TestSupport"),
@@ -39,6 +41,7 @@ let package = Package(
         .testTarget(name: "WrenTokenizerTests", dependencies: ["WrenTokenizer", "WrenEngine", "WrenFormat", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenEngineTests", dependencies: ["WrenEngine", "WrenFormat", "WrenKernels", "CWrenKernels", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenTuningTests", dependencies: ["WrenTuning", "WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "TestSupport"]),
+        .testTarget(name: "WrenEvalTests", dependencies: ["WrenEval", "WrenEngine", "WrenTuning", "WrenTokenizer", "TestSupport"]),
         .testTarget(name: "WrenCLITests", dependencies: ["WrenCLI", "WrenFormat", "TestSupport"]),
         .testTarget(name: "WrenFuzzTests", dependencies: ["WrenTuning", "WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "TestSupport"]),
     ]

@@ -8,6 +8,7 @@
 import ArgumentParser
 import Foundation
 import WrenEngine
+import WrenEval
 import WrenFormat
 import WrenTokenizer
 import WrenTuning
@@ -93,10 +94,12 @@ struct ModelOptions: ParsableArguments {
 
     var kvCacheType: KVCacheType { path.kvCacheType }
 
-    func load() throws -> (LlamaModel, InferenceSession) {
+    /// The model (with its adapters) and a session of -c tokens, else `defaultContext` of the
+    /// model's config, else the model's context (at most 4096).
+    func load(defaultContext: ((ModelConfig) -> Int)? = nil) throws -> (LlamaModel, InferenceSession) {
         let m = try LlamaModel(path: model, ropeFreqBase: ropeFreqBase, ropeScale: ropeScale)
         try attachAdapters(m)
-        return (m, try InferenceSession(model: m, contextLength: ctx, threads: threads, kvType: kvCacheType,
+        return (m, try InferenceSession(model: m, contextLength: ctx ?? defaultContext?(m.config), threads: threads, kvType: kvCacheType,
                                         activations: exact ? .f32 : .q8))
     }
 }
@@ -262,7 +265,7 @@ func fail(_ error: Error) -> Never {
     case let EngineError.invalidSetting(setting, reason): text = "\(settingFlags[setting] ?? setting) \(reason)"
     case let FormatError.outputExists(path): text = "\(FormatError.outputExists(path: path)) (use --force to replace it)"
     case let e as CustomStringConvertible where error is FormatError || error is EngineError || error is TokenizerError
-        || error is JinjaError || error is DatasetError || error is GenerationRequest.Failure: text = e.description
+        || error is JinjaError || error is DatasetError || error is GenerationRequest.Failure || error is EvalError: text = e.description
     case let e as CLIError: text = e.message
     default: text = "\(error)"
     }

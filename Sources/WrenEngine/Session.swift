@@ -101,32 +101,36 @@ public final class InferenceSession: @unchecked Sendable {
     }
 
     /// Evaluates `tokens` at the next positions and returns the logits of the last
-    /// one (vocab floats), or of every one (tokens × vocab) when `allLogits`.
+    /// one (vocab floats), or of every one (tokens × vocab) when `allLogits`, or
+    /// of tokens logitsFrom..<tokens.count when `logitsFrom` is given (the output
+    /// head then runs only for those rows: a perplexity chunk scores its second half).
     /// `decodeKernels` keeps every token on the decode path's kernels whatever
     /// the batch size, so each token's logits are bit for bit those of evaluating
     /// it alone (speculative verification relies on this).
     /// - Throws: `EngineError.contextFull` when the tokens do not fit; `.invalidToken`.
-    public func evaluate(_ tokens: [Int32], allLogits: Bool = false, decodeKernels: Bool = false) throws -> [Float] {
+    public func evaluate(_ tokens: [Int32], allLogits: Bool = false, logitsFrom: Int? = nil, decodeKernels: Bool = false) throws -> [Float] {
+        let from = allLogits ? 0 : logitsFrom
+        if let from { precondition(from >= 0 && from < tokens.count, "logitsFrom \(from) outside 0..<\(tokens.count)") }
         let c = model.config
         guard !tokens.isEmpty else { throw EngineError.emptyPrompt }
         guard position + tokens.count <= contextLength else { throw EngineError.contextFull(context: contextLength) }
         for t in tokens where t < 0 || Int(t) >= c.vocabSize { throw EngineError.invalidToken(t, vocabularySize: c.vocabSize) }
         var all: [Float] = []
-        if allLogits { all.reserveCapacity(tokens.count * c.vocabSize) }
+        if let from { all.reserveCapacity((tokens.count - from) * c.vocabSize) }
         var last: [Float] = []
         var i = 0
         while i < tokens.count {
             let chunk = Array(tokens[i..<min(tokens.count, i + maxBatch)])
             forwardChunk(chunk, batched: !decodeKernels && chunk.count >= Self.blasMinTokens)
             let isLastChunk = i + chunk.count == tokens.count
-            if allLogits {
-                all += logits(rows: chunk.count)
+            if let from {
+                if from < i + chunk.count { all += logits(rows: max(0, from - i)..<chunk.count) }
             } else if isLastChunk {
                 last = logits(forRow: chunk.count - 1)
             }
             i += chunk.count
         }
-        return allLogits ? all : last
+        return from != nil ? all : last
     }
 
     /// Final norm and output head for row `t` of the current chunk.
@@ -143,15 +147,15 @@ public final class InferenceSession: @unchecked Sendable {
         return out
     }
 
-    /// Final norm and output head for the first `T` rows of the chunk in one
-    /// product (the head is read once for all rows): T × vocab floats.
-    func logits(rows T: Int) -> [Float] {
+    /// Final norm and output head for rows `rows` of the chunk in one product
+    /// (the head is read once for all rows): rows.count × vocab floats.
+    func logits(rows: Range<Int>) -> [Float] {
         let c = model.config
-        let dim = c.embeddingLength
+        let dim = c.embeddingLength, T = rows.count
         let t0 = profile != nil ? now() : 0
         let s = state
         model.outputNorm.withUnsafeBufferPointer { w in
-            for t in 0..<T { Ops.rmsNorm(s.x + t * dim, w.baseAddress!, s.normed + t * dim, n: dim, eps: c.rmsNormEps) }
+            for (i, t) in rows.enumerated() { Ops.rmsNorm(s.x + t * dim, w.baseAddress!, s.normed + i * dim, n: dim, eps: c.rmsNormEps) }
         }
         let o = model.output
         let out = [Float](unsafeUninitializedCapacity: T * c.vocabSize) { buf, count in
