@@ -8,6 +8,7 @@ import WrenKernels
 extension DType: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }
     public static var allValueStrings: [String] { DType.allCases.map(\.name) }
+    public var defaultValueDescription: String { name }   // not the ggml id
 }
 
 struct Convert: ParsableCommand {

@@ -12,8 +12,8 @@ import WrenTuning
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Evaluate a model: perplexity, dataset NLL, multiple choice.",
-        subcommands: [EvalPerplexity.self, EvalNLL.self, EvalMC.self])
+        abstract: "Evaluate a model: perplexity, dataset NLL, multiple choice, generated answers.",
+        subcommands: [EvalPerplexity.self, EvalNLL.self, EvalMC.self, EvalGen.self])
 }
 
 /// Flags every eval command shares: where per-item results and the summary go.
@@ -216,6 +216,86 @@ struct EvalMC: ParsableCommand {
             if out.json { out.printJSON(r); return }
             print(String(format: "%@: %d questions in %.1f s", data, r.items, r.seconds))
             print(String(format: "acc = %.4f +/- %.4f   acc_norm = %.4f +/- %.4f", r.acc, r.accError, r.accNorm, r.accNormError))
+        } catch { fail(error) }
+    }
+}
+
+extension AnswerType: ExpressibleByArgument {}
+
+struct EvalGen: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gen",
+        abstract: "Generate answers and score them (LMFlow's accuracy evaluator), with diversity metrics.",
+        discussion: """
+        Input: an LMFlow text2text dataset; each input is a prompt and its output the reference answer. The answer is \
+        extracted from the response by --answer-type (multiple_choice: the last letter A-E; yes_no: the last yes/no; \
+        number: the last number; text: the whole response) and compared with the reference. Also reports the RAFT \
+        paper's diversity metrics over all responses: mean length, distinct-1/2, unique-1/2, MSTTR-100.
+        """)
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(help: "The dataset (text2text): a directory of LMFlow .json files, or one file.")
+    var data: String
+
+    @Option(help: "How the answer is extracted: \(AnswerType.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var answerType: AnswerType = .text
+
+    @Option(name: [.short, .customLong("n-predict")], help: "Tokens to generate at most per answer.")
+    var n = 128
+
+    @Option(name: .customLong("temp"), help: "Temperature; 0 = greedy (the default for evaluation).")
+    var temperature: Float = 0
+
+    @Option(help: "Sampling seed.")
+    var seed: UInt64 = 0xC0FFEE
+
+    @Flag(help: "Wrap each input in the chat template as a user turn.")
+    var chat = false
+
+    @OptionGroup var template: ChatTemplateOptions
+
+    @OptionGroup var out: EvalOutputOptions
+
+    func run() throws {
+        do {
+            try out.check()
+            let raw = try RawDataset.load(data)
+            var instances: [GenerationEval.Instance] = []
+            for (inst, src) in zip(raw.instances, raw.sources) {
+                guard case let .text2text(input, output) = inst else {
+                    throw DatasetError(src.file, instance: src.index, "wren eval gen needs text2text instances (an input and its reference output)")
+                }
+                instances.append(.init(input: input, output: output, file: src.file, index: src.index))
+            }
+            let (model, session) = try options.load()
+            let generator = try Generator(model: model, session: session)
+            var wrap: ((String) throws -> String)?
+            if chat {
+                let f = try template.formatter(model)
+                let system = template.system
+                wrap = { input in
+                    try f.render((system.map { [ChatMessage(role: "system", content: $0)] } ?? []) + [ChatMessage(role: "user", content: input)],
+                                 addGenerationPrompt: true)
+                }
+            }
+            var sampling = SamplingParameters()
+            sampling.temperature = temperature
+            sampling.seed = seed
+            var gen = GenerationOptions(maxTokens: n, sampling: sampling)
+            gen.parseSpecial = chat
+            let progress = EvalProgress("gen")
+            let items = EvalOutputOptions.Items()
+            let r = try GenerationEval.run(instances, generator: generator, options: gen, answerType: answerType, wrap: wrap,
+                                           perItem: { items.add($0) },
+                                           progress: { progress.update($0, $1, String(format: "accuracy %.4f", $2)) })
+            try out.commit(items)
+            if out.json { out.printJSON(r); return }
+            let d = r.diversity
+            print(String(format: "%@: %d items (%@) in %.1f s", data, r.items, r.answerType.rawValue, r.seconds))
+            print(String(format: "accuracy = %.4f   mean length %.1f words (%.1f tokens)", r.accuracy, d.meanLength, r.meanTokens))
+            print(String(format: "distinct-1 %.4f  distinct-2 %.4f  unique-1 %d  unique-2 %d  msttr-100 %@", d.distinct1, d.distinct2,
+                         d.unique1, d.unique2, d.msttr100.map { String(format: "%.4f", $0) } ?? "n/a (under 100 words)"))
         } catch { fail(error) }
     }
 }

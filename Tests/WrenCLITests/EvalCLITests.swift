@@ -81,4 +81,22 @@ final class EvalCLITests: XCTestCase {
             XCTAssertFalse(FileManager.default.fileExists(atPath: out), "nothing written for \(args)")
         }
     }
+
+    func testGenerationEval() throws {
+        let data = try write("qa.json", #"{"type": "text2text", "instances": [{"input": "abc", "output": "1"}, {"input": "de", "output": "2"}]}"#)
+        let r = try runWren(["eval", "gen", "-m", model, "--data", data, "--answer-type", "number", "-n", "6", "--json",
+                             "--output", dir + "/gen.jsonl"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let j = try json(r.stdout)
+        XCTAssertEqual(j["items"] as? Int, 2)
+        XCTAssertNotNil((j["diversity"] as? [String: Any])?["distinct1"])
+        XCTAssertEqual(try String(contentsOfFile: dir + "/gen.jsonl", encoding: .utf8).split(separator: "\n").count, 2)
+        let conv = try write("conv.json", #"{"type": "conversation", "instances": [{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}]}"#)
+        let c = try runWren(["eval", "gen", "-m", model, "--data", conv])
+        XCTAssertEqual(c.status, 1)
+        XCTAssertTrue(c.stderr.contains("conv.json") && c.stderr.contains("text2text"), c.stderr)
+        let t = try runWren(["eval", "gen", "-m", model, "--data", data, "--answer-type", "essay"])
+        XCTAssertNotEqual(t.status, 0)
+        XCTAssertTrue(t.stderr.contains("essay"), t.stderr)
+    }
 }

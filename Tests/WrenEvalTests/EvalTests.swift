@@ -160,3 +160,60 @@ final class EvalTests: XCTestCase {
         XCTAssertEqual(r.perplexity, Foundation.exp(total / Double(count)), accuracy: 1e-4 * r.perplexity)
     }
 }
+
+final class GenerationEvalTests: XCTestCase {
+    /// LMFlow's extraction rules, case by case.
+    func testAnswerExtraction() {
+        XCTAssertEqual(AnswerType.multipleChoice.extract("I think (B), no wait: C."), "C")
+        XCTAssertEqual(AnswerType.multipleChoice.extract("none of them"), "")
+        XCTAssertEqual(AnswerType.yesNo.extract("Yes. Well, actually: NO, \"yes\""), "yes")
+        XCTAssertEqual(AnswerType.yesNo.extract("yesterday nothing"), "")
+        XCTAssertEqual(AnswerType.number.extract("It costs 1,234.5 then 17."), "17")
+        XCTAssertEqual(AnswerType.number.extract("-3 apples"), "-3")
+        XCTAssertEqual(AnswerType.number.extract("no digits"), "")
+        XCTAssertEqual(AnswerType.text.extract("  Paris \n"), "Paris")
+        XCTAssertTrue(AnswerType.number.matches("17.0", "17"))
+        XCTAssertFalse(AnswerType.number.matches("", "17"))
+        XCTAssertTrue(AnswerType.yesNo.matches("no", "No"))
+        XCTAssertTrue(AnswerType.multipleChoice.matches("C", "C"))
+        XCTAssertFalse(AnswerType.multipleChoice.matches("", ""), "an empty extraction never counts")
+        XCTAssertTrue(AnswerType.text.matches("Paris", " Paris\n"))
+        XCTAssertNil(AnswerType(rawValue: "essay"))
+    }
+
+    /// Diversity metrics against hand counts.
+    func testDiversity() {
+        let d = Diversity(["the cat the dog", "The cat"])
+        // words: the cat the dog | the cat → 6 words, distinct {the, cat, dog} = 3
+        XCTAssertEqual(d.meanLength, 3)
+        XCTAssertEqual(d.unique1, 3)
+        XCTAssertEqual(d.distinct1, 0.5)
+        // bigrams: "the cat", "cat the", "the dog" | "the cat" → 4, distinct 3
+        XCTAssertEqual(d.unique2, 3)
+        XCTAssertEqual(d.distinct2, 0.75)
+        XCTAssertNil(d.msttr100)
+        // 250 words: segments [0,100) and [100,200) of a 50-word cycle → TTR 0.5 each.
+        let cycle = (0..<250).map { "w\($0 % 50)" }.joined(separator: " ")
+        XCTAssertEqual(Diversity([cycle]).msttr100, 0.5)
+        XCTAssertEqual(Diversity([]).meanLength, 0)
+    }
+
+    /// The generator's answers are scored and reported per item; greedy runs are repeatable.
+    func testGenerationEvalRunsAndIsDeterministic() throws {
+        let dir = tempDirectory()
+        try TinyModel(seed: 92).writeWren(to: dir + "/m.wren", dtype: .f32)
+        let m = try LlamaModel(path: dir + "/m.wren")
+        let g = try Generator(model: m, contextLength: 128, threads: 1)
+        let inst = [GenerationEval.Instance(input: "abc", output: "x", file: "f", index: 0),
+                    GenerationEval.Instance(input: "de fg", output: "y", file: "f", index: 1)]
+        var items: [GenItem] = []
+        let opts = GenerationOptions(maxTokens: 8, sampling: .greedy)
+        let r1 = try GenerationEval.run(inst, generator: g, options: opts, answerType: .text, perItem: { items.append($0) })
+        let r2 = try GenerationEval.run(inst, generator: g, options: opts, answerType: .text)
+        XCTAssertEqual(items.count, 2)
+        XCTAssertEqual(r1.diversity, r2.diversity)
+        XCTAssertEqual(r1.accuracy, Double(items.filter(\.correct).count) / 2)
+        XCTAssertEqual(r1.diversity, Diversity(items.map(\.response)))
+        XCTAssertTrue(items.allSatisfy { $0.tokens <= 8 })
+    }
+}
