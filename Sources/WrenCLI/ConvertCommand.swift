@@ -5,6 +5,8 @@ import Foundation
 import WrenFormat
 import WrenKernels
 
+extension RopeScalingType: ExpressibleByArgument {}
+
 extension DType: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }
     public static var allValueStrings: [String] { DType.allCases.map(\.name) }

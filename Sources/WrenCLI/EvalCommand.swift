@@ -13,7 +13,7 @@ import WrenTuning
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Evaluate a model: perplexity, dataset NLL, multiple choice, generated answers.",
-        subcommands: [EvalPerplexity.self, EvalNLL.self, EvalMC.self, EvalGen.self])
+        subcommands: [EvalPerplexity.self, EvalNLL.self, EvalMC.self, EvalGen.self, EvalPasskey.self])
 }
 
 /// Flags every eval command shares: where per-item results and the summary go.
@@ -296,6 +296,57 @@ struct EvalGen: ParsableCommand {
             print(String(format: "accuracy = %.4f   mean length %.1f words (%.1f tokens)", r.accuracy, d.meanLength, r.meanTokens))
             print(String(format: "distinct-1 %.4f  distinct-2 %.4f  unique-1 %d  unique-2 %d  msttr-100 %@", d.distinct1, d.distinct2,
                          d.unique1, d.unique2, d.msttr100.map { String(format: "%.4f", $0) } ?? "n/a (under 100 words)"))
+        } catch { fail(error) }
+    }
+}
+
+struct EvalPasskey: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "passkey",
+        abstract: "Pass-key retrieval: a 5-digit key hidden in --length tokens of filler, asked for at the end.",
+        discussion: """
+        For each depth (a fraction of the filler before the key) --trials random keys are tried with greedy \
+        decoding; a response is right when its first number is the key. The context defaults to --length + 16; \
+        past the model's trained context, pick a RoPE scaling (--rope-scaling, --rope-scale).
+        """)
+
+    @OptionGroup var options: ModelOptions
+
+    @Option(help: "Prompt length in tokens.")
+    var length: Int
+
+    @Option(help: "Depths of the key, comma-separated fractions in [0, 1].")
+    var depths = "0.1,0.5,0.9"
+
+    @Option(help: "Keys per depth.")
+    var trials = 3
+
+    @Option(help: "Seed of the keys.")
+    var seed: UInt64 = 1
+
+    @OptionGroup var out: EvalOutputOptions
+
+    func run() throws {
+        do {
+            try out.check()
+            let ds = depths.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard !ds.isEmpty, ds.allSatisfy({ $0 != nil && $0! >= 0 && $0! <= 1 }) else {
+                throw CLIError(message: "--depths must be comma-separated fractions in [0, 1] (got \"\(depths)\")")
+            }
+            guard length >= 64 else { throw CLIError(message: "--length must be at least 64 tokens") }
+            guard trials >= 1 else { throw CLIError(message: "--trials must be at least 1") }
+            let (model, session) = try options.load(defaultContext: { _ in length + 16 })
+            let generator = try Generator(model: model, session: session)
+            let progress = EvalProgress("passkey")
+            let items = EvalOutputOptions.Items()
+            let r = try Passkey.run(generator: generator, options: PasskeyOptions(length: length, depths: ds.map { $0! }, trials: trials, seed: seed),
+                                    perItem: { items.add($0) },
+                                    progress: { progress.update($0, $1, String(format: "accuracy %.3f", $2)) })
+            try out.commit(items)
+            if out.json { out.printJSON(r); return }
+            print(String(format: "pass key in %d tokens (prompts up to %d), RoPE %@ × %g: accuracy %.3f in %.1f s", r.length, r.promptTokens,
+                         model.rope.scaling.rawValue, model.rope.factor, r.accuracy, r.seconds))
+            for d in r.byDepth { print(String(format: "  depth %.2f: %d/%d", d.depth, d.correct, d.trials)) }
         } catch { fail(error) }
     }
 }

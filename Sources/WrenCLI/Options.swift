@@ -74,8 +74,23 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("rope-freq-base"), help: "Override the RoPE frequency base.")
     var ropeFreqBase: Float?
 
-    @Option(name: .customLong("rope-scale"), help: "Linear RoPE scaling factor (position interpolation), e.g. 2 to double the context.")
+    @Option(name: .customLong("rope-scale"), help: "RoPE scaling factor, e.g. 2 to double the context (linear unless --rope-scaling says otherwise).")
     var ropeScale: Float?
+
+    @Option(name: .customLong("rope-scaling"), help: "RoPE scaling method: none, linear, ntk, dynamic-ntk or yarn (default: the model's; linear with --rope-scale).")
+    var ropeScaling: RopeScalingType?
+
+    @Option(name: .customLong("yarn-orig-ctx"), help: "YaRN / dynamic NTK: the context the model was trained with (default: the model's).")
+    var yarnOrigCtx: Int?
+
+    @Option(name: .customLong("yarn-beta-fast"), help: "YaRN: dimensions rotating more than this many times in the original context keep their frequency. (default: 32)")
+    var yarnBetaFast: Float?
+
+    @Option(name: .customLong("yarn-beta-slow"), help: "YaRN: dimensions rotating fewer than this many times are fully interpolated. (default: 1)")
+    var yarnBetaSlow: Float?
+
+    @Option(name: .customLong("yarn-attn-factor"), help: "YaRN: scale of q·k's square root (default: 0.1·ln(factor) + 1).")
+    var yarnAttnFactor: Float?
 
     @OptionGroup var path: KVPathOptions
 
@@ -87,6 +102,12 @@ struct ModelOptions: ParsableArguments {
         if let ctx, ctx < 1 { throw ValidationError("-c must be at least 1") }
         if let ropeFreqBase, !(ropeFreqBase > 1 && ropeFreqBase.isFinite) { throw ValidationError("--rope-freq-base must be a finite number > 1") }
         if let ropeScale, !(ropeScale > 0 && ropeScale.isFinite) { throw ValidationError("--rope-scale must be a finite number > 0") }
+        if let s = ropeScaling, s == .llama3 { throw ValidationError("--rope-scaling must be none, linear, ntk, dynamic-ntk or yarn") }
+        if let s = ropeScaling, s != .none, ropeScale == nil { throw ValidationError("--rope-scaling \(s.rawValue) needs --rope-scale") }
+        if let o = yarnOrigCtx, o < 1 { throw ValidationError("--yarn-orig-ctx must be at least 1") }
+        for (name, v) in [("--yarn-beta-fast", yarnBetaFast), ("--yarn-beta-slow", yarnBetaSlow), ("--yarn-attn-factor", yarnAttnFactor)] {
+            if let v, !(v > 0 && v.isFinite) { throw ValidationError("\(name) must be a finite number > 0") }
+        }
     }
 
     /// Attaches the --lora adapters to `m`.
@@ -97,7 +118,15 @@ struct ModelOptions: ParsableArguments {
     /// The model (with its adapters) and a session of -c tokens, else `defaultContext` of the
     /// model's config, else the model's context (at most 4096).
     func load(defaultContext: ((ModelConfig) -> Int)? = nil) throws -> (LlamaModel, InferenceSession) {
-        let m = try LlamaModel(path: model, ropeFreqBase: ropeFreqBase, ropeScale: ropeScale)
+        let m = try LlamaModel(path: model, ropeFreqBase: ropeFreqBase, ropeScale: ropeScaling == nil ? ropeScale : nil)
+        if let s = ropeScaling {
+            m.rope.scaling = s
+            m.rope.factor = s == .none ? 1 : ropeScale ?? 1
+        }
+        if let o = yarnOrigCtx { m.rope.originalContext = o }
+        if let b = yarnBetaFast { m.rope.yarnBetaFast = b }
+        if let b = yarnBetaSlow { m.rope.yarnBetaSlow = b }
+        if let a = yarnAttnFactor { m.rope.yarnAttentionFactor = a }
         try attachAdapters(m)
         return (m, try InferenceSession(model: m, contextLength: ctx ?? defaultContext?(m.config), threads: threads, kvType: kvCacheType,
                                         activations: exact ? .f32 : .q8))

@@ -126,12 +126,16 @@ extension WeightMatrix {
 }
 
 extension RopeSettings {
-    /// The cos/sin table of each position, one row of `dimensions` floats per position.
-    public func tables(positions: some Sequence<Int>, into out: UnsafeMutablePointer<Float>) {
-        let f = inverseFrequencies()
+    /// The cos/sin table of each position, one row of `dimensions` floats per position
+    /// (scaled by `magnitude` under YaRN). Dynamic NTK takes the sequence length to be
+    /// one past the largest position.
+    public func tables(positions: some Collection<Int>, into out: UnsafeMutablePointer<Float>) {
+        let f = inverseFrequencies(length: (positions.max() ?? 0) + 1)
+        let m = magnitude
         f.withUnsafeBufferPointer { fp in
             for (t, p) in positions.enumerated() {
                 Ops.ropeTable(position: position(p), rotary: dimensions, invFreq: fp.baseAddress!, into: out + t * dimensions)
+                if m != 1 { for j in 0..<dimensions { out[t * dimensions + j] *= m } }
             }
         }
     }

@@ -64,19 +64,61 @@ public struct RopeSettings: Sendable, Equatable {
     public var dimensions: Int
     public var scaling: RopeScalingType
     public var factor: Float
+    /// The context the model was trained with: YaRN's and dynamic NTK's reference length.
+    public var originalContext: Int
+    /// YaRN: rotation counts bounding the ramp between extrapolated (fast) and
+    /// interpolated (slow) dimensions, and the attention factor (nil: 0.1·ln(factor) + 1).
+    public var yarnBetaFast: Float = 32
+    public var yarnBetaSlow: Float = 1
+    public var yarnAttentionFactor: Float?
 
-    /// Inverse frequencies θ_i = base'^(−2i/d) for i < d/2, with NTK-aware
-    /// scaling folded into the base (base' = base·factor^(d/(d−2))).
-    public func inverseFrequencies() -> [Float] {
-        let d = Double(dimensions)
+    public init(freqBase: Float, dimensions: Int, scaling: RopeScalingType, factor: Float, originalContext: Int) {
+        self.freqBase = freqBase; self.dimensions = dimensions; self.scaling = scaling; self.factor = factor
+        self.originalContext = originalContext
+    }
+
+    /// Inverse frequencies θ_i for i < d/2 when the sequence is `length` tokens long
+    /// (only dynamic NTK depends on it):
+    ///   none, linear: base^(−2i/d); ntk: base' = base·factor^(d/(d−2));
+    ///   dynamic-ntk: base' = base·(factor·L/orig − (factor−1))^(d/(d−2)), L = max(length, orig);
+    ///   yarn: each θ_i blended between base^(−2i/d) and base^(−2i/d)/factor by a linear ramp
+    ///   over dimensions, from those rotating more than betaFast times in the original
+    ///   context (kept) to those rotating fewer than betaSlow times (interpolated).
+    public func inverseFrequencies(length: Int = 0) -> [Float] {
+        let d = Double(dimensions), half = dimensions / 2
         var base = Double(freqBase)
-        if scaling == .ntk, factor != 1 { base *= pow(Double(factor), d / (d - 2)) }
-        return (0..<(dimensions / 2)).map { Float(pow(base, -2 * Double($0) / d)) }
+        switch scaling {
+        case .ntk where factor != 1:
+            base *= pow(Double(factor), d / (d - 2))
+        case .dynamicNTK where factor != 1 && originalContext > 0:
+            let L = Double(max(length, originalContext)), f = Double(factor)
+            base *= pow(f * L / Double(originalContext) - (f - 1), d / (d - 2))
+        case .yarn where originalContext > 0:
+            func correctionDim(_ rotations: Double) -> Double {
+                d * Foundation.log(Double(originalContext) / (rotations * 2 * Double.pi)) / (2 * Foundation.log(base))
+            }
+            let low = max(Foundation.floor(correctionDim(Double(yarnBetaFast))), 0)
+            var high = min(Foundation.ceil(correctionDim(Double(yarnBetaSlow))), d - 1)
+            if low == high { high += 0.001 }
+            return (0..<half).map { i in
+                let extrapolated = pow(base, -2 * Double(i) / d), interpolated = extrapolated / Double(factor)
+                let keep = 1 - min(max((Double(i) - low) / (high - low), 0), 1)
+                return Float(interpolated * (1 - keep) + extrapolated * keep)
+            }
+        default: break
+        }
+        return (0..<half).map { Float(pow(base, -2 * Double($0) / d)) }
     }
 
     /// Position fed to the rotation (linear interpolation divides it by the factor).
     public func position(_ p: Int) -> Float {
         scaling == .linear ? Float(p) / factor : Float(p)
+    }
+
+    /// Scale of the cos/sin table: YaRN's attention factor (q·k then scales by its square); 1 otherwise.
+    public var magnitude: Float {
+        guard scaling == .yarn else { return 1 }
+        return yarnAttentionFactor ?? (factor > 1 ? Float(0.1 * Foundation.log(Double(factor)) + 1) : 1)
     }
 }
 
@@ -120,14 +162,13 @@ public final class LlamaModel: @unchecked Sendable {
             throw EngineError.unsupported("\(path): tokenizer model \(tokenizerMetadata.model) is not supported")
         }
         let c = config
-        switch c.ropeScalingType {
-        case .none, .linear, .ntk: break
-        case .yarn, .llama3:
-            throw EngineError.unsupported("\(path): RoPE scaling \(c.ropeScalingType.rawValue) is not supported yet (none, linear, ntk are)")
+        if c.ropeScalingType == .llama3 {
+            throw EngineError.unsupported("\(path): RoPE scaling llama3 is not supported yet (none, linear, ntk, dynamic-ntk, yarn are)")
         }
         rope = RopeSettings(freqBase: ropeFreqBase ?? c.ropeFreqBase, dimensions: c.ropeDimensionCount,
                             scaling: ropeScale.map { $0 == 1 ? .none : .linear } ?? c.ropeScalingType,
-                            factor: ropeScale ?? c.ropeScalingFactor)
+                            factor: ropeScale ?? c.ropeScalingFactor,
+                            originalContext: c.ropeOriginalContextLength > 0 ? c.ropeOriginalContextLength : c.contextLength)
         func mat(_ name: String) throws -> WeightMatrix { WeightMatrix(try f.tensor(name)) }
         func vec(_ name: String) throws -> [Float] { try f.tensor(name).floats() }
         let emb = try mat(TensorNames.tokenEmbedding)

@@ -70,7 +70,8 @@ public enum HFImporter {
             let type = (r["rope_type"] as? String) ?? (r["type"] as? String) ?? "none"
             switch type {
             case "linear": c.ropeScalingType = .linear
-            case "dynamic", "ntk": c.ropeScalingType = .ntk
+            case "ntk": c.ropeScalingType = .ntk
+            case "dynamic": c.ropeScalingType = .dynamicNTK
             case "yarn": c.ropeScalingType = .yarn
             case "llama3": c.ropeScalingType = .llama3
             case "default", "none": c.ropeScalingType = .none
@@ -313,7 +314,7 @@ public enum HFExporter {
         if let b = tok.bosID { cfg["bos_token_id"] = b }
         if let e = tok.eosID { cfg["eos_token_id"] = e }
         if c.ropeScalingType != .none {
-            var rs: [String: Any] = ["rope_type": c.ropeScalingType == .ntk ? "dynamic" : c.ropeScalingType.rawValue,
+            var rs: [String: Any] = ["rope_type": c.ropeScalingType == .dynamicNTK ? "dynamic" : c.ropeScalingType.rawValue,
                                      "factor": Double(c.ropeScalingFactor)]
             if c.ropeOriginalContextLength > 0 { rs["original_max_position_embeddings"] = c.ropeOriginalContextLength }
             if c.ropeScalingType == .llama3 {

@@ -12,6 +12,9 @@ public enum RopeScalingType: String, Sendable, CaseIterable {
     case linear
     /// NTK-aware scaling: the base is raised to base·factor^(d/(d−2)).
     case ntk
+    /// Dynamic NTK (Hugging Face's "dynamic"): NTK scaling whose base grows with the
+    /// sequence length past the original context, base·(factor·len/orig − (factor−1))^(d/(d−2)).
+    case dynamicNTK = "dynamic-ntk"
     /// YaRN (Peng et al. 2023).
     case yarn
     /// Llama 3.1's frequency-dependent scaling.

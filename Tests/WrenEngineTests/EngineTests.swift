@@ -254,7 +254,7 @@ final class EngineTests: XCTestCase {
         let got = try s.evaluate(ids, allLogits: true)
         let want = NaiveLlama(tiny, ropeScale: 2).logits(ids)
         for t in 0..<ids.count { for v in 0..<64 { XCTAssertEqual(Double(got[t * 64 + v]), want[t][v], accuracy: 1e-4 + 1e-4 * abs(want[t][v])) } }
-        let r = RopeSettings(freqBase: 10000, dimensions: 8, scaling: .ntk, factor: 4)
+        let r = RopeSettings(freqBase: 10000, dimensions: 8, scaling: .ntk, factor: 4, originalContext: 128)
         XCTAssertEqual(Double(r.inverseFrequencies()[1]), pow(10000 * pow(4, 8.0 / 6.0), -2.0 / 8), accuracy: 1e-9)
     }
 

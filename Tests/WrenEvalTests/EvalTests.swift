@@ -217,3 +217,28 @@ final class GenerationEvalTests: XCTestCase {
         XCTAssertTrue(items.allSatisfy { $0.tokens <= 8 })
     }
 }
+
+final class PasskeyTests: XCTestCase {
+    /// The prompt fills the length to within one filler repetition, holds the key once at the
+    /// requested depth, and ends with the question.
+    func testPromptLayout() throws {
+        let dir = tempDirectory()
+        try TinyModel(seed: 93).writeWren(to: dir + "/m.wren", dtype: .f32)
+        let tok = try LlamaModel(path: dir + "/m.wren").tokenizer
+        let per = tok.encode(Passkey.filler, addSpecial: false).count
+        for depth in [0.0, 0.5, 1.0] {
+            let p = Passkey.prompt(tokenizer: tok, length: 600, depth: depth, key: "48213")
+            let n = tok.encode(p).count
+            XCTAssertLessThanOrEqual(n, 600 + 4, "depth \(depth)")
+            XCTAssertGreaterThan(n, 600 - per - 8, "depth \(depth)")
+            XCTAssertTrue(p.hasSuffix(Passkey.question))
+            XCTAssertEqual(p.components(separatedBy: "The pass key is 48213.").count, 2, "the needle once")
+            let before = p.components(separatedBy: Passkey.needle("48213"))[0].components(separatedBy: Passkey.filler).count - 1
+            let after = p.components(separatedBy: Passkey.needle("48213"))[1].components(separatedBy: Passkey.filler).count - 1
+            XCTAssertEqual(Double(before) / Double(before + after), depth, accuracy: 0.5 / Double(before + after) + 1e-9)
+        }
+        XCTAssertEqual(Passkey.firstNumber(" 48213. Remember"), "48213")
+        XCTAssertEqual(Passkey.firstNumber(" is 4821 3"), "4821")
+        XCTAssertNil(Passkey.firstNumber(" unknown"))
+    }
+}
