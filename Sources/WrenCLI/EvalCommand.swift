@@ -196,15 +196,7 @@ struct EvalMC: ParsableCommand {
             guard let bytes = FileManager.default.contents(atPath: data) else { throw CLIError(message: "\(data): cannot read the file") }
             let items = try MultipleChoice.load(bytes, file: data)
             let (model, session) = try options.load()
-            var wrap: ((String) throws -> String)?
-            if chat {
-                let f = try template.formatter(model)
-                let system = template.system
-                wrap = { ctx in
-                    try f.render((system.map { [ChatMessage(role: "system", content: $0)] } ?? []) + [ChatMessage(role: "user", content: ctx)],
-                                 addGenerationPrompt: true)
-                }
-            }
+            let wrap = chat ? try template.userTurn(model) : nil
             let progress = EvalProgress("mc")
             let perItem = EvalOutputOptions.Items()
             var correct = 0
@@ -270,15 +262,7 @@ struct EvalGen: ParsableCommand {
             }
             let (model, session) = try options.load()
             let generator = try Generator(model: model, session: session)
-            var wrap: ((String) throws -> String)?
-            if chat {
-                let f = try template.formatter(model)
-                let system = template.system
-                wrap = { input in
-                    try f.render((system.map { [ChatMessage(role: "system", content: $0)] } ?? []) + [ChatMessage(role: "user", content: input)],
-                                 addGenerationPrompt: true)
-                }
-            }
+            let wrap = chat ? try template.userTurn(model) : nil
             var sampling = SamplingParameters()
             sampling.temperature = temperature
             sampling.seed = seed

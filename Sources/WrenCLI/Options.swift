@@ -214,6 +214,15 @@ struct ChatTemplateOptions: ParsableArguments {
     func formatter(_ m: LlamaModel) throws -> ChatFormatter {
         try ChatFormatter(model: m, name: chatTemplate, file: chatTemplateFile)
     }
+
+    /// Renders a text as the user turn of a conversation (after --system), ready for the reply.
+    func userTurn(_ m: LlamaModel) throws -> (String) throws -> String {
+        let f = try formatter(m), system = system
+        return { text in
+            try f.render((system.map { [ChatMessage(role: "system", content: $0)] } ?? []) + [ChatMessage(role: "user", content: text)],
+                         addGenerationPrompt: true)
+        }
+    }
 }
 
 struct SpeculationFlags: ParsableArguments {
