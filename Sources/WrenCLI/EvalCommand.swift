@@ -290,13 +290,14 @@ struct EvalPasskey: ParsableCommand {
         abstract: "Pass-key retrieval: a 5-digit key hidden in --length tokens of filler, asked for at the end.",
         discussion: """
         For each depth (a fraction of the filler before the key) --trials random keys are tried with greedy \
-        decoding; a response is right when its first number is the key. The context defaults to --length + 16; \
+        decoding; a response is right when its first number is the key. --length counts prompt and answer; the context \
+        defaults to it; \
         past the model's trained context, pick a RoPE scaling (--rope-scaling, --rope-scale).
         """)
 
     @OptionGroup var options: ModelOptions
 
-    @Option(help: "Prompt length in tokens.")
+    @Option(help: "Tokens of prompt and answer (the test's context length).")
     var length: Int
 
     @Option(help: "Depths of the key, comma-separated fractions in [0, 1].")
@@ -319,7 +320,7 @@ struct EvalPasskey: ParsableCommand {
             }
             guard length >= 64 else { throw CLIError(message: "--length must be at least 64 tokens") }
             guard trials >= 1 else { throw CLIError(message: "--trials must be at least 1") }
-            let (model, session) = try options.load(defaultContext: { _ in length + 16 })
+            let (model, session) = try options.load(defaultContext: { _ in length })
             let generator = try Generator(model: model, session: session)
             let progress = EvalProgress("passkey")
             let items = EvalOutputOptions.Items()

@@ -67,8 +67,10 @@ public final class InferenceSession: @unchecked Sendable {
         let c = model.config
         self.model = model
         let ctx = contextLength ?? min(c.contextLength, 4096)
-        guard ctx >= 1, ctx <= c.contextLength * max(1, Int(model.rope.factor.rounded(.up))) else {
-            throw EngineError.invalidSetting(setting: "contextLength", reason: "\(ctx) is outside 1...\(c.contextLength) for this model")
+        let limit = c.contextLength * max(1, Int(model.rope.factor.rounded(.up)))
+        guard ctx >= 1, ctx <= limit else {
+            let scaled = limit > c.contextLength ? " (\(c.contextLength) trained × RoPE scale \(model.rope.factor))" : " (a RoPE scale raises it)"
+            throw EngineError.invalidSetting(setting: "contextLength", reason: "\(ctx) is outside 1...\(limit) for this model\(scaled)")
         }
         self.contextLength = ctx
         self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)

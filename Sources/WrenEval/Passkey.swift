@@ -10,7 +10,8 @@ import WrenKernels
 import WrenTokenizer
 
 public struct PasskeyOptions: Sendable {
-    /// Prompt length in tokens (the filler is repeated to reach it).
+    /// Tokens of prompt and answer together (the filler is repeated to fill all but the
+    /// answer's `answerTokens`), so a test at a model's full context fits in it.
     public var length: Int
     /// Where the key sits, as fractions of the filler (0 = start, 1 = end).
     public var depths: [Double]
@@ -44,6 +45,8 @@ public enum Passkey {
     static let intro = "There is an important info hidden inside a lot of irrelevant text. Find it and memorize it. I will quiz you about the important information there.\n"
     static let filler = "The grass is green. The sky is blue. The sun is yellow. Here we go. There and back again. "
     static let question = "\nWhat is the pass key? The pass key is"
+    /// Tokens generated for the answer (a 5-digit key takes 1–5 tokens plus punctuation).
+    public static let answerTokens = 8
 
     static func needle(_ key: String) -> String { "The pass key is \(key). Remember it. \(key) is the pass key. " }
 
@@ -73,13 +76,13 @@ public enum Passkey {
         var correct = 0, done = 0, maxPrompt = 0
         let total = o.depths.count * o.trials
         let t0 = Date()
-        var gen = GenerationOptions(maxTokens: 8, sampling: .greedy)
+        var gen = GenerationOptions(maxTokens: answerTokens, sampling: .greedy)
         gen.parseSpecial = false
         for depth in o.depths {
             var ok = 0
             for trial in 0..<o.trials {
                 let key = String(10000 + Int(rng.next() % 90000))
-                let text = prompt(tokenizer: generator.model.tokenizer, length: o.length, depth: depth, key: key)
+                let text = prompt(tokenizer: generator.model.tokenizer, length: o.length - answerTokens, depth: depth, key: key)
                 let ids = generator.tokenize(text, parseSpecial: false)
                 maxPrompt = max(maxPrompt, ids.count)
                 let r = try generator.generate(tokens: ids, options: gen)
