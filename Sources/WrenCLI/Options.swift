@@ -77,7 +77,7 @@ struct ModelOptions: ParsableArguments {
     @Option(name: .customLong("rope-scale"), help: "RoPE scaling factor, e.g. 2 to double the context (linear unless --rope-scaling says otherwise).")
     var ropeScale: Float?
 
-    @Option(name: .customLong("rope-scaling"), help: "RoPE scaling method: none, linear, ntk, dynamic-ntk or yarn (default: the model's; linear with --rope-scale).")
+    @Option(name: .customLong("rope-scaling"), help: "RoPE scaling method: none, linear, ntk, dynamic-ntk or yarn (default: the model's; linear with --rope-scale). An explicit none allows -c past the trained context, with a warning.")
     var ropeScaling: RopeScalingType?
 
     @Option(name: .customLong("yarn-orig-ctx"), help: "YaRN / dynamic NTK: the context the model was trained with (default: the model's).")
@@ -128,8 +128,15 @@ struct ModelOptions: ParsableArguments {
         if let b = yarnBetaSlow { m.rope.yarnBetaSlow = b }
         if let a = yarnAttnFactor { m.rope.yarnAttentionFactor = a }
         try attachAdapters(m)
-        return (m, try InferenceSession(model: m, contextLength: ctx ?? defaultContext?(m.config), threads: threads, kvType: kvCacheType,
-                                        activations: exact ? .f32 : .q8))
+        // An explicit `--rope-scaling none` lets -c pass the trained context: plain RoPE at
+        // positions the model never saw, which is how a long-context test measures its failure.
+        let context = ctx ?? defaultContext?(m.config)
+        let beyond = ropeScaling == RopeScalingType.none
+        if beyond, let context, context > m.config.contextLength {
+            FileHandle.standardError.write(Data("warning: -c \(context) passes the \(m.config.contextLength) tokens \(model) was trained with, and --rope-scaling none does not scale RoPE; expect output to degrade past them\n".utf8))
+        }
+        return (m, try InferenceSession(model: m, contextLength: context, threads: threads, kvType: kvCacheType,
+                                        activations: exact ? .f32 : .q8, beyondTrainedContext: beyond))
     }
 }
 

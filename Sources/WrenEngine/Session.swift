@@ -56,7 +56,7 @@ public final class InferenceSession: @unchecked Sendable {
     ///   - activations: `.q8` quantizes activations to 8-bit blocks for products with
     ///     q4_0/q4_1/q8_0 weights (llama.cpp's scheme); `.f32` keeps them exact.
     public init(model: LlamaModel, contextLength: Int? = nil, threads: Int? = nil, maxBatch: Int = 512, kvType: KVCacheType = .f16,
-                activations: Activations = .q8, layers: Int? = nil) throws {
+                activations: Activations = .q8, layers: Int? = nil, beyondTrainedContext: Bool = false) throws {
         self.kvType = kvType
         let nl = layers ?? model.config.blockCount
         guard nl >= 1, nl <= model.config.blockCount else {
@@ -68,7 +68,7 @@ public final class InferenceSession: @unchecked Sendable {
         self.model = model
         let ctx = contextLength ?? min(c.contextLength, 4096)
         let limit = c.contextLength * max(1, Int(model.rope.factor.rounded(.up)))
-        guard ctx >= 1, ctx <= limit else {
+        guard ctx >= 1, ctx <= limit || beyondTrainedContext else {
             let scaled = limit > c.contextLength ? " (\(c.contextLength) trained × RoPE scale \(model.rope.factor))" : " (a RoPE scale raises it)"
             throw EngineError.invalidSetting(setting: "contextLength", reason: "\(ctx) is outside 1...\(limit) for this model\(scaled)")
         }

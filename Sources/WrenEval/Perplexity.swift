@@ -109,9 +109,26 @@ public enum Perplexity {
             // Rows first−1 ..< n−1 predict targets first ..< n.
             let n = win.ids.count
             guard win.first < n else { continue }
-            let logits = try session.evaluate(Array(win.ids[..<(n - 1)]), logitsFrom: win.first - 1)
+            // The window goes in pieces of the session's batch (the same chunks one call would
+            // make, so the same numbers), each scored as it comes: logits never exceed one
+            // piece (512 × vocab floats) however long the window.
+            var lps: [Double] = []
+            lps.reserveCapacity(n - win.first)
+            var i = 0
+            while i < n - 1 {
+                let end = min(n - 1, i + session.maxBatch)
+                let piece = Array(win.ids[i..<end])
+                if end <= win.first - 1 {
+                    _ = try session.evaluate(piece)
+                } else {
+                    let from = max(0, win.first - 1 - i)
+                    let logits = try session.evaluate(piece, logitsFrom: from)
+                    let targets = Array(tokens[(win.start + i + from + 1)..<(win.start + end + 1)])
+                    lps += Scoring.logProbabilities(logits, vocab: V, targets: targets, threads: session.threads)
+                }
+                i = end
+            }
             let targets = Array(tokens[(win.start + win.first)..<(win.start + n)])
-            let lps = Scoring.logProbabilities(logits, vocab: V, targets: targets, threads: session.threads)
             for (k, lp) in lps.enumerated() {
                 nll -= lp; nll2 += lp * lp
                 let b = (win.first + k) / bucket

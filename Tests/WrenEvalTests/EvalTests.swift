@@ -84,6 +84,37 @@ final class EvalTests: XCTestCase {
         }
     }
 
+    /// A window longer than the session's batch goes in pieces, each scored as it comes
+    /// (bounded logits memory); a batch of 7 puts piece edges off every boundary the
+    /// windows have, so an off-by-one in the pieces' targets would show here.
+    func testWindowsLongerThanTheBatchScoreTheSame() throws {
+        let m = try tinyModel()
+        let big = try InferenceSession(model: m, contextLength: 64, threads: 2, kvType: .f32, activations: .f32)
+        let small = try InferenceSession(model: m, contextLength: 64, threads: 2, maxBatch: 7, kvType: .f32, activations: .f32)
+        let toks = stream(150, vocab: m.config.vocabSize, seed: 8)
+        for o in [PerplexityOptions(context: 64), PerplexityOptions(context: 64, stride: 24, bucket: 8)] {
+            let a = try Perplexity.run(toks, session: big, options: o, source: "t")
+            let b = try Perplexity.run(toks, session: small, options: o, source: "t")
+            XCTAssertEqual(a.scored, b.scored)
+            XCTAssertEqual(a.nll, b.nll, accuracy: 1e-4 * abs(a.nll))
+            XCTAssertEqual(a.byPosition.map(\.scored), b.byPosition.map(\.scored))
+            for (x, y) in zip(a.byPosition, b.byPosition) { XCTAssertEqual(x.perplexity, y.perplexity, accuracy: 1e-4 * x.perplexity) }
+        }
+    }
+
+    /// Past the trained context a session is refused unless the caller asks for it
+    /// (`--rope-scaling none` on the command line), and then it runs.
+    func testContextPastTheTrainedLengthNeedsConsent() throws {
+        let m = try tinyModel()
+        let trained = m.config.contextLength
+        XCTAssertThrowsError(try InferenceSession(model: m, contextLength: 2 * trained, threads: 1)) {
+            XCTAssertTrue("\($0)".contains("outside 1...\(trained)"), "\($0)")
+        }
+        let s = try InferenceSession(model: m, contextLength: 2 * trained, threads: 1, beyondTrainedContext: true)
+        let out = try s.evaluate(stream(trained + 10, vocab: m.config.vocabSize))
+        XCTAssertTrue(out.allSatisfy(\.isFinite))
+    }
+
     func testPerplexityRefusesShortTextAndBadStride() throws {
         let m = try tinyModel()
         let s = try InferenceSession(model: m, contextLength: 64, threads: 1)
