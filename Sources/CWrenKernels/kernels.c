@@ -54,36 +54,6 @@ static void quantize_q8_scalar(const float *x, int8_t *qs, float *d, float *s, i
     }
 }
 
-static float dot_q4_1_q8_scalar(const uint8_t *r, const int8_t *qs, const float *d, const float *s, int blocks) {
-    float acc = 0;
-    for (int b = 0; b < blocks; b++, r += 20, qs += 32) {
-        int sum = 0;
-        for (int j = 0; j < 16; j++) sum += (r[4 + j] & 15) * qs[j] + (r[4 + j] >> 4) * qs[j + 16];
-        acc += f16_to_f32_scalar(load_u16(r)) * d[b] * (float)sum + f16_to_f32_scalar(load_u16(r + 2)) * s[b];
-    }
-    return acc;
-}
-
-static float dot_q4_0_q8_scalar(const uint8_t *r, const int8_t *qs, const float *d, int blocks) {
-    float acc = 0;
-    for (int b = 0; b < blocks; b++, r += 18, qs += 32) {
-        int sum = 0;
-        for (int j = 0; j < 16; j++) sum += ((r[2 + j] & 15) - 8) * qs[j] + ((r[2 + j] >> 4) - 8) * qs[j + 16];
-        acc += f16_to_f32_scalar(load_u16(r)) * d[b] * (float)sum;
-    }
-    return acc;
-}
-
-static float dot_q8_0_q8_scalar(const uint8_t *r, const int8_t *qs, const float *d, int blocks) {
-    float acc = 0;
-    for (int b = 0; b < blocks; b++, r += 34, qs += 32) {
-        int sum = 0;
-        for (int j = 0; j < 32; j++) sum += (int8_t)r[2 + j] * qs[j];
-        acc += f16_to_f32_scalar(load_u16(r)) * d[b] * (float)sum;
-    }
-    return acc;
-}
-
 #if HAVE_SIMD
 
 
@@ -166,19 +136,6 @@ SIMD_FN static void axpy_f16_avx2(float a, const uint8_t *v, float *out, int n) 
 }
 
 
-// Integer block dots: maddubs multiplies unsigned by signed bytes into int16
-// pairs (|w|≤128, |q|≤127: no saturation), madd widens to int32.
-SIMD_FN static inline __m256 block_dot_i8(__m256i w_unsigned, __m256i x_signed) {
-    __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(w_unsigned, x_signed), _mm256_set1_epi16(1));
-    return _mm256_cvtepi32_ps(p);
-}
-
-SIMD_FN static inline __m256i nibbles32(const uint8_t *q) {
-    __m128i bytes = _mm_loadu_si128((const __m128i *)q), mask = _mm_set1_epi8(15);
-    __m128i lo = _mm_and_si128(bytes, mask), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-}
-
 SIMD_FN static void quantize_q8_avx2(const float *x, int8_t *qs, float *d, float *s, int n) {
     const __m256 signbit = _mm256_set1_ps(-0.0f);
     for (int b = 0; b < n / 32; b++, x += 32, qs += 32) {
@@ -205,124 +162,6 @@ SIMD_FN static void quantize_q8_avx2(const float *x, int8_t *qs, float *d, float
         d[b] = db; s[b] = db * (float)_mm_cvtsi128_si32(s4);
     }
 }
-
-// Four rows at a time: the activation block is loaded once for four weight
-// rows, and four independent accumulator chains keep the FMA units busy
-// (rows of a 135M-parameter model are only 18–48 blocks long, so per-row
-// overhead matters as much as the block loop).
-// Software prefetch distance: the row group at least this many bytes ahead
-// (measured on Zen 3: hardware prefetch alone left the q8_0 kernel at 5 GB/s
-// of one core's 16; ~2.5 KB ahead reaches 12–15 GB/s).
-#ifndef PF_BYTES
-#define PF_BYTES 2560
-#endif
-#define GEMV_Q8(NAME, BLOCK_BYTES, WEIGHTS, MIN_TERM)                                                     \
-SIMD_FN static void NAME(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d,      \
-                         const float *s, int blocks, float *y) {                                              \
-    int r = 0;                                                                                                \
-    size_t group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;                          \
-    for (; r + 4 <= rows; r += 4) {                                                                           \
-        const uint8_t *rw[4] = { w + r * row_bytes, w + (r + 1) * row_bytes, w + (r + 2) * row_bytes,         \
-                                 w + (r + 3) * row_bytes };                                                   \
-        __m256 acc[4] = { _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps() }; \
-        float sm[4] = { 0, 0, 0, 0 };                                                                         \
-        for (int b = 0; b < blocks; b++) {                                                                    \
-            __m256i x = _mm256_loadu_si256((const __m256i *)(qs + 32 * b));                                   \
-            float db = d[b], sb = s[b]; (void)sb;                                                             \
-            const char *pf = (const char *)rw[0] + pf_ahead + 4 * b * BLOCK_BYTES;                          \
-            _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + 64, _MM_HINT_T0);                                \
-            if (4 * BLOCK_BYTES > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);                                   \
-            for (int k = 0; k < 4; k++) {                                                                     \
-                const uint8_t *blk = rw[k] + b * BLOCK_BYTES;                                                 \
-                WEIGHTS                                                                                       \
-                acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(blk)) * db), p, acc[k]);           \
-                MIN_TERM                                                                                      \
-            }                                                                                                 \
-        }                                                                                                     \
-        for (int k = 0; k < 4; k++) y[r + k] = hsum256(acc[k]) + sm[k];                                       \
-    }                                                                                                         \
-    for (; r < rows; r++) {                                                                                   \
-        const uint8_t *rw = w + r * row_bytes;                                                                \
-        __m256 acc = _mm256_setzero_ps();                                                                     \
-        float sm[1] = { 0 };                                                                                  \
-        for (int b = 0; b < blocks; b++) {                                                                    \
-            __m256i x = _mm256_loadu_si256((const __m256i *)(qs + 32 * b));                                   \
-            float db = d[b], sb = s[b]; (void)sb;                                                             \
-            const int k = 0; (void)k;                                                                         \
-            const uint8_t *blk = rw + b * BLOCK_BYTES;                                                        \
-            WEIGHTS                                                                                           \
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(blk)) * db), p, acc);                     \
-            MIN_TERM                                                                                          \
-        }                                                                                                     \
-        y[r] = hsum256(acc) + sm[0];                                                                          \
-    }                                                                                                         \
-}
-
-GEMV_Q8(gemv_q4_1_q8_avx2, 20,
-        __m256 p = block_dot_i8(nibbles32(blk + 4), x);,
-        sm[k] += _cvtsh_ss(load_u16(blk + 2)) * sb;)
-GEMV_Q8(gemv_q4_0_q8_avx2, 18,
-        __m256i wq = _mm256_sub_epi8(nibbles32(blk + 2), _mm256_set1_epi8(8));
-        __m256 p = block_dot_i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(x, wq));,
-        )
-GEMV_Q8(gemv_q8_0_q8_avx2, 34,
-        __m256i wq = _mm256_loadu_si256((const __m256i *)(blk + 2));
-        __m256 p = block_dot_i8(_mm256_sign_epi8(wq, wq), _mm256_sign_epi8(x, wq));,
-        )
-
-
-// Two tokens at once against four rows: the weight block is unpacked once and
-// dotted with both tokens' blocks. Each (row, token) result is computed with
-// exactly the operations, in the order, of the one-token kernel above, so a
-// token's outputs are bit for bit the same whether it comes alone or paired.
-#define GEMM2_Q8(NAME, GEMV, BLOCK_BYTES, PREP, DOT, MIN_TERM)                                             \
-SIMD_FN static void NAME(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d,      \
-                         const float *s, int blocks, int n, float *y, int ldy) {                               \
-    int r = 0;                                                                                                \
-    size_t group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;                          \
-    for (; r + 4 <= rows; r += 4) {                                                                           \
-        const uint8_t *rw[4] = { w + r * row_bytes, w + (r + 1) * row_bytes, w + (r + 2) * row_bytes,         \
-                                 w + (r + 3) * row_bytes };                                                   \
-        __m256 acc[2][4];                                                                                     \
-        float sm[2][4];                                                                                       \
-        for (int k = 0; k < 4; k++) { acc[0][k] = acc[1][k] = _mm256_setzero_ps(); sm[0][k] = sm[1][k] = 0; } \
-        for (int b = 0; b < blocks; b++) {                                                                    \
-            __m256i x0 = _mm256_loadu_si256((const __m256i *)(qs + 32 * b));                                  \
-            __m256i x1 = _mm256_loadu_si256((const __m256i *)(qs + n + 32 * b));                              \
-            float d0 = d[b], d1 = d[blocks + b], s0 = s[b], s1 = s[blocks + b]; (void)s0; (void)s1;           \
-            const char *pf = (const char *)rw[0] + pf_ahead + 4 * b * BLOCK_BYTES;                            \
-            _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + 64, _MM_HINT_T0);                                \
-            if (4 * BLOCK_BYTES > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);                                   \
-            for (int k = 0; k < 4; k++) {                                                                     \
-                const uint8_t *blk = rw[k] + b * BLOCK_BYTES;                                                 \
-                float dw = _cvtsh_ss(load_u16(blk));                                                          \
-                PREP                                                                                          \
-                { __m256i x = x0; DOT acc[0][k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d0), p, acc[0][k]); }   \
-                { __m256i x = x1; DOT acc[1][k] = _mm256_fmadd_ps(_mm256_set1_ps(dw * d1), p, acc[1][k]); }   \
-                MIN_TERM                                                                                      \
-            }                                                                                                 \
-        }                                                                                                     \
-        for (int k = 0; k < 4; k++) { y[r + k] = hsum256(acc[0][k]) + sm[0][k];                               \
-                                      y[ldy + r + k] = hsum256(acc[1][k]) + sm[1][k]; }                       \
-    }                                                                                                         \
-    if (r < rows) {                                                                                           \
-        GEMV(w + r * row_bytes, row_bytes, rows - r, qs, d, s, blocks, y + r);                                \
-        GEMV(w + r * row_bytes, row_bytes, rows - r, qs + n, d + blocks, s + blocks, blocks, y + ldy + r);    \
-    }                                                                                                         \
-}
-
-GEMM2_Q8(gemm2_q4_1_q8_avx2, gemv_q4_1_q8_avx2, 20,
-         __m256i wn = nibbles32(blk + 4); float mw = _cvtsh_ss(load_u16(blk + 2));,
-         __m256 p = block_dot_i8(wn, x);,
-         sm[0][k] += mw * s0; sm[1][k] += mw * s1;)
-GEMM2_Q8(gemm2_q4_0_q8_avx2, gemv_q4_0_q8_avx2, 18,
-         __m256i wq = _mm256_sub_epi8(nibbles32(blk + 2), _mm256_set1_epi8(8)); __m256i wa = _mm256_sign_epi8(wq, wq);,
-         __m256 p = block_dot_i8(wa, _mm256_sign_epi8(x, wq));,
-         )
-GEMM2_Q8(gemm2_q8_0_q8_avx2, gemv_q8_0_q8_avx2, 34,
-         __m256i wq = _mm256_loadu_si256((const __m256i *)(blk + 2)); __m256i wa = _mm256_sign_epi8(wq, wq);,
-         __m256 p = block_dot_i8(wa, _mm256_sign_epi8(x, wq));,
-         )
 
 // f16 rows against f32 activations, one row at a time: measured on Zen 3, one
 // sequential stream with two accumulators beat four interleaved rows (with or
@@ -477,23 +316,6 @@ GEMM_BY_DOT(gemm_q4_0_scalar, vd_q4_0_scalar)
 GEMM_BY_DOT(gemm_q4_1_scalar, vd_q4_1_scalar)
 GEMM_BY_DOT(gemm_q8_0_scalar, vd_q8_0_scalar)
 
-// 8-bit activations, portable: one (row, token) at a time.
-static float q8d_q4_0(const uint8_t *r, const int8_t *qs, const float *d, const float *s, int b) { (void)s; return dot_q4_0_q8_scalar(r, qs, d, b); }
-static float q8d_q8_0(const uint8_t *r, const int8_t *qs, const float *d, const float *s, int b) { (void)s; return dot_q8_0_q8_scalar(r, qs, d, b); }
-#define GEMM_Q8_SCALAR(NAME, DOT)                                                                              \
-    static void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d,              \
-                     const float *s, int blocks, int tokens, float *y, int ldy) {                              \
-        for (int t = 0; t < tokens; t++) {                                                                     \
-            const uint8_t *rw = w;                                                                             \
-            for (int r = 0; r < rows; r++, rw += row_bytes)                                                    \
-                y[(size_t)t * ldy + r] = DOT(rw, qs + (size_t)t * 32 * blocks, d + (size_t)t * blocks,         \
-                                             s + (size_t)t * blocks, blocks);                                  \
-        }                                                                                                      \
-    }
-GEMM_Q8_SCALAR(gemm_q8_q4_0_scalar, q8d_q4_0)
-GEMM_Q8_SCALAR(gemm_q8_q4_1_scalar, dot_q4_1_q8_scalar)
-GEMM_Q8_SCALAR(gemm_q8_q8_0_scalar, q8d_q8_0)
-
 #define ROW(ID, NAME, BLOCK, BYTES, TO, FROM, DOT, GEMM, GEMM_Q8) \
     [ID] = { ID, NAME, BLOCK, BYTES, TO, FROM, DOT, GEMM, GEMM_Q8 }
 enum { TYPE_SLOTS = 31 };   /* ggml ids 0 … 30 */
@@ -501,9 +323,9 @@ enum { TYPE_SLOTS = 31 };   /* ggml ids 0 … 30 */
 static const wren_type_traits portable[TYPE_SLOTS] = {
     ROW(0, "f32", 1, 4, copy_to_float, copy_from_float, vd_f32_scalar, gemm_f32_scalar, NULL),
     ROW(1, "f16", 1, 2, wren_convert_f16_to_f32_scalar, wren_convert_f32_to_f16_scalar, vd_f16_scalar, gemm_f16_scalar, NULL),
-    ROW(2, "q4_0", 32, 18, wren_convert_q4_0_to_f32, wren_convert_f32_to_q4_0, vd_q4_0_scalar, gemm_q4_0_scalar, gemm_q8_q4_0_scalar),
-    ROW(3, "q4_1", 32, 20, wren_convert_q4_1_to_f32, wren_convert_f32_to_q4_1, vd_q4_1_scalar, gemm_q4_1_scalar, gemm_q8_q4_1_scalar),
-    ROW(8, "q8_0", 32, 34, wren_convert_q8_0_to_f32, wren_convert_f32_to_q8_0, vd_q8_0_scalar, gemm_q8_0_scalar, gemm_q8_q8_0_scalar),
+    ROW(2, "q4_0", 32, 18, wren_convert_q4_0_to_f32, wren_convert_f32_to_q4_0, vd_q4_0_scalar, gemm_q4_0_scalar, wren_gemm_q8_q4_0_scalar),
+    ROW(3, "q4_1", 32, 20, wren_convert_q4_1_to_f32, wren_convert_f32_to_q4_1, vd_q4_1_scalar, gemm_q4_1_scalar, wren_gemm_q8_q4_1_scalar),
+    ROW(8, "q8_0", 32, 34, wren_convert_q8_0_to_f32, wren_convert_f32_to_q8_0, vd_q8_0_scalar, gemm_q8_0_scalar, wren_gemm_q8_q8_0_scalar),
     ROW(30, "bf16", 1, 2, wren_convert_bf16_to_f32, wren_convert_f32_to_bf16, vd_bf16_scalar, gemm_bf16_scalar, NULL),
 };
 
@@ -547,29 +369,12 @@ static void gemm_f16_rows_avx2(const void *w, size_t row_bytes, int rows, const 
     for (; t < tokens; t++) gemv_f16_avx2(w, row_bytes, rows, x + (size_t)t * n, n, y + (size_t)t * ldy);
 }
 
-// 8-bit activations: pairs of tokens through the two-token kernel, the odd one through the gemv.
-#define GEMM_Q8_AVX2(NAME, GEMM2, GEMV)                                                                        \
-    static void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d,              \
-                     const float *s, int blocks, int tokens, float *y, int ldy) {                              \
-        int t = 0;                                                                                             \
-        const int n = 32 * blocks;                                                                             \
-        for (; t + 2 <= tokens; t += 2)                                                                        \
-            GEMM2(w, row_bytes, rows, qs + (size_t)t * n, d + (size_t)t * blocks, s + (size_t)t * blocks,      \
-                  blocks, n, y + (size_t)t * ldy, ldy);                                                        \
-        for (; t < tokens; t++)                                                                                \
-            GEMV(w, row_bytes, rows, qs + (size_t)t * n, d + (size_t)t * blocks, s + (size_t)t * blocks,       \
-                 blocks, y + (size_t)t * ldy);                                                                 \
-    }
-GEMM_Q8_AVX2(gemm_q8_q4_0_avx2, gemm2_q4_0_q8_avx2, gemv_q4_0_q8_avx2)
-GEMM_Q8_AVX2(gemm_q8_q4_1_avx2, gemm2_q4_1_q8_avx2, gemv_q4_1_q8_avx2)
-GEMM_Q8_AVX2(gemm_q8_q8_0_avx2, gemm2_q8_0_q8_avx2, gemv_q8_0_q8_avx2)
-
 static const wren_type_traits avx2[TYPE_SLOTS] = {
     ROW(0, "f32", 1, 4, copy_to_float, copy_from_float, vd_f32_avx2, gemm_f32_rows_avx2, NULL),
     ROW(1, "f16", 1, 2, f16_to_float_avx2, f16_from_float_avx2, vd_f16_avx2, gemm_f16_rows_avx2, NULL),
-    ROW(2, "q4_0", 32, 18, wren_convert_q4_0_to_f32, wren_convert_f32_to_q4_0, vd_q4_0_avx2, gemm_q4_0_avx2, gemm_q8_q4_0_avx2),
-    ROW(3, "q4_1", 32, 20, wren_convert_q4_1_to_f32, wren_convert_f32_to_q4_1, vd_q4_1_avx2, gemm_q4_1_avx2, gemm_q8_q4_1_avx2),
-    ROW(8, "q8_0", 32, 34, wren_convert_q8_0_to_f32, wren_convert_f32_to_q8_0, vd_q8_0_avx2, gemm_q8_0_avx2, gemm_q8_q8_0_avx2),
+    ROW(2, "q4_0", 32, 18, wren_convert_q4_0_to_f32, wren_convert_f32_to_q4_0, vd_q4_0_avx2, gemm_q4_0_avx2, wren_gemm_q8_q4_0_avx2),
+    ROW(3, "q4_1", 32, 20, wren_convert_q4_1_to_f32, wren_convert_f32_to_q4_1, vd_q4_1_avx2, gemm_q4_1_avx2, wren_gemm_q8_q4_1_avx2),
+    ROW(8, "q8_0", 32, 34, wren_convert_q8_0_to_f32, wren_convert_f32_to_q8_0, vd_q8_0_avx2, gemm_q8_0_avx2, wren_gemm_q8_q8_0_avx2),
     ROW(30, "bf16", 1, 2, wren_convert_bf16_to_f32, wren_convert_f32_to_bf16, vd_bf16_avx2, gemm_bf16_avx2, NULL),
 };
 #endif

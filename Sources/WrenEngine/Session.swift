@@ -195,20 +195,21 @@ public final class InferenceSession: @unchecked Sendable {
         }
     }
 
-    /// Prompt chunks of at least this many tokens go through OpenBLAS sgemm on
-    /// dequantized weights; smaller ones (and decode) through the fused row dots.
+    /// Prompt chunks of at least this many tokens take the batched path: attention
+    /// in row blocks, and products on OpenBLAS sgemm where the 8-bit tiles do not
+    /// apply (f32/f16/bf16 weights, or --exact); smaller ones use the decode kernels.
     static let blasMinTokens = Int(ProcessInfo.processInfo.environment["WREN_BLAS_MIN_TOKENS"] ?? "") ?? 16
 }
 
-/// The engine's side of a block: products on the fused decode kernels (or
-/// OpenBLAS for a prompt chunk) plus run-time LoRA deltas, and attention over
+/// The engine's side of a block: products on the dtype table's kernels (8-bit
+/// tiles for quantized weights, OpenBLAS for a prompt chunk's float weights) plus run-time LoRA deltas, and attention over
 /// the KV cache after appending the chunk's keys and values. With `timed`, the
 /// wall time of products and attention is summed for the profiler.
 struct CacheOps: BlockOps {
     let session: InferenceSession
     /// Position of the chunk's first row.
     let start: Int
-    /// OpenBLAS products and the row-block attention (a prompt chunk), else the decode kernels.
+    /// A prompt chunk: the row-block attention, and OpenBLAS for products without 8-bit tiles; else the decode kernels.
     let batched: Bool
     let timed: Bool
     var matmulNs: UInt64 = 0, attentionNs: UInt64 = 0
@@ -226,7 +227,10 @@ struct CacheOps: BlockOps {
                           outputs: [UnsafeMutablePointer<Float>], tokens T: Int) {
         let t0 = timed ? session.now() : 0
         let s = session, weights = projections.map { $0.matrix(s.model.layers[layer]) }
-        if batched {
+        // A prompt chunk's products: the 8-bit tiles on the quantized bytes where every
+        // weight has them (the fast path), else OpenBLAS on dequantized weights.
+        let tiles = s.activations == .q8 && weights.allSatisfy { $0.dtype.traits.gemm_q8 != nil }
+        if batched && !tiles {
             for (w, out) in zip(weights, outputs) {
                 Ops.matmulBLAS(w.dtype, w.data, rows: w.rows, n: w.cols, x: input, tokens: T, y: out, scratch: s.state.weightScratch,
                                threads: s.threads)

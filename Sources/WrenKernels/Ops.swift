@@ -119,7 +119,17 @@ public enum Ops {
         withUnsafeTemporaryAllocation(of: Float.self, capacity: max(1, 2 * tokens * nb)) { sumBuf in
         withUnsafeTemporaryAllocation(of: Int8.self, capacity: int8 ? tokens * n : 1) { qs in
             let xs = sumBuf.baseAddress!, xd = xs + tokens * nb
-            if int8 {
+            if int8 && tokens >= 2 * threads && threads > 1 {
+                // A prompt's activations are quantized in parallel, tokens split across the workers.
+                let X = SendablePointer(UnsafeMutablePointer(mutating: x)), Q = SendablePointer(qs.baseAddress!)
+                let XS = SendablePointer(xs), XD = SendablePointer(xd)
+                let per = (tokens + threads - 1) / threads
+                WorkerPool.shared(threads).run(threads) { c in
+                    for t in (c * per)..<min(tokens, (c + 1) * per) {
+                        wren_quantize_q8(X.p + t * n, Q.p + t * n, XD.p + t * nb, XS.p + t * nb, Int32(n))
+                    }
+                }
+            } else if int8 {
                 for t in 0..<tokens { wren_quantize_q8(x + t * n, qs.baseAddress! + t * n, xd + t * nb, xs + t * nb, Int32(n)) }
             } else if sums {
                 for t in 0..<tokens { blockSums(x + t * n, n, xs + t * nb) }

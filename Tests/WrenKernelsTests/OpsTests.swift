@@ -67,7 +67,8 @@ final class OpsTests: XCTestCase {
             for blocks in [1, 7, 33] {
                 let n = 32 * blocks, rows = 37
                 let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
-                var x = (0..<(n * 3)).map { _ in rng.normal() }
+                let T = 9   // pairs of tokens in the prompt tiles and an odd one
+                var x = (0..<(n * T)).map { _ in rng.normal() }
                 x[5] = 0; for j in 0..<32 { x[n + j] = 0 }     // a zero block quantizes to zeros
                 var qs = [Int8](repeating: 0, count: n), d = [Float](repeating: 0, count: blocks), s = d
                 let (rq, rd) = quantizeQ8Reference(Array(x[0..<n]))
@@ -75,12 +76,12 @@ final class OpsTests: XCTestCase {
                 XCTAssertEqual(qs, rq, "\(label) quantized bytes n=\(n)")
                 XCTAssertEqual(d, rd, "\(label) scales n=\(n)")
                 for threads in [1, 2, 3] {
-                    var y = [Float](repeating: 0, count: rows * 3)
+                    var y = [Float](repeating: 0, count: rows * T)
                     w.withUnsafeBytes { wp in x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
-                        Ops.matmul(dt, wp.baseAddress!, rows: rows, n: n, x: xp.baseAddress!, tokens: 3, y: yp.baseAddress!,
+                        Ops.matmul(dt, wp.baseAddress!, rows: rows, n: n, x: xp.baseAddress!, tokens: T, y: yp.baseAddress!,
                                    threads: threads, activations: .q8)
                     } } }
-                    for t in 0..<3 {
+                    for t in 0..<T {
                         let (q, d) = quantizeQ8Reference(Array(x[(t * n)..<((t + 1) * n)]))
                         let xhat = (0..<n).map { Float(q[$0]) * d[$0 / 32] }
                         let (ref, mag) = reference(dt, w, xhat, rows: rows, n: n)
@@ -90,6 +91,38 @@ final class OpsTests: XCTestCase {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// The 8-bit products compute one canonical arithmetic (CWrenKernels/q8.c), so
+    /// every path gives the same bits: AVX2 and portable, prompt tiles (≥ 4 tokens,
+    /// rows repacked) and the one-token gemv, any row count (short row groups) and
+    /// thread count. Speculative verification and batch invariance rest on this.
+    func testQ8PathsAreBitIdentical() {
+        var rng = SeededRNG(seed: 79)
+        for dt in [DType.q4_0, .q4_1, .q8_0] {
+            for (rows, blocks, T) in [(1, 1, 5), (7, 3, 4), (37, 18, 17), (130, 5, 33)] {
+                let n = 32 * blocks
+                let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
+                let x = (0..<(n * T)).map { _ in rng.normal() }
+                func run(_ x: [Float], tokens: Int, threads: Int, scalar: Bool) -> [Float] {
+                    wren_kernels_force_scalar(scalar ? 1 : 0)
+                    defer { wren_kernels_force_scalar(0) }
+                    var y = [Float](repeating: .nan, count: rows * tokens)
+                    w.withUnsafeBytes { wp in x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+                        Ops.matmul(dt, wp.baseAddress!, rows: rows, n: n, x: xp.baseAddress!, tokens: tokens, y: yp.baseAddress!,
+                                   threads: threads, activations: .q8)
+                    } } }
+                    return y
+                }
+                let reference = run(x, tokens: T, threads: 1, scalar: true)
+                XCTAssertTrue(reference.allSatisfy(\.isFinite))
+                let tiles = run(x, tokens: T, threads: 2, scalar: false)
+                XCTAssertEqual(tiles.map(\.bitPattern), reference.map(\.bitPattern), "\(dt) \(rows)×\(n), \(T) tokens: SIMD vs portable")
+                var alone: [Float] = []
+                for t in 0..<T { alone += run(Array(x[(t * n)..<((t + 1) * n)]), tokens: 1, threads: 3, scalar: false) }
+                XCTAssertEqual(alone.map(\.bitPattern), reference.map(\.bitPattern), "\(dt) \(rows)×\(n): one token at a time vs tiles")
             }
         }
     }

@@ -44,6 +44,11 @@ typedef struct {
                  float *y, int ldy);
     /// The same against 8-bit activations from wren_quantize_q8 (qs, d, s token
     /// after token, `blocks` = n/32); NULL for a type without such kernels.
+    /// Every implementation computes q8.c's canonical arithmetic (exact integer
+    /// block sums, then one fixed sequence of float operations per row and
+    /// token), so a result is the same bits on every path and for any number
+    /// of tokens: several tokens are prompt tiles on repacked rows, one is the
+    /// in-place row gemv.
     void (*gemm_q8)(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s, int blocks,
                     int tokens, float *y, int ldy);
 } wren_type_traits;
