@@ -3,6 +3,7 @@
 // which is the dot product with the exactly dequantized row (d·q + m) in f32
 // arithmetic, summed in a different order.
 #include "kernels_common.h"
+#include <stdio.h>
 
 
 
@@ -230,14 +231,22 @@ SIMD_FN static void gemm_f32_avx2(const float *w, int rows, const float *x, int 
 
 static int simd_state = -1;
 void wren_kernels_force_scalar(int on) { simd_state = on ? 0 : -1; }
-/* WREN_KERNELS=scalar forces the portable C paths (the test command runs the engine
-   tests once more that way, so the fallback is covered on every machine). */
+/* WREN_KERNELS=scalar (or portable) forces the portable C paths (the test command runs the
+   engine tests once more that way, so the fallback is covered on every machine);
+   WREN_KERNELS=avx2 asks for the AVX2 set. A set this CPU or build lacks (avx512: not
+   written yet) is named on stderr with the set used instead, never skipped silently. */
 int wren_kernels_simd(void) {
     if (simd_state < 0) {
         const char *k = getenv("WREN_KERNELS");
         __builtin_cpu_init();
-        simd_state = !(k && strcmp(k, "scalar") == 0) &&
-                     __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+        int portable = k && (strcmp(k, "scalar") == 0 || strcmp(k, "portable") == 0);
+        if (k && *k && !portable && strcmp(k, "avx2") != 0)
+            fprintf(stderr, "wren: WREN_KERNELS=%s: this build has no such kernel set (it has avx2 and scalar); using %s\n",
+                    k, avx2 ? "avx2" : "scalar");
+        else if (k && strcmp(k, "avx2") == 0 && !avx2)
+            fprintf(stderr, "wren: WREN_KERNELS=avx2: this CPU lacks AVX2/FMA/F16C; using scalar\n");
+        simd_state = !portable && avx2;
     }
     return simd_state;
 }
@@ -378,6 +387,8 @@ static const wren_type_traits avx2[TYPE_SLOTS] = {
     ROW(30, "bf16", 1, 2, wren_convert_bf16_to_f32, wren_convert_f32_to_bf16, vd_bf16_avx2, gemm_bf16_avx2, NULL),
 };
 #endif
+
+const char *wren_kernels_name(void) { return wren_kernels_simd() ? "avx2" : "scalar"; }
 
 const wren_type_traits *wren_type(uint32_t dtype) {
     if (dtype >= TYPE_SLOTS) return NULL;

@@ -4,6 +4,7 @@
 import ArgumentParser
 import Foundation
 import WrenEngine
+import WrenKernels
 
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -19,7 +20,7 @@ struct Bench: ParsableCommand {
     @Option(name: .short, help: "Generation lengths, comma-separated (0 to skip).")
     var n = "128"
 
-    @Option(name: .short, help: "Thread counts, comma-separated (default: all cores).")
+    @Option(name: .short, help: "Thread counts, comma-separated (default: the physical cores).")
     var t: String?
 
     @Option(name: .short, help: "Repetitions per test.")
@@ -52,7 +53,7 @@ struct Bench: ParsableCommand {
     func run() throws {
         do {
             let pps = try list(p, "p"), tgs = try list(n, "n")
-            let threads = try t.map { try list($0, "t") } ?? [ProcessInfo.processInfo.activeProcessorCount]
+            let threads = try t.map { try list($0, "t") } ?? [Machine.physicalCores]
             var opens: [Double] = []
             for _ in 0..<max(3, r) {
                 let t0 = DispatchTime.now().uptimeNanoseconds
@@ -66,7 +67,8 @@ struct Bench: ParsableCommand {
             var results: [[String: Any]] = []
             let size = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? 0
             if !json {
-                print(String(format: "model %@: %.1f MB, open %.2f ms (median of %d)", model, Double(size) / 1e6, median(opens), opens.count))
+                print(String(format: "model %@: %.1f MB, open %.2f ms (median of %d), kernels %@", model, Double(size) / 1e6, median(opens),
+                             opens.count, Machine.kernels))
                 print("| threads | test | tokens/s |")
                 print("|---|---|---|")
             }
@@ -112,7 +114,7 @@ struct Bench: ParsableCommand {
             getrusage(RUSAGE_SELF.rawValue, &usage)
             let rssMB = Double(usage.ru_maxrss) / 1024
             if json {
-                for i in results.indices { results[i]["open_ms"] = median(opens); results[i]["peak_rss_mb"] = rssMB }
+                for i in results.indices { results[i]["open_ms"] = median(opens); results[i]["peak_rss_mb"] = rssMB; results[i]["kernels"] = Machine.kernels }
                 let d = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys])
                 print(String(decoding: d, as: UTF8.self))
             } else {

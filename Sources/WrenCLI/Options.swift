@@ -14,7 +14,7 @@ import WrenTokenizer
 import WrenTuning
 
 struct ThreadOptions: ParsableArguments {
-    @Option(name: .shortAndLong, help: "Threads (default: all cores).")
+    @Option(name: .shortAndLong, help: "Threads (default: the physical cores).")
     var threads: Int?
 
     func validate() throws {

@@ -73,7 +73,7 @@ public final class InferenceSession: @unchecked Sendable {
             throw EngineError.invalidSetting(setting: "contextLength", reason: "\(ctx) is outside 1...\(limit) for this model\(scaled)")
         }
         self.contextLength = ctx
-        self.threads = max(1, threads ?? ProcessInfo.processInfo.activeProcessorCount)
+        self.threads = max(1, threads ?? Machine.physicalCores)
         self.maxBatch = maxBatch
         kvDim = c.headCountKV * c.headDim
         qDim = c.headCount * c.headDim

@@ -42,7 +42,7 @@ public struct FinetuneOptions: Sendable {
     public var pack: Bool?
     public var truncate = false
     public var trainOnPrompt = false
-    public var threads: Int = ProcessInfo.processInfo.activeProcessorCount
+    public var threads: Int = Machine.physicalCores
     public var chatTemplate: String?
     /// Element type of the .wren a full finetune writes.
     public var saveType: DType = .f32

@@ -4,6 +4,7 @@
 // Σ|w·x| — the kernels only reorder f32 sums (and factor d, m out of blocks).
 
 import CWrenKernels
+import Foundation
 import TestSupport
 @testable import WrenKernels
 import XCTest
@@ -125,6 +126,17 @@ final class OpsTests: XCTestCase {
                 XCTAssertEqual(alone.map(\.bitPattern), reference.map(\.bitPattern), "\(dt) \(rows)×\(n): one token at a time vs tiles")
             }
         }
+    }
+
+    /// The default thread count is the physical cores: at least 1, never more than the
+    /// logical processors; the kernel set is named ("scalar" while forced).
+    func testMachine() {
+        XCTAssertGreaterThanOrEqual(Machine.physicalCores, 1)
+        XCTAssertLessThanOrEqual(Machine.physicalCores, ProcessInfo.processInfo.activeProcessorCount)
+        wren_kernels_force_scalar(1)
+        XCTAssertEqual(Machine.kernels, "scalar")
+        wren_kernels_force_scalar(0)
+        XCTAssertEqual(Machine.kernels, wren_kernels_simd() == 1 ? "avx2" : "scalar")
     }
 
     func testQ8ActivationKernels() {

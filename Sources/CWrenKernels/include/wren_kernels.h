@@ -71,6 +71,8 @@ void wren_swiglu(float *gate, const float *up, int n);
 void wren_swiglu_backward(const float *g, const float *u, const float *dh, float *dg, float *du, int n);
 /// 1 when the AVX2/FMA/F16C kernels are in use.
 int wren_kernels_simd(void);
+/// The kernel set in use: "avx2" or "scalar" (the portable C).
+const char *wren_kernels_name(void);
 /// Tests: 1 forces the portable scalar kernels, 0 restores detection.
 void wren_kernels_force_scalar(int on);
 #endif
