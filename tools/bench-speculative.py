@@ -8,7 +8,9 @@ setting, alternating plain and speculative R times) and reports the median
 generation tokens/s, the speed-up, the acceptance rate and tokens per target
 pass, and whether every output is token for token the plain one.
 
-  python3 tools/bench-speculative.py [-r 3] [-n 128] [-t 2]
+  python3 tools/bench-speculative.py [-r 3] [-n 128] [-t 2] [--only TEXT]
+
+--only runs the settings whose label contains TEXT.
 """
 import json, os, statistics, subprocess, sys
 
@@ -48,7 +50,11 @@ def run(model, requests, extra):
     p = subprocess.run([wren, "run", "-m", model, "-t", T, "--jsonl"] + extra, input=inp, capture_output=True, text=True, check=True)
     return [json.loads(l) for l in p.stdout.splitlines()]
 
+ONLY = opt("--only", "")
+
 def bench(label, model, requests, extra):
+    if ONLY not in label:
+        return
     plain, spec = [], []
     for _ in range(R):
         plain.append(run(model, requests, []))
@@ -70,4 +76,5 @@ bench("f32 target, q4_1 draft (--draft-n 8 --draft-p-min 0.3), open prompts", f3
 bench("f16 target, q4_1 draft (--draft-n 8 --draft-p-min 0.3), open prompts", f16, OPEN, ["--draft", q41, "--draft-n", "8", "--draft-p-min", "0.3"])
 bench("f16 target, prompt lookup (--lookup-ngram 3 --draft-n 12), copy/edit/quote prompts", f16, REPEAT, ["--lookup-ngram", "3", "--draft-n", "12"])
 bench("q4_1 target, prompt lookup (--lookup-ngram 3 --draft-n 12), copy/edit/quote prompts", q41, REPEAT, ["--lookup-ngram", "3", "--draft-n", "12"])
+bench("q4_1 target, prompt lookup (--lookup-ngram 3 --draft-n 12), open prompts", q41, OPEN, ["--lookup-ngram", "3", "--draft-n", "12"])
 bench("f16 target, self-speculation (--draft-layers 20 --draft-p-min 0.5), open prompts", f16, OPEN, ["--draft-layers", "20", "--draft-p-min", "0.5"])

@@ -99,42 +99,53 @@ SIMD_FN static inline __m128 scales4(const uint8_t *r0, const uint8_t *r1, const
     return _mm_cvtph_ps(_mm_setr_epi16((short)load_u16(r0), (short)load_u16(r1), (short)load_u16(r2), (short)load_u16(r3), 0, 0, 0, 0));
 }
 
-// ---- One token against rows (decode): four rows per step, read in place.
-// BLOCK_BYTES: block size; ISUM(blk): the block's 8-lane integer partials
-// against x; HAS_MIN: q4_1's minimum term (the f16 after the scale).
-#define GEMV_Q8(NAME, BLOCK_BYTES, ISUM, HAS_MIN)                                                               \
+// ---- One or two tokens against rows (decode, short verification passes): four
+// rows per step, read in place; with two tokens each weight block is unpacked
+// once for both.
+// BLOCK_BYTES: block size; ISUM(blk, x): the block's 8-lane integer partials
+// against x; HAS_MIN: q4_1's minimum term (the f16 after the scale); NT: tokens.
+#define GEMV_Q8(NAME, NT, BLOCK_BYTES, ISUM, HAS_MIN)                                                           \
 SIMD_FN static void NAME(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d,          \
-                         const float *s, int blocks, float *y) {                                                  \
+                         const float *s, int blocks, float *y, int ldy) {                                         \
     size_t group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;                              \
+    const size_t n = 32 * (size_t)blocks;                                                                         \
     for (int r = 0; r < rows; r += 4) {                                                                           \
         /* A short last group repeats its last row; only real rows are stored. */                                 \
         const uint8_t *rw[4];                                                                                     \
         for (int k = 0; k < 4; k++) rw[k] = w + (size_t)(r + k < rows ? r + k : rows - 1) * row_bytes;            \
-        __m128 A = _mm_setzero_ps(), M = _mm_setzero_ps();                                                        \
+        __m128 A[NT], M[NT];                                                                                      \
+        for (int t = 0; t < NT; t++) { A[t] = _mm_setzero_ps(); M[t] = _mm_setzero_ps(); }                        \
         for (int b = 0; b < blocks; b++) {                                                                        \
-            __m256i x = _mm256_loadu_si256((const __m256i *)(qs + 32 * b));                                       \
             const char *pf = (const char *)rw[0] + pf_ahead + 4 * b * BLOCK_BYTES;                                \
             _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + 64, _MM_HINT_T0);                                    \
             if (4 * BLOCK_BYTES > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);                                       \
             const uint8_t *b0 = rw[0] + b * BLOCK_BYTES, *b1 = rw[1] + b * BLOCK_BYTES,                           \
                           *b2 = rw[2] + b * BLOCK_BYTES, *b3 = rw[3] + b * BLOCK_BYTES;                           \
-            __m128i isum = reduce4(ISUM(b0, x), ISUM(b1, x), ISUM(b2, x), ISUM(b3, x));                           \
-            __m128 sc = _mm_mul_ps(scales4(b0, b1, b2, b3), _mm_set1_ps(d[b]));                                   \
-            A = _mm_fmadd_ps(sc, _mm_cvtepi32_ps(isum), A);                                                       \
-            if (HAS_MIN) M = _mm_fmadd_ps(scales4(b0 + 2, b1 + 2, b2 + 2, b3 + 2), _mm_set1_ps(s[b]), M);         \
+            __m128 dw = scales4(b0, b1, b2, b3), mw = HAS_MIN ? scales4(b0 + 2, b1 + 2, b2 + 2, b3 + 2) : dw;     \
+            for (int t = 0; t < NT; t++) {                                                                        \
+                __m256i x = _mm256_loadu_si256((const __m256i *)(qs + t * n + 32 * b));                           \
+                __m128i isum = reduce4(ISUM(b0, x), ISUM(b1, x), ISUM(b2, x), ISUM(b3, x));                       \
+                A[t] = _mm_fmadd_ps(_mm_mul_ps(dw, _mm_set1_ps(d[t * blocks + b])), _mm_cvtepi32_ps(isum), A[t]); \
+                if (HAS_MIN) M[t] = _mm_fmadd_ps(mw, _mm_set1_ps(s[t * blocks + b]), M[t]);                       \
+            }                                                                                                     \
         }                                                                                                         \
-        float out[4];                                                                                             \
-        _mm_storeu_ps(out, HAS_MIN ? _mm_add_ps(A, M) : A);                                                       \
-        for (int k = 0; k < 4 && r + k < rows; k++) y[r + k] = out[k];                                            \
+        for (int t = 0; t < NT; t++) {                                                                            \
+            float out[4];                                                                                         \
+            _mm_storeu_ps(out, HAS_MIN ? _mm_add_ps(A[t], M[t]) : A[t]);                                          \
+            for (int k = 0; k < 4 && r + k < rows; k++) y[(size_t)t * ldy + r + k] = out[k];                      \
+        }                                                                                                         \
     }                                                                                                             \
 }
 
 #define ISUM_Q4_1(blk, x) dot_u8(nibbles32((blk) + 4), x)
 #define ISUM_Q4_0(blk, x) dot_i8(_mm256_sub_epi8(nibbles32((blk) + 2), _mm256_set1_epi8(8)), x)
 #define ISUM_Q8_0(blk, x) dot_i8(_mm256_loadu_si256((const __m256i *)((blk) + 2)), x)
-GEMV_Q8(gemv_q4_1_q8, 20, ISUM_Q4_1, 1)
-GEMV_Q8(gemv_q4_0_q8, 18, ISUM_Q4_0, 0)
-GEMV_Q8(gemv_q8_0_q8, 34, ISUM_Q8_0, 0)
+GEMV_Q8(gemv_q4_1_q8, 1, 20, ISUM_Q4_1, 1)
+GEMV_Q8(gemv_q4_0_q8, 1, 18, ISUM_Q4_0, 0)
+GEMV_Q8(gemv_q8_0_q8, 1, 34, ISUM_Q8_0, 0)
+GEMV_Q8(gemv2_q4_1_q8, 2, 20, ISUM_Q4_1, 1)
+GEMV_Q8(gemv2_q4_0_q8, 2, 18, ISUM_Q4_0, 0)
+GEMV_Q8(gemv2_q8_0_q8, 2, 34, ISUM_Q8_0, 0)
 
 // ---- Prompt tiles. A packed group of four rows holds, per block:
 //   w[4][32]: chunk c = the rows' elements 8c…8c+7, row after row (8 bytes each)
@@ -249,15 +260,15 @@ static uint8_t *pack_space(size_t bytes) {
     return pack_buf;
 }
 
-// Below this many tokens the rows are read in place, token by token (the
+// Below this many tokens the rows are read in place, two tokens at a time (the
 // repacking pass would cost more than it saves); the results are the same bits.
 #ifndef TILE_MIN_TOKENS
-#define TILE_MIN_TOKENS 4
+#define TILE_MIN_TOKENS 8
 #endif
 
-typedef void (*gemv_fn)(const uint8_t *, size_t, int, const int8_t *, const float *, const float *, int, float *);
+typedef void (*gemv_fn)(const uint8_t *, size_t, int, const int8_t *, const float *, const float *, int, float *, int);
 
-SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, const uint8_t *w, size_t row_bytes, int rows,
+SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, gemv_fn gemv2, const uint8_t *w, size_t row_bytes, int rows,
                                  const int8_t *qs, const float *d, const float *s, int blocks, int tokens, float *y, int ldy) {
     const size_t n = 32 * (size_t)blocks;
     int groups = (rows + 3) / 4;
@@ -266,8 +277,11 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, const 
     size_t packed = (gbytes * groups + 63) / 64 * 64;
     uint8_t *pk = tokens >= TILE_MIN_TOKENS ? pack_space(packed + 4 * (size_t)tokens * blocks) : NULL;
     if (!pk) {
-        for (int t = 0; t < tokens; t++)
-            gemv(w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks, y + (size_t)t * ldy);
+        int t = 0;
+        for (; t + 2 <= tokens; t += 2)
+            gemv2(w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks, y + (size_t)t * ldy, ldy);
+        if (t < tokens)
+            gemv(w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks, y + (size_t)t * ldy, ldy);
         return;
     }
     for (int g = 0; g < groups; g++) pack_group(kind, w, row_bytes, rows, 4 * g, blocks, block_bytes, pk + g * gbytes);
@@ -293,13 +307,13 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, const 
     }
 }
 
-#define GEMM_Q8_AVX2(NAME, KIND, BYTES, GEMV)                                                                  \
+#define GEMM_Q8_AVX2(NAME, KIND, BYTES, GEMV, GEMV2)                                                                  \
     void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,    \
               int blocks, int tokens, float *y, int ldy) {                                                     \
-        gemm_q8_avx2(KIND, BYTES, GEMV, w, row_bytes, rows, qs, d, s, blocks, tokens, y, ldy);                 \
+        gemm_q8_avx2(KIND, BYTES, GEMV, GEMV2, w, row_bytes, rows, qs, d, s, blocks, tokens, y, ldy);                 \
     }
-GEMM_Q8_AVX2(wren_gemm_q8_q4_0_avx2, KIND_Q4_0, 18, gemv_q4_0_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q4_1_avx2, KIND_Q4_1, 20, gemv_q4_1_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q8_0_avx2, KIND_Q8_0, 34, gemv_q8_0_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q4_0_avx2, KIND_Q4_0, 18, gemv_q4_0_q8, gemv2_q4_0_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q4_1_avx2, KIND_Q4_1, 20, gemv_q4_1_q8, gemv2_q4_1_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q8_0_avx2, KIND_Q8_0, 34, gemv_q8_0_q8, gemv2_q8_0_q8)
 
 #endif

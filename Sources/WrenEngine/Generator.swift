@@ -92,7 +92,7 @@ public final class Generator: @unchecked Sendable {
             drafter = ModelDrafter(session: s, pMin: options.pMin)
         case .lookup(let n):
             guard n >= 1 else { throw EngineError.invalidSetting(setting: "lookupNgram", reason: "must be at least 1 (got \(n))") }
-            drafter = LookupDrafter(ngram: n)
+            drafter = LookupDrafter(ngram: n, length: options.draftTokens)
         }
         speculation = options
     }
@@ -217,6 +217,7 @@ public final class Generator: @unchecked Sendable {
             let verdict = SpeculativeRule.verify(draft: draft, p: p, sampler: &sampler)
             spec.drafted += draft.count
             spec.accepted += verdict.accepted.count
+            drafter.observe(drafted: draft.count, accepted: verdict.accepted.count)
             session.truncate(to: session.position - (draft.count - verdict.accepted.count))
             cached += verdict.accepted
             queue = verdict.accepted + [verdict.next]

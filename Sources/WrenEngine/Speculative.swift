@@ -26,6 +26,12 @@ public protocol Drafter: AnyObject {
     func propose(after history: [Int32], limit: Int, sampler: inout Sampler) throws -> [DraftToken]
     /// Gets ready for a generation after `prompt` (a draft model evaluates it).
     func prefill(_ prompt: [Int32]) throws
+    /// How the last proposal fared: `accepted` of `drafted` tokens were kept.
+    func observe(drafted: Int, accepted: Int)
+}
+
+extension Drafter {
+    public func observe(drafted: Int, accepted: Int) {}
 }
 
 /// How to speculate.
@@ -107,20 +113,41 @@ public final class ModelDrafter: Drafter {
 }
 
 /// Prompt lookup: find the most recent earlier place where the last k tokens
-/// (k = ngram down to 1) occurred and propose what followed it.
+/// (k = ngram down to 2; 1 when ngram is 1) occurred and propose what followed it.
+/// It should never cost more than plain decoding, so it drafts only what has
+/// been paying: the draft length follows the recent acceptance (one more than
+/// the last accepted run, doubling after a fully accepted round), and after
+/// rounds that kept nothing it pauses for 2, 4, … 32 plain steps.
 public final class LookupDrafter: Drafter {
     let ngram: Int
-    public init(ngram: Int) { self.ngram = ngram }
-    public func prefill(_ prompt: [Int32]) throws {}
+    /// Draft length for the next round (≤ the caller's limit).
+    var length: Int
+    /// Consecutive rounds that kept no drafted token, and plain steps left to pause.
+    var misses = 0, pause = 0
+    public init(ngram: Int, length: Int = 8) { self.ngram = ngram; self.length = max(1, length) }
+    public func prefill(_ prompt: [Int32]) throws { misses = 0; pause = 0 }
+
+    public func observe(drafted: Int, accepted: Int) {
+        guard drafted > 0 else { return }
+        if accepted == 0 {
+            misses += 1
+            pause = min(32, 1 << misses)
+            length = 2
+        } else {
+            misses = 0
+            length = accepted == drafted ? length * 2 : accepted + 1
+        }
+    }
 
     public func propose(after history: [Int32], limit: Int, sampler: inout Sampler) throws -> [DraftToken] {
-        let n = history.count
-        for k in stride(from: min(ngram, n - 1), through: 1, by: -1) {
+        if pause > 0 { pause -= 1; return [] }
+        let n = history.count, want = min(limit, max(1, length))
+        for k in stride(from: min(ngram, n - 1), through: min(ngram, 2), by: -1) where k >= 1 {
             let tail = history[(n - k)...]
             var start = n - k - 1
             while start >= 0 {
                 if history[start..<(start + k)].elementsEqual(tail) {
-                    let follow = history[(start + k)..<min(n, start + k + limit)]
+                    let follow = history[(start + k)..<min(n, start + k + want)]
                     if !follow.isEmpty { return follow.map { DraftToken(token: $0, q: [($0, 1)]) } }
                 }
                 start -= 1

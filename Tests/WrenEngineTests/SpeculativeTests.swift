@@ -154,7 +154,32 @@ final class SpeculativeTests: XCTestCase {
         var s = Sampler(.greedy)
         let h: [Int32] = [1, 2, 3, 9, 9, 1, 2, 3, 7, 8, 4, 1, 2, 3]
         XCTAssertEqual(try d.propose(after: h, limit: 3, sampler: &s).map(\.token), [7, 8, 4])
-        XCTAssertEqual(try d.propose(after: [5, 6, 5], limit: 4, sampler: &s).map(\.token), [6, 5])   // falls back to a 1-gram
+        // A match must be 2 tokens long (a 1-gram match only when asked for with ngram 1).
+        XCTAssertEqual(try d.propose(after: [5, 6, 5], limit: 4, sampler: &s).count, 0)
+        XCTAssertEqual(try d.propose(after: [5, 6, 7, 5, 6], limit: 4, sampler: &s).map(\.token), [7, 5, 6])
+        XCTAssertEqual(try LookupDrafter(ngram: 1).propose(after: [5, 6, 5], limit: 4, sampler: &s).map(\.token), [6, 5])
         XCTAssertEqual(try d.propose(after: [1, 2, 3], limit: 4, sampler: &s).count, 0)
+    }
+
+    /// Lookup drafts only what pays: after a round that kept nothing it pauses for
+    /// 2, then 4 … plain steps and drafts 2 tokens; a fully accepted round doubles the length.
+    func testLookupDrafterBacksOffAfterMisses() throws {
+        let d = LookupDrafter(ngram: 2, length: 4)
+        var s = Sampler(.greedy)
+        let h: [Int32] = Array(repeating: [1, 2, 3, 4, 5, 6, 7, 8, 9], count: 3).flatMap { $0 } + [1, 2]
+        XCTAssertEqual(try d.propose(after: h, limit: 16, sampler: &s).count, 4)
+        d.observe(drafted: 4, accepted: 4)
+        XCTAssertEqual(try d.propose(after: h, limit: 16, sampler: &s).count, 8)
+        d.observe(drafted: 8, accepted: 0)
+        XCTAssertEqual(try d.propose(after: h, limit: 16, sampler: &s).count, 0)   // paused: 2 plain steps
+        XCTAssertEqual(try d.propose(after: h, limit: 16, sampler: &s).count, 0)
+        XCTAssertEqual(try d.propose(after: h, limit: 16, sampler: &s).count, 2)
+        d.observe(drafted: 2, accepted: 0)
+        for _ in 0..<4 { XCTAssertEqual(try d.propose(after: h, limit: 16, sampler: &s).count, 0) }   // then 4
+        XCTAssertEqual(try d.propose(after: h, limit: 16, sampler: &s).count, 2)
+        d.observe(drafted: 2, accepted: 1)
+        XCTAssertEqual(try d.propose(after: h, limit: 16, sampler: &s).count, 2)
+        d.observe(drafted: 2, accepted: 2)
+        XCTAssertEqual(try d.propose(after: h, limit: 3, sampler: &s).count, 3)   // 4, capped by the limit
     }
 }
