@@ -31,6 +31,8 @@ final class RunState {
     let logits: UnsafeMutablePointer<Float>
     /// [rows·cols of the largest layer weight] one weight dequantized for OpenBLAS (prompt chunks).
     let weightScratch: UnsafeMutablePointer<Float>
+    /// Its capacity: a tile of rows for `Ops.matmulBLAS` (at least one row of the widest matrix).
+    let weightScratchFloats: Int
     /// [B][rotary] cos/sin of each row's position.
     let rope: UnsafeMutablePointer<Float>
     /// [B][ctx] one head's attention probabilities (prompt chunks).
@@ -58,7 +60,9 @@ final class RunState {
         k = alloc(B * kvDim); v = alloc(B * kvDim); attention = alloc(B * qDim); projected = alloc(B * dim)
         gate = alloc(B * c.feedForwardLength); up = alloc(B * c.feedForwardLength); logits = alloc(c.vocabSize)
         let biggest = model.layers.first.map { l in Projection.allCases.map { $0.matrix(l).rows * $0.matrix(l).cols }.max()! } ?? 1
-        weightScratch = alloc(biggest)
+        let widest = model.layers.first.map { l in Projection.allCases.map { $0.matrix(l).cols }.max()! } ?? 1
+        weightScratchFloats = min(biggest, max(Ops.blasTileFloats, widest))
+        weightScratch = alloc(weightScratchFloats)
         rope = alloc(B * max(model.rope.dimensions, 2))
         scores = alloc(B * ctx)
         kvWide = alloc(2 * ctx * c.headDim)

@@ -233,6 +233,7 @@ struct CacheOps: BlockOps {
         if batched && !tiles {
             for (w, out) in zip(weights, outputs) {
                 Ops.matmulBLAS(w.dtype, w.data, rows: w.rows, n: w.cols, x: input, tokens: T, y: out, scratch: s.state.weightScratch,
+                               scratchFloats: s.state.weightScratchFloats,
                                threads: s.threads)
             }
         } else {

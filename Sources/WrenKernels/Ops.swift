@@ -174,26 +174,38 @@ public enum Ops {
         init(_ rows: [wren_type_traits]) { self.rows = rows }
     }
 
-    /// The same product through OpenBLAS sgemm on W dequantized into `scratch` (≥ rows·n floats).
+    /// Floats of the dequantization scratch a session gives `matmulBLAS` (4 MB, the
+    /// last-level cache's share of a core or more): rows are widened at most this
+    /// much at a time, so the scratch no longer grows with the largest matrix (a
+    /// 7B model's FFN matrix would take 180 MB).
+    public static let blasTileFloats = 1 << 20
+
+    /// The same product through OpenBLAS sgemm (f32 weights in place; other types
+    /// widened `scratchFloats / n` rows at a time into `scratch`, each tile multiplied
+    /// while it is in cache). For float weights on the prompt path and `--exact`.
     public static func matmulBLAS(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>, tokens: Int,
-                                  y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, threads: Int = 1) {
-        let wf: UnsafePointer<Float>
+                                  y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, scratchFloats: Int = blasTileFloats,
+                                  threads: Int = 1) {
         if dtype == .f32 {
-            wf = w.assumingMemoryBound(to: Float.self)
-        } else {
-            let rowBytes = dtype.byteCount(elements: n)!
-            let S = SendablePointer(scratch), W = SendableRawPointer(w)
-            let chunks = max(1, min(threads, rows / 64))
-            let per = (rows + chunks - 1) / chunks
-            let work: @Sendable (Int) -> Void = { c in
-                let r0 = c * per, r1 = min(rows, r0 + per)
-                if r0 < r1 { Quant.dequantize(dtype, W.p + r0 * rowBytes, S.p + r0 * n, count: (r1 - r0) * n) }
-            }
-            WorkerPool.shared(threads).run(chunks, work)
-            wf = UnsafePointer(scratch)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(n),
+                        1, x, Int32(n), w.assumingMemoryBound(to: Float.self), Int32(n), 0, y, Int32(rows))
+            return
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(n),
-                    1, x, Int32(n), wf, Int32(n), 0, y, Int32(rows))
+        precondition(scratchFloats >= n, "the scratch must hold a row")
+        let rowBytes = dtype.byteCount(elements: n)!
+        let tile = min(rows, scratchFloats / n)
+        let S = SendablePointer(scratch), W = SendableRawPointer(w)
+        for t0 in stride(from: 0, to: rows, by: tile) {
+            let t1 = min(rows, t0 + tile), count = t1 - t0
+            let chunks = max(1, min(threads, count / 16))
+            let per = (count + chunks - 1) / chunks
+            WorkerPool.shared(threads).run(chunks) { c in
+                let r0 = t0 + c * per, r1 = min(t1, r0 + per)
+                if r0 < r1 { Quant.dequantize(dtype, W.p + r0 * rowBytes, S.p + (r0 - t0) * n, count: (r1 - r0) * n) }
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(count), Int32(n),
+                        1, x, Int32(n), scratch, Int32(n), 0, y + t0, Int32(rows))
+        }
     }
 
     /// In-place softmax over `n` values (max-subtracted; CWrenKernels, vectorised exp).

@@ -139,6 +139,32 @@ final class OpsTests: XCTestCase {
         XCTAssertEqual(Machine.kernels, wren_kernels_simd() == 1 ? "avx2" : "scalar")
     }
 
+    /// OpenBLAS products widen the rows a tile at a time (the scratch holds a few
+    /// rows here, so 37 rows take 13 tiles and a short last one); every token's
+    /// outputs match the f32 dot with the exactly dequantized rows (1e-5 of Σ|w·x|).
+    func testBLASProductInTiles() {
+        var rng = SeededRNG(seed: 80)
+        let rows = 37, n = 96, T = 5
+        for dt in [DType.q4_1, .q8_0, .f16, .bf16, .f32] {
+            let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
+            let x = (0..<(n * T)).map { _ in rng.normal() }
+            var y = [Float](repeating: .nan, count: rows * T)
+            var scratch = [Float](repeating: 0, count: 3 * n)
+            w.withUnsafeBytes { wp in x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
+                scratch.withUnsafeMutableBufferPointer { sp in
+                    Ops.matmulBLAS(dt, wp.baseAddress!, rows: rows, n: n, x: xp.baseAddress!, tokens: T, y: yp.baseAddress!,
+                                   scratch: sp.baseAddress!, scratchFloats: 3 * n, threads: 2)
+                }
+            } } }
+            for t in 0..<T {
+                let (ref, mag) = reference(dt, w, Array(x[(t * n)..<((t + 1) * n)]), rows: rows, n: n)
+                for r in 0..<rows {
+                    XCTAssertEqual(y[t * rows + r], ref[r], accuracy: 1e-5 * mag[r] + 1e-6, "\(dt) token \(t) row \(r)")
+                }
+            }
+        }
+    }
+
     func testQ8ActivationKernels() {
         checkQ8(label: wren_kernels_simd() == 1 ? "avx2" : "scalar")
         wren_kernels_force_scalar(1)
