@@ -4,10 +4,11 @@ the `gguf` package's numpy quantizers (gguf-py, which mirrors ggml's
 quantize_row_*_ref). Writes Tests/WrenKernelsTests/Fixtures/quant_golden.json.
 
   pip install gguf numpy && python3 tools/make_quant_fixtures.py
+  (or PYTHONPATH=path/to/llama.cpp/gguf-py; the fixture was made with llama-cpp-python 0.3.36's)
 """
 import json, os
 import numpy as np
-from gguf.quants import quantize
+from gguf.quants import quantize, dequantize
 from gguf import GGMLQuantizationType as T
 
 rng = np.random.default_rng(20261128)
@@ -24,9 +25,13 @@ x = np.concatenate([
 ]).astype(np.float32)
 out = {"source": "gguf-py " + __import__("gguf").__version__ if hasattr(__import__("gguf"), "__version__") else "gguf-py",
        "values": [float(v) for v in x], "bytes": {}}
-for name, t in [("f16", T.F16), ("bf16", T.BF16), ("q8_0", T.Q8_0), ("q4_0", T.Q4_0), ("q4_1", T.Q4_1)]:
+out["dequantized"] = {}
+for name, t in [("f16", T.F16), ("bf16", T.BF16), ("q8_0", T.Q8_0), ("q4_0", T.Q4_0), ("q4_1", T.Q4_1),
+                ("q5_0", T.Q5_0), ("q5_1", T.Q5_1)]:
     b = quantize(x.reshape(1, -1), t)
     out["bytes"][name] = bytes(np.asarray(b).tobytes()).hex()
+    # gguf-py's dequantization of those bytes, as little-endian f32 bits.
+    out["dequantized"][name] = np.asarray(dequantize(b, t), dtype=np.float32).tobytes().hex()
 path = os.path.join(os.path.dirname(__file__), "..", "Tests", "WrenKernelsTests", "Fixtures", "quant_golden.json")
 with open(path, "w") as f:
     json.dump(out, f, indent=1)

@@ -5,6 +5,9 @@
 //   q8_0: f16 d, int8 q[32];        x = d·q,        d = amax/127
 //   q4_0: f16 d, u8 nib[16];        x = d·(q − 8),  d = max/−8 (max: the signed value of the largest |x|)
 //   q4_1: f16 d, f16 m, u8 nib[16]; x = d·q + m,    d = (max−min)/15, m = min
+//   q5_0: f16 d, u32 qh, u8 nib[16];        x = d·(q − 16), d = max/−16
+//   q5_1: f16 d, f16 m, u32 qh, u8 nib[16]; x = d·q + m,    d = (max−min)/31, m = min
+//   (5-bit q: the nibble, plus bit j of qh as bit 4 of element j)
 // For the 4-bit types, element j sits in the low nibble of byte j and element
 // j+16 in the high nibble. NaN never traps: it quantizes to 0.
 // FP_CONTRACT OFF: no a·b+c is fused into one rounding, on any target, so the
@@ -108,5 +111,66 @@ void wren_convert_q4_1_to_f32(const void *src, float *dst, int64_t n) {
             dst[j] = (float)(x[4 + j] & 15) * d + m;
             dst[j + 16] = (float)(x[4 + j] >> 4) * d + m;
         }
+    }
+}
+
+// The 5-bit types: nibbles as in q4_*, the fifth bits gathered in qh.
+static void store_q5(const uint8_t q[32], uint8_t *qh, uint8_t *qs) {
+    uint32_t h = 0;
+    for (int j = 0; j < 16; j++) qs[j] = (uint8_t)((q[j] & 15) | ((q[j + 16] & 15) << 4));
+    for (int j = 0; j < 32; j++) h |= (uint32_t)(q[j] >> 4) << j;
+    memcpy(qh, &h, 4);
+}
+
+static void load_q5(const uint8_t *qh, const uint8_t *qs, uint8_t q[32]) {
+    uint32_t h; memcpy(&h, qh, 4);
+    for (int j = 0; j < 16; j++) {
+        q[j] = (uint8_t)((qs[j] & 15) | ((h >> j) & 1) << 4);
+        q[j + 16] = (uint8_t)((qs[j] >> 4) | ((h >> (j + 16)) & 1) << 4);
+    }
+}
+
+void wren_convert_f32_to_q5_0(const float *src, void *dst, int64_t n) {
+    uint8_t *y = dst, q[32];
+    for (int64_t b = 0; b < n / 32; b++, src += 32, y += 22) {
+        float amax = 0, maxv = 0;
+        for (int j = 0; j < 32; j++) if (amax < fabsf(src[j])) { amax = fabsf(src[j]); maxv = src[j]; }
+        float d = maxv / -16, id = d != 0 ? 1 / d : 0;
+        store_u16(y, f32_to_f16_scalar(d));
+        for (int j = 0; j < 32; j++) q[j] = trunc_clamp(src[j] * id + 16.5f, 31);
+        store_q5(q, y + 2, y + 6);
+    }
+}
+
+void wren_convert_q5_0_to_f32(const void *src, float *dst, int64_t n) {
+    const uint8_t *x = src;
+    uint8_t q[32];
+    for (int64_t b = 0; b < n / 32; b++, x += 22, dst += 32) {
+        float d = f16_to_f32_scalar(load_u16(x));
+        load_q5(x + 2, x + 6, q);
+        for (int j = 0; j < 32; j++) dst[j] = d * (float)((int)q[j] - 16);
+    }
+}
+
+void wren_convert_f32_to_q5_1(const float *src, void *dst, int64_t n) {
+    uint8_t *y = dst, q[32];
+    for (int64_t b = 0; b < n / 32; b++, src += 32, y += 24) {
+        float lo = 3.40282347e+38f, hi = -3.40282347e+38f;
+        for (int j = 0; j < 32; j++) { if (src[j] < lo) lo = src[j]; if (src[j] > hi) hi = src[j]; }
+        float d = (hi - lo) / 31, id = d != 0 ? 1 / d : 0;
+        store_u16(y, f32_to_f16_scalar(d));
+        store_u16(y + 2, f32_to_f16_scalar(lo));
+        for (int j = 0; j < 32; j++) q[j] = trunc_clamp((src[j] - lo) * id + 0.5f, 31);
+        store_q5(q, y + 4, y + 8);
+    }
+}
+
+void wren_convert_q5_1_to_f32(const void *src, float *dst, int64_t n) {
+    const uint8_t *x = src;
+    uint8_t q[32];
+    for (int64_t b = 0; b < n / 32; b++, x += 24, dst += 32) {
+        float d = f16_to_f32_scalar(load_u16(x)), m = f16_to_f32_scalar(load_u16(x + 2));
+        load_q5(x + 4, x + 8, q);
+        for (int j = 0; j < 32; j++) dst[j] = d * (float)q[j] + m;
     }
 }

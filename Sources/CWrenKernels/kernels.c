@@ -309,6 +309,24 @@ VEC_DOT(vd_q4_0_scalar, dot_q4_0_scalar(row, x, xsum, n / 32))
 VEC_DOT(vd_q4_1_scalar, dot_q4_1_scalar(row, x, xsum, n / 32))
 VEC_DOT(vd_q8_0_scalar, dot_q8_0_scalar(row, x, n / 32))
 
+// The 5-bit types against f32 activations (the exact path): each block widened
+// exactly, then dotted in order. Portable code on every kernel set for now.
+#define DOT_WIDENED(NAME, CONVERT, BLOCK_BYTES)                                                                \
+    static float NAME(const void *row, const float *x, const float *xsum, int n) {                             \
+        (void)xsum;                                                                                            \
+        const uint8_t *r = row;                                                                                \
+        float s = 0, w[32];                                                                                    \
+        for (int b = 0; b < n / 32; b++, r += BLOCK_BYTES, x += 32) {                                          \
+            CONVERT(r, w, 32);                                                                                 \
+            float acc = 0;                                                                                     \
+            for (int j = 0; j < 32; j++) acc += w[j] * x[j];                                                   \
+            s += acc;                                                                                          \
+        }                                                                                                      \
+        return s;                                                                                              \
+    }
+DOT_WIDENED(vd_q5_0_scalar, wren_convert_q5_0_to_f32, 22)
+DOT_WIDENED(vd_q5_1_scalar, wren_convert_q5_1_to_f32, 24)
+
 // gemm over rows × tokens from a vec_dot: y[t·ldy + r] = row r · x_t.
 #define GEMM_BY_DOT(NAME, DOT)                                                                                 \
     static void NAME(const void *w, size_t row_bytes, int rows, const float *x, const float *xsum, int n,     \
@@ -324,6 +342,8 @@ GEMM_BY_DOT(gemm_bf16_scalar, vd_bf16_scalar)
 GEMM_BY_DOT(gemm_q4_0_scalar, vd_q4_0_scalar)
 GEMM_BY_DOT(gemm_q4_1_scalar, vd_q4_1_scalar)
 GEMM_BY_DOT(gemm_q8_0_scalar, vd_q8_0_scalar)
+GEMM_BY_DOT(gemm_q5_0_scalar, vd_q5_0_scalar)
+GEMM_BY_DOT(gemm_q5_1_scalar, vd_q5_1_scalar)
 
 #define ROW(ID, NAME, BLOCK, BYTES, TO, FROM, DOT, GEMM, GEMM_Q8) \
     [ID] = { ID, NAME, BLOCK, BYTES, TO, FROM, DOT, GEMM, GEMM_Q8 }
@@ -334,6 +354,8 @@ static const wren_type_traits portable[TYPE_SLOTS] = {
     ROW(1, "f16", 1, 2, wren_convert_f16_to_f32_scalar, wren_convert_f32_to_f16_scalar, vd_f16_scalar, gemm_f16_scalar, NULL),
     ROW(2, "q4_0", 32, 18, wren_convert_q4_0_to_f32, wren_convert_f32_to_q4_0, vd_q4_0_scalar, gemm_q4_0_scalar, wren_gemm_q8_q4_0_scalar),
     ROW(3, "q4_1", 32, 20, wren_convert_q4_1_to_f32, wren_convert_f32_to_q4_1, vd_q4_1_scalar, gemm_q4_1_scalar, wren_gemm_q8_q4_1_scalar),
+    ROW(6, "q5_0", 32, 22, wren_convert_q5_0_to_f32, wren_convert_f32_to_q5_0, vd_q5_0_scalar, gemm_q5_0_scalar, wren_gemm_q8_q5_0_scalar),
+    ROW(7, "q5_1", 32, 24, wren_convert_q5_1_to_f32, wren_convert_f32_to_q5_1, vd_q5_1_scalar, gemm_q5_1_scalar, wren_gemm_q8_q5_1_scalar),
     ROW(8, "q8_0", 32, 34, wren_convert_q8_0_to_f32, wren_convert_f32_to_q8_0, vd_q8_0_scalar, gemm_q8_0_scalar, wren_gemm_q8_q8_0_scalar),
     ROW(30, "bf16", 1, 2, wren_convert_bf16_to_f32, wren_convert_f32_to_bf16, vd_bf16_scalar, gemm_bf16_scalar, NULL),
 };
@@ -383,6 +405,8 @@ static const wren_type_traits avx2[TYPE_SLOTS] = {
     ROW(1, "f16", 1, 2, f16_to_float_avx2, f16_from_float_avx2, vd_f16_avx2, gemm_f16_rows_avx2, NULL),
     ROW(2, "q4_0", 32, 18, wren_convert_q4_0_to_f32, wren_convert_f32_to_q4_0, vd_q4_0_avx2, gemm_q4_0_avx2, wren_gemm_q8_q4_0_avx2),
     ROW(3, "q4_1", 32, 20, wren_convert_q4_1_to_f32, wren_convert_f32_to_q4_1, vd_q4_1_avx2, gemm_q4_1_avx2, wren_gemm_q8_q4_1_avx2),
+    ROW(6, "q5_0", 32, 22, wren_convert_q5_0_to_f32, wren_convert_f32_to_q5_0, vd_q5_0_scalar, gemm_q5_0_scalar, wren_gemm_q8_q5_0_avx2),
+    ROW(7, "q5_1", 32, 24, wren_convert_q5_1_to_f32, wren_convert_f32_to_q5_1, vd_q5_1_scalar, gemm_q5_1_scalar, wren_gemm_q8_q5_1_avx2),
     ROW(8, "q8_0", 32, 34, wren_convert_q8_0_to_f32, wren_convert_f32_to_q8_0, vd_q8_0_avx2, gemm_q8_0_avx2, wren_gemm_q8_q8_0_avx2),
     ROW(30, "bf16", 1, 2, wren_convert_bf16_to_f32, wren_convert_f32_to_bf16, vd_bf16_avx2, gemm_bf16_avx2, NULL),
 };

@@ -51,6 +51,10 @@ void wren_convert_q4_0_to_f32(const void *src, float *dst, int64_t n);
 void wren_convert_f32_to_q4_0(const float *src, void *dst, int64_t n);
 void wren_convert_q4_1_to_f32(const void *src, float *dst, int64_t n);
 void wren_convert_f32_to_q4_1(const float *src, void *dst, int64_t n);
+void wren_convert_q5_0_to_f32(const void *src, float *dst, int64_t n);
+void wren_convert_f32_to_q5_0(const float *src, void *dst, int64_t n);
+void wren_convert_q5_1_to_f32(const void *src, float *dst, int64_t n);
+void wren_convert_f32_to_q5_1(const float *src, void *dst, int64_t n);
 
 // q8.c: products with 8-bit activations (the gemm_q8 column of the dtype table).
 #define WREN_GEMM_Q8(NAME) void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, \
@@ -58,6 +62,10 @@ void wren_convert_f32_to_q4_1(const float *src, void *dst, int64_t n);
 WREN_GEMM_Q8(wren_gemm_q8_q4_0_scalar)
 WREN_GEMM_Q8(wren_gemm_q8_q4_1_scalar)
 WREN_GEMM_Q8(wren_gemm_q8_q8_0_scalar)
+WREN_GEMM_Q8(wren_gemm_q8_q5_0_scalar)
+WREN_GEMM_Q8(wren_gemm_q8_q5_1_scalar)
+WREN_GEMM_Q8(wren_gemm_q8_q5_0_avx2)
+WREN_GEMM_Q8(wren_gemm_q8_q5_1_avx2)
 WREN_GEMM_Q8(wren_gemm_q8_q4_0_avx2)
 WREN_GEMM_Q8(wren_gemm_q8_q4_1_avx2)
 WREN_GEMM_Q8(wren_gemm_q8_q8_0_avx2)

@@ -1,15 +1,15 @@
-// Products of q4_0 / q4_1 / q8_0 weight rows with 8-bit activations (the
-// gemm_q8 column of the dtype table), portable and AVX2.
+// Products of q4_0 / q4_1 / q5_0 / q5_1 / q8_0 weight rows with 8-bit
+// activations (the gemm_q8 column of the dtype table), portable and AVX2.
 //
 // Every path computes the same canonical arithmetic for one (row, token), so
 // a token's result is the same bits whether it is decoded alone, verified in a
 // speculative batch, or part of a prompt tile, on any CPU:
 //   isum_b = Σ_j w_bj · x_bj                 exact int32 per block (w: the row's
-//                                            integers, q − 8 for q4_0; x: the
+//                                            integers, q − 8 for q4_0, q − 16 for q5_0; x: the
 //                                            activation's int8 block)
 //   A = fma(fl(dw_b · dx_b), (float)isum_b, A)   over blocks in order
-//   M = fma(m_b, s_b, M)                          q4_1 only (its minimum, s_b = dx_b·Σx_b)
-//   y = A + M  (q4_1),  y = A  (q4_0, q8_0)
+//   M = fma(m_b, s_b, M)                          q4_1 and q5_1 (their minimum, s_b = dx_b·Σx_b)
+//   y = A + M  (q4_1, q5_1),  y = A  (q4_0, q5_0, q8_0)
 // The SIMD kernels only choose which integer lanes hold which partial sums;
 // the float operations per (row, token) are these, in this order.
 //
@@ -56,6 +56,35 @@ static float q8_row_q8_0(const uint8_t *r, const int8_t *qs, const float *d, con
     return A;
 }
 
+// The 5-bit types' integers: nibble j (low half of byte j, or high half of byte
+// j − 16), plus bit j of qh as bit 4.
+static inline int q5_int(const uint8_t *qh, const uint8_t *qs, int j) {
+    uint32_t h; memcpy(&h, qh, 4);
+    return (j < 16 ? qs[j] & 15 : qs[j - 16] >> 4) | (int)((h >> j) & 1) << 4;
+}
+
+static float q8_row_q5_0(const uint8_t *r, const int8_t *qs, const float *d, const float *s, int blocks) {
+    (void)s;
+    float A = 0;
+    for (int b = 0; b < blocks; b++, r += 22, qs += 32) {
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) sum += (q5_int(r + 2, r + 6, j) - 16) * qs[j];
+        A = fmaf(f16_to_f32_scalar(load_u16(r)) * d[b], (float)sum, A);
+    }
+    return A;
+}
+
+static float q8_row_q5_1(const uint8_t *r, const int8_t *qs, const float *d, const float *s, int blocks) {
+    float A = 0, M = 0;
+    for (int b = 0; b < blocks; b++, r += 24, qs += 32) {
+        int32_t sum = 0;
+        for (int j = 0; j < 32; j++) sum += q5_int(r + 4, r + 8, j) * qs[j];
+        A = fmaf(f16_to_f32_scalar(load_u16(r)) * d[b], (float)sum, A);
+        M = fmaf(f16_to_f32_scalar(load_u16(r + 2)), s[b], M);
+    }
+    return A + M;
+}
+
 #define GEMM_Q8_SCALAR(NAME, ROW)                                                                              \
     void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,    \
               int blocks, int tokens, float *y, int ldy) {                                                     \
@@ -69,6 +98,8 @@ static float q8_row_q8_0(const uint8_t *r, const int8_t *qs, const float *d, con
 GEMM_Q8_SCALAR(wren_gemm_q8_q4_0_scalar, q8_row_q4_0)
 GEMM_Q8_SCALAR(wren_gemm_q8_q4_1_scalar, q8_row_q4_1)
 GEMM_Q8_SCALAR(wren_gemm_q8_q8_0_scalar, q8_row_q8_0)
+GEMM_Q8_SCALAR(wren_gemm_q8_q5_0_scalar, q8_row_q5_0)
+GEMM_Q8_SCALAR(wren_gemm_q8_q5_1_scalar, q8_row_q5_1)
 
 #if HAVE_SIMD
 
@@ -77,6 +108,18 @@ SIMD_FN static inline __m256i nibbles32(const uint8_t *q) {
     __m128i bytes = _mm_loadu_si128((const __m128i *)q), mask = _mm_set1_epi8(15);
     __m128i lo = _mm_and_si128(bytes, mask), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
     return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
+}
+
+// The 5-bit types' integers of one block in element order: the nibbles, plus
+// 0x10 in byte j where bit j of qh is set (byte j/8 of qh broadcast to eight
+// bytes, each tested against its own bit).
+SIMD_FN static inline __m256i q5_ints(const uint8_t *qh, const uint8_t *qs) {
+    uint32_t h; memcpy(&h, qh, 4);
+    __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h),
+        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
+    return _mm256_or_si256(nibbles32(qs), _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
 }
 
 // Σ over 4-byte groups of w·x as 8 int32 lanes. maddubs multiplies unsigned by
@@ -140,30 +183,45 @@ SIMD_FN static void NAME(const uint8_t *w, size_t row_bytes, int rows, const int
 #define ISUM_Q4_1(blk, x) dot_u8(nibbles32((blk) + 4), x)
 #define ISUM_Q4_0(blk, x) dot_i8(_mm256_sub_epi8(nibbles32((blk) + 2), _mm256_set1_epi8(8)), x)
 #define ISUM_Q8_0(blk, x) dot_i8(_mm256_loadu_si256((const __m256i *)((blk) + 2)), x)
+#define ISUM_Q5_0(blk, x) dot_i8(_mm256_sub_epi8(q5_ints((blk) + 2, (blk) + 6), _mm256_set1_epi8(16)), x)
+#define ISUM_Q5_1(blk, x) dot_u8(q5_ints((blk) + 4, (blk) + 8), x)
 GEMV_Q8(gemv_q4_1_q8, 1, 20, ISUM_Q4_1, 1)
 GEMV_Q8(gemv_q4_0_q8, 1, 18, ISUM_Q4_0, 0)
 GEMV_Q8(gemv_q8_0_q8, 1, 34, ISUM_Q8_0, 0)
+GEMV_Q8(gemv_q5_0_q8, 1, 22, ISUM_Q5_0, 0)
+GEMV_Q8(gemv_q5_1_q8, 1, 24, ISUM_Q5_1, 1)
 GEMV_Q8(gemv2_q4_1_q8, 2, 20, ISUM_Q4_1, 1)
 GEMV_Q8(gemv2_q4_0_q8, 2, 18, ISUM_Q4_0, 0)
 GEMV_Q8(gemv2_q8_0_q8, 2, 34, ISUM_Q8_0, 0)
+GEMV_Q8(gemv2_q5_0_q8, 2, 22, ISUM_Q5_0, 0)
+GEMV_Q8(gemv2_q5_1_q8, 2, 24, ISUM_Q5_1, 1)
 
 // ---- Prompt tiles. A packed group of four rows holds, per block:
 //   w[4][32]: chunk c = the rows' elements 8c…8c+7, row after row (8 bytes each)
 //   q8_0: then sign[4][32], the same bytes before taking |w|
 //   dw[8] = d0 d1 d0 d1 d2 d3 d2 d3, and for q4_1 mw[8] (the minimums) likewise
 // so one hadd of two tokens' sums lines up with dw: lanes r0t0 r1t0 r0t1 r1t1 | r2t0 r3t0 r2t1 r3t1.
-enum { KIND_Q4_0, KIND_Q4_1, KIND_Q8_0 };
+enum { KIND_Q4_0, KIND_Q4_1, KIND_Q8_0, KIND_Q5_0, KIND_Q5_1 };
 
-// q4_0 and q4_1 pack their unsigned nibbles (q4_0's −8 is taken off the block
-// sum as 8·Σx); q8_0 packs |w| and w (the sign trick).
+// q4_* and q5_* pack their unsigned integers (q4_0's −8 and q5_0's −16 are
+// taken off the block sum as 8·Σx and 16·Σx); q8_0 packs |w| and w (the sign trick).
 static inline int packs_signs(int kind) { return kind == KIND_Q8_0; }
-static inline size_t packed_block_bytes(int kind) { return kind == KIND_Q4_1 ? 128 + 64 : kind == KIND_Q4_0 ? 128 + 32 : 256 + 32; }
+static inline int has_min(int kind) { return kind == KIND_Q4_1 || kind == KIND_Q5_1; }
+/// log2 of the offset subtracted from the packed integers (0: none).
+static inline int offset_shift(int kind) { return kind == KIND_Q4_0 ? 3 : kind == KIND_Q5_0 ? 4 : 0; }
+static inline size_t packed_block_bytes(int kind) { return packs_signs(kind) ? 256 + 32 : has_min(kind) ? 128 + 64 : 128 + 32; }
 static inline size_t packed_scales(int kind) { return packs_signs(kind) ? 256 : 128; }
 
 // The packed integers of one block as 32 bytes in element order (q4_0: the
 // nibbles, without their −8).
 SIMD_FN static inline __m256i block_ints(int kind, const uint8_t *blk) {
-    return kind == KIND_Q4_1 ? nibbles32(blk + 4) : kind == KIND_Q4_0 ? nibbles32(blk + 2) : _mm256_loadu_si256((const __m256i *)(blk + 2));
+    switch (kind) {
+    case KIND_Q4_1: return nibbles32(blk + 4);
+    case KIND_Q4_0: return nibbles32(blk + 2);
+    case KIND_Q5_0: return q5_ints(blk + 2, blk + 6);
+    case KIND_Q5_1: return q5_ints(blk + 4, blk + 8);
+    default: return _mm256_loadu_si256((const __m256i *)(blk + 2));
+    }
 }
 
 // Packs rows r0 … r0+3 (a short group repeats its last row) of every block:
@@ -193,7 +251,7 @@ SIMD_FN static void pack_group(int kind, const uint8_t *w, size_t row_bytes, int
         __m256 dd = _mm256_set_m128(d4, d4);
         float *f = (float *)(out + packed_scales(kind));
         _mm256_storeu_ps(f, _mm256_permutevar8x32_ps(dd, _mm256_setr_epi32(0, 1, 0, 1, 2, 3, 2, 3)));
-        if (kind == KIND_Q4_1) {
+        if (has_min(kind)) {
             __m128 m4 = scales4(b0 + 2, b1 + 2, b2 + 2, b3 + 2);
             _mm256_storeu_ps(f + 8, _mm256_permutevar8x32_ps(_mm256_set_m128(m4, m4), _mm256_setr_epi32(0, 1, 0, 1, 2, 3, 2, 3)));
         }
@@ -231,15 +289,16 @@ SIMD_FN static void tile_4x2(int kind, const uint8_t *p, int blocks, const int8_
             }
         }
         __m256i isum = _mm256_hadd_epi32(P0, P1);
-        if (kind == KIND_Q4_0)   // Σ (q − 8)·x = Σ q·x − 8·Σ x
-            isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_blend_epi32(_mm256_set1_epi32(sx0[b]), _mm256_set1_epi32(sx1[b]), 0xCC), 3));
+        if (offset_shift(kind))   // Σ (q − 8)·x = Σ q·x − 8·Σ x (q4_0; 16 for q5_0)
+            isum = _mm256_sub_epi32(isum, _mm256_sll_epi32(_mm256_blend_epi32(_mm256_set1_epi32(sx0[b]), _mm256_set1_epi32(sx1[b]), 0xCC),
+                                                           _mm_cvtsi32_si128(offset_shift(kind))));
         const float *f = (const float *)(p + packed_scales(kind));
         __m256 dx = _mm256_blend_ps(_mm256_set1_ps(d0[b]), _mm256_set1_ps(d1[b]), 0xCC);
         A = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(f), dx), _mm256_cvtepi32_ps(isum), A);
-        if (kind == KIND_Q4_1)
+        if (has_min(kind))
             M = _mm256_fmadd_ps(_mm256_loadu_ps(f + 8), _mm256_blend_ps(_mm256_set1_ps(s0[b]), _mm256_set1_ps(s1[b]), 0xCC), M);
     }
-    __m256 Y = kind == KIND_Q4_1 ? _mm256_add_ps(A, M) : A;
+    __m256 Y = has_min(kind) ? _mm256_add_ps(A, M) : A;
     Y = _mm256_permutevar8x32_ps(Y, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
     float out[8];
     _mm256_storeu_ps(out, Y);
@@ -286,7 +345,7 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, gemv_f
     }
     for (int g = 0; g < groups; g++) pack_group(kind, w, row_bytes, rows, 4 * g, blocks, block_bytes, pk + g * gbytes);
     int32_t *sx = (int32_t *)(pk + packed);
-    if (kind == KIND_Q4_0) {
+    if (offset_shift(kind)) {
         for (size_t i = 0; i < (size_t)tokens * blocks; i++) {
             __m256i v = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)(qs + 32 * i))),
                                           _mm256_set1_epi16(1));
@@ -315,5 +374,7 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, gemv_f
 GEMM_Q8_AVX2(wren_gemm_q8_q4_0_avx2, KIND_Q4_0, 18, gemv_q4_0_q8, gemv2_q4_0_q8)
 GEMM_Q8_AVX2(wren_gemm_q8_q4_1_avx2, KIND_Q4_1, 20, gemv_q4_1_q8, gemv2_q4_1_q8)
 GEMM_Q8_AVX2(wren_gemm_q8_q8_0_avx2, KIND_Q8_0, 34, gemv_q8_0_q8, gemv2_q8_0_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q5_0_avx2, KIND_Q5_0, 22, gemv_q5_0_q8, gemv2_q5_0_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q5_1_avx2, KIND_Q5_1, 24, gemv_q5_1_q8, gemv2_q5_1_q8)
 
 #endif

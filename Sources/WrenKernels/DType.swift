@@ -11,6 +11,8 @@ public enum DType: UInt32, CaseIterable, Sendable, CustomStringConvertible {
     case f16 = 1
     case q4_0 = 2
     case q4_1 = 3
+    case q5_0 = 6
+    case q5_1 = 7
     case q8_0 = 8
     case bf16 = 30
 

@@ -51,6 +51,8 @@ public enum Quant {
         case .q8_0: return amax / 127 * 0.5 + amax * 0x1p-10 + 1e-7
         case .q4_0: return amax / 8 + amax * 0x1p-10 + 1e-7   // the +8 side clamps to 7: up to one step
         case .q4_1: return (hi - lo) / 15 * 0.5 + (hi - lo) * 0x1p-10 + amax * 0x1p-11 + 1e-7
+        case .q5_0: return amax / 16 + amax * 0x1p-10 + 1e-7  // the +16 side clamps to 15: up to one step
+        case .q5_1: return (hi - lo) / 31 * 0.5 + (hi - lo) * 0x1p-10 + amax * 0x1p-11 + 1e-7
         }
     }
 }

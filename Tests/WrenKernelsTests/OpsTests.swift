@@ -64,7 +64,7 @@ final class OpsTests: XCTestCase {
     /// integer block sums are exact, only the f32 combination is reordered).
     func checkQ8(label: String) {
         var rng = SeededRNG(seed: 78)
-        for dt in [DType.q4_0, .q4_1, .q8_0] {
+        for dt in DType.allCases where dt.isQuantized {
             for blocks in [1, 7, 33] {
                 let n = 32 * blocks, rows = 37
                 let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
@@ -102,7 +102,7 @@ final class OpsTests: XCTestCase {
     /// thread count. Speculative verification and batch invariance rest on this.
     func testQ8PathsAreBitIdentical() {
         var rng = SeededRNG(seed: 79)
-        for dt in [DType.q4_0, .q4_1, .q8_0] {
+        for dt in DType.allCases where dt.isQuantized {
             for (rows, blocks, T) in [(1, 1, 5), (7, 3, 4), (37, 18, 17), (130, 5, 33)] {
                 let n = 32 * blocks
                 let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
@@ -145,7 +145,7 @@ final class OpsTests: XCTestCase {
     func testBLASProductInTiles() {
         var rng = SeededRNG(seed: 80)
         let rows = 37, n = 96, T = 5
-        for dt in [DType.q4_1, .q8_0, .f16, .bf16, .f32] {
+        for dt in DType.allCases {
             let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
             let x = (0..<(n * T)).map { _ in rng.normal() }
             var y = [Float](repeating: .nan, count: rows * T)
@@ -246,7 +246,8 @@ final class OpsTests: XCTestCase {
     /// nil, never another type's kernels), 8-bit-activation kernels exactly for the
     /// block types, on both kernel sets.
     func testDTypeTable() {
-        let geometry: [DType: (Int32, Int32)] = [.f32: (1, 4), .f16: (1, 2), .bf16: (1, 2), .q4_0: (32, 18), .q4_1: (32, 20), .q8_0: (32, 34)]
+        let geometry: [DType: (Int32, Int32)] = [.f32: (1, 4), .f16: (1, 2), .bf16: (1, 2), .q4_0: (32, 18), .q4_1: (32, 20), .q5_0: (32, 22),
+                                                .q5_1: (32, 24), .q8_0: (32, 34)]
         for scalar in [false, true] {
             wren_kernels_force_scalar(scalar ? 1 : 0)
             defer { wren_kernels_force_scalar(0) }
@@ -259,7 +260,7 @@ final class OpsTests: XCTestCase {
                 XCTAssertEqual(row.block_bytes, geometry[t]!.1, "\(t) bytes")
                 XCTAssertEqual(row.gemm_q8 != nil, t.isQuantized, "\(t) 8-bit kernels")
             }
-            for id: UInt32 in [4, 5, 6, 7, 9, 10, 12, 14, 20, 29, 31, 39, 1000, .max] {
+            for id: UInt32 in [4, 5, 9, 10, 12, 14, 20, 29, 31, 39, 1000, .max] {
                 XCTAssertNil(wren_type(id), "ggml type \(id) has no row")
             }
         }

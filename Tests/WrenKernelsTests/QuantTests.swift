@@ -12,6 +12,8 @@ final class QuantTests: XCTestCase {
     struct Golden: Decodable {
         var values: [Float]
         var bytes: [String: String]
+        /// gguf-py's dequantization of `bytes`, little-endian f32 bits.
+        var dequantized: [String: String]
     }
 
     func golden() throws -> Golden {
@@ -37,7 +39,7 @@ final class QuantTests: XCTestCase {
         for scalar in [false, true] {
             wren_kernels_force_scalar(scalar ? 1 : 0)
             defer { wren_kernels_force_scalar(0) }
-            for t in [DType.f16, .bf16, .q8_0, .q4_0, .q4_1] {
+            for t in DType.allCases where t != .f32 {
                 let want = hexBytes(g.bytes[t.name]!)
                 let got = Quant.quantize(t, g.values)
                 XCTAssertEqual(got.count, want.count, "\(t) size")
@@ -48,7 +50,27 @@ final class QuantTests: XCTestCase {
         }
     }
 
+    /// Dequantization is bit for bit gguf-py's (`gguf.quants.dequantize`) for every
+    /// stored type, on the golden blocks, with both rows of the dtype table.
+    func testDequantizeMatchesGGUFPyBits() throws {
+        let g = try golden()
+        for scalar in [false, true] {
+            wren_kernels_force_scalar(scalar ? 1 : 0)
+            defer { wren_kernels_force_scalar(0) }
+            for t in DType.allCases where t != .f32 {
+                let want = hexBytes(g.dequantized[t.name]!).withUnsafeBytes { Array($0.bindMemory(to: UInt32.self)) }
+                let got = Quant.dequantize(t, hexBytes(g.bytes[t.name]!), count: g.values.count).map(\.bitPattern)
+                XCTAssertEqual(got.count, want.count, "\(t) size")
+                if let i = got.indices.first(where: { got[$0] != want[$0] }) {
+                    XCTFail("\(t) scalar=\(scalar): element \(i) is \(Float(bitPattern: got[i])), gguf-py \(Float(bitPattern: want[i]))")
+                }
+            }
+        }
+    }
+
     func testBlockGeometry() {
+        XCTAssertEqual(DType.q5_0.byteCount(elements: 64), 44)
+        XCTAssertEqual(DType.q5_1.byteCount(elements: 32), 24)
         XCTAssertEqual(DType.q8_0.byteCount(elements: 64), 68)
         XCTAssertEqual(DType.q4_0.byteCount(elements: 32), 18)
         XCTAssertEqual(DType.q4_1.byteCount(elements: 96), 60)
@@ -86,7 +108,7 @@ final class QuantTests: XCTestCase {
 
     func testSpecialValues() {
         // Zeros quantize to a zero scale and dequantize to zeros; NaN does not trap.
-        for t in [DType.q8_0, .q4_0, .q4_1] {
+        for t in DType.allCases where t.isQuantized {
             XCTAssertEqual(Quant.dequantize(t, Quant.quantize(t, [Float](repeating: 0, count: 32)), count: 32), [Float](repeating: 0, count: 32))
             var x = [Float](repeating: 1, count: 32)
             x[3] = .nan
