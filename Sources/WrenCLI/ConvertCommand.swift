@@ -27,7 +27,7 @@ struct Convert: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output .wren path.")
     var output: String
 
-    @Option(name: .long, help: "Store 2-D weights as f32, f16, bf16, q8_0, q4_0 or q4_1.")
+    @Option(name: .long, help: "Store 2-D weights as f32, f16, bf16, q8_0, q5_0, q5_1, q4_0 or q4_1.")
     var type: DType?
 
     @Flag(help: "Compress each tensor with zstd (kept only where it saves at least 2%).")
