@@ -327,6 +327,28 @@ VEC_DOT(vd_q8_0_scalar, dot_q8_0_scalar(row, x, n / 32))
 DOT_WIDENED(vd_q5_0_scalar, wren_convert_q5_0_to_f32, 22)
 DOT_WIDENED(vd_q5_1_scalar, wren_convert_q5_1_to_f32, 24)
 
+// The k-quants: one super-block of 256 widened at a time.
+#define DOT_WIDENED_K(NAME, CONVERT, BLOCK_BYTES)                                                              \
+    static float NAME(const void *row, const float *x, const float *xsum, int n) {                             \
+        (void)xsum;                                                                                            \
+        const uint8_t *r = row;                                                                                \
+        float s = 0, w[256];                                                                                   \
+        for (int b = 0; b < n / 256; b++, r += BLOCK_BYTES, x += 256) {                                        \
+            CONVERT(r, w, 256);                                                                                \
+            for (int c = 0; c < 256; c += 32) {                                                                \
+                float acc = 0;                                                                                 \
+                for (int j = c; j < c + 32; j++) acc += w[j] * x[j];                                           \
+                s += acc;                                                                                      \
+            }                                                                                                  \
+        }                                                                                                      \
+        return s;                                                                                              \
+    }
+DOT_WIDENED_K(vd_q2_k_scalar, wren_convert_q2_k_to_f32, 84)
+DOT_WIDENED_K(vd_q3_k_scalar, wren_convert_q3_k_to_f32, 110)
+DOT_WIDENED_K(vd_q4_k_scalar, wren_convert_q4_k_to_f32, 144)
+DOT_WIDENED_K(vd_q5_k_scalar, wren_convert_q5_k_to_f32, 176)
+DOT_WIDENED_K(vd_q6_k_scalar, wren_convert_q6_k_to_f32, 210)
+
 // gemm over rows × tokens from a vec_dot: y[t·ldy + r] = row r · x_t.
 #define GEMM_BY_DOT(NAME, DOT)                                                                                 \
     static void NAME(const void *w, size_t row_bytes, int rows, const float *x, const float *xsum, int n,     \
@@ -344,6 +366,11 @@ GEMM_BY_DOT(gemm_q4_1_scalar, vd_q4_1_scalar)
 GEMM_BY_DOT(gemm_q8_0_scalar, vd_q8_0_scalar)
 GEMM_BY_DOT(gemm_q5_0_scalar, vd_q5_0_scalar)
 GEMM_BY_DOT(gemm_q5_1_scalar, vd_q5_1_scalar)
+GEMM_BY_DOT(gemm_q2_k_scalar, vd_q2_k_scalar)
+GEMM_BY_DOT(gemm_q3_k_scalar, vd_q3_k_scalar)
+GEMM_BY_DOT(gemm_q4_k_scalar, vd_q4_k_scalar)
+GEMM_BY_DOT(gemm_q5_k_scalar, vd_q5_k_scalar)
+GEMM_BY_DOT(gemm_q6_k_scalar, vd_q6_k_scalar)
 
 #define ROW(ID, NAME, BLOCK, BYTES, TO, FROM, DOT, GEMM, GEMM_Q8) \
     [ID] = { ID, NAME, BLOCK, BYTES, TO, FROM, DOT, GEMM, GEMM_Q8 }
@@ -357,6 +384,11 @@ static const wren_type_traits portable[TYPE_SLOTS] = {
     ROW(6, "q5_0", 32, 22, wren_convert_q5_0_to_f32, wren_convert_f32_to_q5_0, vd_q5_0_scalar, gemm_q5_0_scalar, wren_gemm_q8_q5_0_scalar),
     ROW(7, "q5_1", 32, 24, wren_convert_q5_1_to_f32, wren_convert_f32_to_q5_1, vd_q5_1_scalar, gemm_q5_1_scalar, wren_gemm_q8_q5_1_scalar),
     ROW(8, "q8_0", 32, 34, wren_convert_q8_0_to_f32, wren_convert_f32_to_q8_0, vd_q8_0_scalar, gemm_q8_0_scalar, wren_gemm_q8_q8_0_scalar),
+    ROW(10, "q2_k", 256, 84, wren_convert_q2_k_to_f32, wren_convert_f32_to_q2_k, vd_q2_k_scalar, gemm_q2_k_scalar, wren_gemm_q8_q2_k_scalar),
+    ROW(11, "q3_k", 256, 110, wren_convert_q3_k_to_f32, wren_convert_f32_to_q3_k, vd_q3_k_scalar, gemm_q3_k_scalar, wren_gemm_q8_q3_k_scalar),
+    ROW(12, "q4_k", 256, 144, wren_convert_q4_k_to_f32, wren_convert_f32_to_q4_k, vd_q4_k_scalar, gemm_q4_k_scalar, wren_gemm_q8_q4_k_scalar),
+    ROW(13, "q5_k", 256, 176, wren_convert_q5_k_to_f32, wren_convert_f32_to_q5_k, vd_q5_k_scalar, gemm_q5_k_scalar, wren_gemm_q8_q5_k_scalar),
+    ROW(14, "q6_k", 256, 210, wren_convert_q6_k_to_f32, wren_convert_f32_to_q6_k, vd_q6_k_scalar, gemm_q6_k_scalar, wren_gemm_q8_q6_k_scalar),
     ROW(30, "bf16", 1, 2, wren_convert_bf16_to_f32, wren_convert_f32_to_bf16, vd_bf16_scalar, gemm_bf16_scalar, NULL),
 };
 
@@ -408,6 +440,11 @@ static const wren_type_traits avx2[TYPE_SLOTS] = {
     ROW(6, "q5_0", 32, 22, wren_convert_q5_0_to_f32, wren_convert_f32_to_q5_0, vd_q5_0_scalar, gemm_q5_0_scalar, wren_gemm_q8_q5_0_avx2),
     ROW(7, "q5_1", 32, 24, wren_convert_q5_1_to_f32, wren_convert_f32_to_q5_1, vd_q5_1_scalar, gemm_q5_1_scalar, wren_gemm_q8_q5_1_avx2),
     ROW(8, "q8_0", 32, 34, wren_convert_q8_0_to_f32, wren_convert_f32_to_q8_0, vd_q8_0_avx2, gemm_q8_0_avx2, wren_gemm_q8_q8_0_avx2),
+    ROW(10, "q2_k", 256, 84, wren_convert_q2_k_to_f32, wren_convert_f32_to_q2_k, vd_q2_k_scalar, gemm_q2_k_scalar, wren_gemm_q8_q2_k_avx2),
+    ROW(11, "q3_k", 256, 110, wren_convert_q3_k_to_f32, wren_convert_f32_to_q3_k, vd_q3_k_scalar, gemm_q3_k_scalar, wren_gemm_q8_q3_k_avx2),
+    ROW(12, "q4_k", 256, 144, wren_convert_q4_k_to_f32, wren_convert_f32_to_q4_k, vd_q4_k_scalar, gemm_q4_k_scalar, wren_gemm_q8_q4_k_avx2),
+    ROW(13, "q5_k", 256, 176, wren_convert_q5_k_to_f32, wren_convert_f32_to_q5_k, vd_q5_k_scalar, gemm_q5_k_scalar, wren_gemm_q8_q5_k_avx2),
+    ROW(14, "q6_k", 256, 210, wren_convert_q6_k_to_f32, wren_convert_f32_to_q6_k, vd_q6_k_scalar, gemm_q6_k_scalar, wren_gemm_q8_q6_k_avx2),
     ROW(30, "bf16", 1, 2, wren_convert_bf16_to_f32, wren_convert_f32_to_bf16, vd_bf16_avx2, gemm_bf16_avx2, NULL),
 };
 #endif

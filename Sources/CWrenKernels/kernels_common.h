@@ -55,6 +55,17 @@ void wren_convert_q5_0_to_f32(const void *src, float *dst, int64_t n);
 void wren_convert_f32_to_q5_0(const float *src, void *dst, int64_t n);
 void wren_convert_q5_1_to_f32(const void *src, float *dst, int64_t n);
 void wren_convert_f32_to_q5_1(const float *src, void *dst, int64_t n);
+// convert_k.c: the k-quants (super-blocks of 256).
+void wren_convert_q2_k_to_f32(const void *src, float *dst, int64_t n);
+void wren_convert_f32_to_q2_k(const float *src, void *dst, int64_t n);
+void wren_convert_q3_k_to_f32(const void *src, float *dst, int64_t n);
+void wren_convert_f32_to_q3_k(const float *src, void *dst, int64_t n);
+void wren_convert_q4_k_to_f32(const void *src, float *dst, int64_t n);
+void wren_convert_f32_to_q4_k(const float *src, void *dst, int64_t n);
+void wren_convert_q5_k_to_f32(const void *src, float *dst, int64_t n);
+void wren_convert_f32_to_q5_k(const float *src, void *dst, int64_t n);
+void wren_convert_q6_k_to_f32(const void *src, float *dst, int64_t n);
+void wren_convert_f32_to_q6_k(const float *src, void *dst, int64_t n);
 
 // q8.c: products with 8-bit activations (the gemm_q8 column of the dtype table).
 #define WREN_GEMM_Q8(NAME) void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, \
@@ -69,6 +80,17 @@ WREN_GEMM_Q8(wren_gemm_q8_q5_1_avx2)
 WREN_GEMM_Q8(wren_gemm_q8_q4_0_avx2)
 WREN_GEMM_Q8(wren_gemm_q8_q4_1_avx2)
 WREN_GEMM_Q8(wren_gemm_q8_q8_0_avx2)
+// q8_k.c: the k-quants against the same 8-bit activations.
+WREN_GEMM_Q8(wren_gemm_q8_q2_k_scalar)
+WREN_GEMM_Q8(wren_gemm_q8_q3_k_scalar)
+WREN_GEMM_Q8(wren_gemm_q8_q4_k_scalar)
+WREN_GEMM_Q8(wren_gemm_q8_q5_k_scalar)
+WREN_GEMM_Q8(wren_gemm_q8_q6_k_scalar)
+WREN_GEMM_Q8(wren_gemm_q8_q2_k_avx2)
+WREN_GEMM_Q8(wren_gemm_q8_q3_k_avx2)
+WREN_GEMM_Q8(wren_gemm_q8_q4_k_avx2)
+WREN_GEMM_Q8(wren_gemm_q8_q5_k_avx2)
+WREN_GEMM_Q8(wren_gemm_q8_q6_k_avx2)
 
 // Software prefetch distance of the row kernels: the row group at least this
 // many bytes ahead (measured on Zen 3: hardware prefetch alone left the q8_0

@@ -14,6 +14,11 @@ public enum DType: UInt32, CaseIterable, Sendable, CustomStringConvertible {
     case q5_0 = 6
     case q5_1 = 7
     case q8_0 = 8
+    case q2_k = 10
+    case q3_k = 11
+    case q4_k = 12
+    case q5_k = 13
+    case q6_k = 14
     case bf16 = 30
 
     /// This type's row of the dtype table (CWrenKernels' `wren_type`): block

@@ -53,6 +53,15 @@ public enum Quant {
         case .q4_1: return (hi - lo) / 15 * 0.5 + (hi - lo) * 0x1p-10 + amax * 0x1p-11 + 1e-7
         case .q5_0: return amax / 16 + amax * 0x1p-10 + 1e-7  // the +16 side clamps to 15: up to one step
         case .q5_1: return (hi - lo) / 31 * 0.5 + (hi - lo) * 0x1p-10 + amax * 0x1p-11 + 1e-7
+        // The k-quants (lo, hi: the span of a super-block of 256): their scale
+        // searches may trade a clipped extreme for a finer step, so the bound
+        // is one whole step of the coarsest sub-block, plus the 6-bit scales'
+        // and f16 super-scales' rounding.
+        case .q2_k: return (hi - lo) / 3 * 1.1 + 1e-7
+        case .q3_k: return amax / 4 * 1.1 + 1e-7
+        case .q4_k: return (hi - lo) / 15 * 1.1 + 1e-7
+        case .q5_k: return (hi - lo) / 31 * 1.1 + 1e-7
+        case .q6_k: return amax / 32 * 1.1 + 1e-7
         }
     }
 }

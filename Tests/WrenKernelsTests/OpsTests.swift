@@ -19,11 +19,18 @@ final class OpsTests: XCTestCase {
         return (y, mag)
     }
 
+    /// A row length of about `32 · blocks` that is whole blocks of `dt` (the
+    /// k-quants' super-blocks are 256).
+    func rowLength(_ dt: DType, blocks: Int) -> Int {
+        let bs = max(32, dt.blockSize)
+        return (32 * blocks + bs - 1) / bs * bs
+    }
+
     func checkAll(label: String) {
         var rng = SeededRNG(seed: 77)
         for dt in DType.allCases {
             for blocks in [1, 7, 33] {
-                let n = 32 * blocks, rows = 37
+                let n = rowLength(dt, blocks: blocks), rows = 37
                 let wf = (0..<(rows * n)).map { _ in rng.normal() * 0.3 }
                 let x = (0..<(n * 3)).map { _ in rng.normal() }
                 let w = Quant.quantize(dt, wf)
@@ -66,7 +73,7 @@ final class OpsTests: XCTestCase {
         var rng = SeededRNG(seed: 78)
         for dt in DType.allCases where dt.isQuantized {
             for blocks in [1, 7, 33] {
-                let n = 32 * blocks, rows = 37
+                let n = rowLength(dt, blocks: blocks), rows = 37, blocks = n / 32
                 let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
                 let T = 9   // pairs of tokens in the prompt tiles and an odd one
                 var x = (0..<(n * T)).map { _ in rng.normal() }
@@ -104,7 +111,7 @@ final class OpsTests: XCTestCase {
         var rng = SeededRNG(seed: 79)
         for dt in DType.allCases where dt.isQuantized {
             for (rows, blocks, T) in [(1, 1, 5), (7, 3, 4), (37, 18, 17), (130, 5, 33)] {
-                let n = 32 * blocks
+                let n = rowLength(dt, blocks: blocks)
                 let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
                 let x = (0..<(n * T)).map { _ in rng.normal() }
                 func run(_ x: [Float], tokens: Int, threads: Int, scalar: Bool) -> [Float] {
@@ -144,8 +151,9 @@ final class OpsTests: XCTestCase {
     /// outputs match the f32 dot with the exactly dequantized rows (1e-5 of Σ|w·x|).
     func testBLASProductInTiles() {
         var rng = SeededRNG(seed: 80)
-        let rows = 37, n = 96, T = 5
+        let rows = 37, T = 5
         for dt in DType.allCases {
+            let n = rowLength(dt, blocks: 3)
             let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
             let x = (0..<(n * T)).map { _ in rng.normal() }
             var y = [Float](repeating: .nan, count: rows * T)
@@ -247,7 +255,8 @@ final class OpsTests: XCTestCase {
     /// block types, on both kernel sets.
     func testDTypeTable() {
         let geometry: [DType: (Int32, Int32)] = [.f32: (1, 4), .f16: (1, 2), .bf16: (1, 2), .q4_0: (32, 18), .q4_1: (32, 20), .q5_0: (32, 22),
-                                                .q5_1: (32, 24), .q8_0: (32, 34)]
+                                                .q5_1: (32, 24), .q8_0: (32, 34), .q2_k: (256, 84), .q3_k: (256, 110), .q4_k: (256, 144),
+                                                .q5_k: (256, 176), .q6_k: (256, 210)]
         for scalar in [false, true] {
             wren_kernels_force_scalar(scalar ? 1 : 0)
             defer { wren_kernels_force_scalar(0) }
@@ -260,7 +269,7 @@ final class OpsTests: XCTestCase {
                 XCTAssertEqual(row.block_bytes, geometry[t]!.1, "\(t) bytes")
                 XCTAssertEqual(row.gemm_q8 != nil, t.isQuantized, "\(t) 8-bit kernels")
             }
-            for id: UInt32 in [4, 5, 9, 10, 12, 14, 20, 29, 31, 39, 1000, .max] {
+            for id: UInt32 in [4, 5, 9, 15, 16, 20, 23, 29, 31, 39, 1000, .max] {
                 XCTAssertNil(wren_type(id), "ggml type \(id) has no row")
             }
         }

@@ -1,0 +1,303 @@
+// Products of k-quant rows (q2_k … q6_k, super-blocks of 256) with Wren's
+// 8-bit activations (blocks of 32: qs, d, s as in q8.c), portable and AVX2.
+//
+// The activations keep their 32-element blocks for every weight type, so one
+// quantization of a vector serves a layer whose matrices mix k-quants with
+// q5_0 or q8_0 (as Q4_K_M files do), and each 32 elements get their own scale
+// (llama.cpp's q8_K has one per 256: coarser, but its sums stay integer across
+// a super-block). The canonical arithmetic per (row, token), 32-block b in
+// sub-block order (j = b mod 8 within its super-block):
+//   q4_k, q5_k   isum = Σ q·x                      (exact int32; q unsigned)
+//                A = fma(fl(dl_j·dx_b), isum, A)   dl_j = fl(d·s_j): dequantization's scale
+//                M = fma(ml_j, s_b, M)             ml_j = fl(dmin·m_j); s_b = dx_b·Σx_b
+//                y = A − M
+//   q6_k, q3_k   isum = s_lo·Σ_lo q·x + s_hi·Σ_hi q·x   (the two 16-element halves, signed q and s)
+//                A = fma(fl(d·dx_b), isum, A);   y = A
+//   q2_k         isum as q6_k with s = sc & 15;  msum = m_lo·Σ_lo x + m_hi·Σ_hi x (m = sc >> 4)
+//                A = fma(fl(d·dx_b), isum, A);  M = fma(fl(dmin·dx_b), msum, M);  y = A − M
+// Every path performs these float operations in this order, so a result is
+// the same bits on every CPU, for any number of tokens.
+#pragma STDC FP_CONTRACT OFF
+#include "kernels_common.h"
+
+enum { K_Q2, K_Q3, K_Q4, K_Q5, K_Q6 };
+static const int kbytes[5] = { 84, 110, 144, 176, 210 };
+
+static inline float h2f(const uint8_t *p) { return f16_to_f32_scalar(load_u16(p)); }
+
+static inline void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) { *sc = q[j] & 63; *m = q[j + 4] & 63; }
+    else { *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
+}
+
+static inline int scale_q3(int j, const uint8_t *s) {
+    int lo = j < 8 ? s[j] & 15 : s[j - 8] >> 4;
+    return lo | ((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4;
+}
+
+// One super-block, unpacked: integers in element order and the scales the
+// canonical arithmetic uses.
+typedef struct {
+    int8_t q[256];
+    int sc[16], m[16];    // per 16 elements: integer sub-scales (q2, q3, q6) and q2_k's mins
+    float dl[8], ml[8];   // per 32 elements (q4_k, q5_k)
+    float d, dmin;
+} kblock;
+
+static void unpack_k(int kind, const uint8_t *b, kblock *k) {
+    switch (kind) {
+    case K_Q2:
+        k->d = h2f(b + 80); k->dmin = h2f(b + 82);
+        for (int e = 0; e < 256; e++) k->q[e] = (int8_t)((b[16 + 32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3);
+        for (int h = 0; h < 16; h++) { k->sc[h] = b[h] & 15; k->m[h] = b[h] >> 4; }
+        break;
+    case K_Q3:
+        k->d = h2f(b + 108); k->dmin = 0;
+        for (int e = 0; e < 256; e++) {
+            int q = (b[32 + 32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+            k->q[e] = (int8_t)(q - ((b[e % 32] >> (e / 32)) & 1 ? 0 : 4));
+        }
+        for (int h = 0; h < 16; h++) { k->sc[h] = scale_q3(h, b + 96) - 32; k->m[h] = 0; }
+        break;
+    case K_Q4:
+    case K_Q5: {
+        float d = h2f(b), dmin = h2f(b + 2);
+        k->d = d; k->dmin = dmin;
+        for (int j = 0; j < 8; j++) {
+            int sc, m;
+            scale_min_k4(j, b + 4, &sc, &m);
+            k->dl[j] = d * (float)sc; k->ml[j] = dmin * (float)m;
+            const uint8_t *q = b + (kind == K_Q4 ? 16 : 48) + 32 * (j / 2);
+            for (int l = 0; l < 32; l++) {
+                int v = (q[l] >> (4 * (j & 1))) & 15;
+                if (kind == K_Q5) v |= ((b[16 + l] >> j) & 1) << 4;
+                k->q[32 * j + l] = (int8_t)v;
+            }
+        }
+        break;
+    }
+    default:   // K_Q6
+        k->d = h2f(b + 208); k->dmin = 0;
+        for (int e = 0; e < 256; e++) {
+            int h = e / 128, g = (e % 128) / 32, l = e % 32;
+            int ql = b[64 * h + l + 32 * (g & 1)], qh = b[128 + 32 * h + l];
+            k->q[e] = (int8_t)(((g >= 2 ? ql >> 4 : ql & 15) | ((qh >> (2 * g)) & 3) << 4) - 32);
+        }
+        for (int h = 0; h < 16; h++) { k->sc[h] = (int8_t)b[192 + h]; k->m[h] = 0; }
+        break;
+    }
+}
+
+static float q8_row_k(int kind, const uint8_t *r, const int8_t *qs, const float *dx, const float *s, int blocks) {
+    float A = 0, M = 0;
+    kblock k;
+    for (int b0 = 0; b0 < blocks; b0 += 8, r += kbytes[kind]) {
+        unpack_k(kind, r, &k);
+        for (int j = 0; j < 8; j++) {
+            const int b = b0 + j;
+            const int8_t *x = qs + 32 * (size_t)b;
+            const int8_t *w = k.q + 32 * j;
+            if (kind == K_Q4 || kind == K_Q5) {
+                int32_t sum = 0;
+                for (int l = 0; l < 32; l++) sum += w[l] * x[l];
+                A = fmaf(k.dl[j] * dx[b], (float)sum, A);
+                M = fmaf(k.ml[j], s[b], M);
+            } else {
+                int32_t lo = 0, hi = 0, xl = 0, xh = 0;
+                for (int l = 0; l < 16; l++) { lo += w[l] * x[l]; hi += w[16 + l] * x[16 + l]; xl += x[l]; xh += x[16 + l]; }
+                A = fmaf(k.d * dx[b], (float)(k.sc[2 * j] * lo + k.sc[2 * j + 1] * hi), A);
+                if (kind == K_Q2) M = fmaf(k.dmin * dx[b], (float)(k.m[2 * j] * xl + k.m[2 * j + 1] * xh), M);
+            }
+        }
+    }
+    return A - M;
+}
+
+#define GEMM_K_SCALAR(NAME, KIND)                                                                              \
+    void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,    \
+              int blocks, int tokens, float *y, int ldy) {                                                     \
+        for (int t = 0; t < tokens; t++) {                                                                     \
+            const uint8_t *rw = w;                                                                             \
+            for (int r = 0; r < rows; r++, rw += row_bytes)                                                    \
+                y[(size_t)t * ldy + r] = q8_row_k(KIND, rw, qs + (size_t)t * 32 * blocks, d + (size_t)t * blocks, \
+                                                  s + (size_t)t * blocks, blocks);                             \
+        }                                                                                                      \
+    }
+GEMM_K_SCALAR(wren_gemm_q8_q2_k_scalar, K_Q2)
+GEMM_K_SCALAR(wren_gemm_q8_q3_k_scalar, K_Q3)
+GEMM_K_SCALAR(wren_gemm_q8_q4_k_scalar, K_Q4)
+GEMM_K_SCALAR(wren_gemm_q8_q5_k_scalar, K_Q5)
+GEMM_K_SCALAR(wren_gemm_q8_q6_k_scalar, K_Q6)
+
+#if HAVE_SIMD
+
+#define ALWAYS_INLINE __attribute__((always_inline))
+
+// Sub-block j's 32 integers in element order (q3_k, q6_k: signed, offsets taken off).
+SIMD_FN static inline ALWAYS_INLINE __m256i k_ints(int kind, const uint8_t *b, int j) {
+    const __m256i m3 = _mm256_set1_epi8(3), m15 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
+    const int h = j / 4, g = j % 4;
+    switch (kind) {
+    case K_Q2:
+        return _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(b + 16 + 32 * h)), _mm_cvtsi32_si128(2 * g)), m3);
+    case K_Q3: {
+        __m256i q = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(b + 32 + 32 * h)), _mm_cvtsi32_si128(2 * g)), m3);
+        __m256i hb = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)b), _mm_cvtsi32_si128(j)), one);
+        return _mm256_sub_epi8(_mm256_or_si256(q, _mm256_slli_epi16(hb, 2)), _mm256_set1_epi8(4));
+    }
+    case K_Q4:
+    case K_Q5: {
+        __m256i v = _mm256_loadu_si256((const __m256i *)(b + (kind == K_Q4 ? 16 : 48) + 32 * (j / 2)));
+        if (j & 1) v = _mm256_srli_epi16(v, 4);
+        v = _mm256_and_si256(v, m15);
+        if (kind == K_Q5) {
+            __m256i hb = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(b + 16)), _mm_cvtsi32_si128(j)), one);
+            v = _mm256_or_si256(v, _mm256_slli_epi16(hb, 4));
+        }
+        return v;
+    }
+    default: {   // K_Q6
+        __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 64 * h + 32 * (g & 1)));
+        if (g >= 2) ql = _mm256_srli_epi16(ql, 4);
+        ql = _mm256_and_si256(ql, m15);
+        __m256i qh = _mm256_and_si256(_mm256_srl_epi16(_mm256_loadu_si256((const __m256i *)(b + 128 + 32 * h)), _mm_cvtsi32_si128(2 * g)), m3);
+        return _mm256_sub_epi8(_mm256_or_si256(ql, _mm256_slli_epi16(qh, 4)), _mm256_set1_epi8(32));
+    }
+    }
+}
+
+// Σ over 4-byte groups of w·x·scale as 8 int32 lanes (scale: int16 per byte
+// pair). Signed weights go through |w| and x with w's sign, so maddubs never
+// saturates (|w| ≤ 32, |x| ≤ 127).
+SIMD_FN static inline ALWAYS_INLINE __m256i k_dot(int kind, __m256i w, __m256i x, __m256i scale) {
+    if (kind == K_Q3 || kind == K_Q6) return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)), scale);
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), scale);
+}
+
+SIMD_FN static inline __m128i k_reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
+    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
+    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
+}
+
+// Four rows' scales of one super-block, in the layout the loop reads.
+typedef struct {
+    float dl[8][4], ml[8][4];      // q4_k, q5_k
+    int16_t sc[8][4][16];          // q2/q3/q6: per sub-block and row, 8 × s_lo then 8 × s_hi
+    int32_t mlo[8][4], mhi[8][4];  // q2_k's mins
+    float d[4], dmin[4];
+} kscales4;
+
+SIMD_FN static inline ALWAYS_INLINE void k_scales(int kind, const uint8_t *const b[4], kscales4 *o) {
+    for (int r = 0; r < 4; r++) {
+        const uint8_t *p = b[r];
+        switch (kind) {
+        case K_Q4:
+        case K_Q5: {
+            float d = h2f(p), dmin = h2f(p + 2);
+            for (int j = 0; j < 8; j++) {
+                int sc, m;
+                scale_min_k4(j, p + 4, &sc, &m);
+                o->dl[j][r] = d * (float)sc; o->ml[j][r] = dmin * (float)m;
+            }
+            break;
+        }
+        default: {
+            int sc[16];
+            if (kind == K_Q2) {
+                o->d[r] = h2f(p + 80); o->dmin[r] = h2f(p + 82);
+                for (int h = 0; h < 16; h++) sc[h] = p[h] & 15;
+                for (int j = 0; j < 8; j++) { o->mlo[j][r] = p[2 * j] >> 4; o->mhi[j][r] = p[2 * j + 1] >> 4; }
+            } else if (kind == K_Q3) {
+                o->d[r] = h2f(p + 108);
+                for (int h = 0; h < 16; h++) sc[h] = scale_q3(h, p + 96) - 32;
+            } else {
+                o->d[r] = h2f(p + 208);
+                for (int h = 0; h < 16; h++) sc[h] = (int8_t)p[192 + h];
+            }
+            for (int j = 0; j < 8; j++)
+                _mm256_storeu_si256((__m256i *)o->sc[j][r], _mm256_set_m128i(_mm_set1_epi16((short)sc[2 * j + 1]), _mm_set1_epi16((short)sc[2 * j])));
+            break;
+        }
+        }
+    }
+}
+
+// Rows against NT tokens read in place, four rows per step: each super-block's
+// integers are unpacked once for all tokens.
+SIMD_FN static inline ALWAYS_INLINE void gemv_k(int kind, int NT, const uint8_t *w, size_t row_bytes, int rows,
+                                                const int8_t *qs, const float *dx, const float *s, int blocks, float *y, int ldy) {
+    const int SB = kbytes[kind];
+    const size_t n = 32 * (size_t)blocks, group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;
+    const __m256i ones16 = _mm256_set1_epi16(1);
+    const __m256i onesu8 = _mm256_set1_epi8(1);
+    kscales4 S;
+    for (int r = 0; r < rows; r += 4) {
+        const uint8_t *rw[4];
+        for (int k = 0; k < 4; k++) rw[k] = w + (size_t)(r + k < rows ? r + k : rows - 1) * row_bytes;
+        __m128 A[2], M[2];
+        for (int t = 0; t < NT; t++) { A[t] = _mm_setzero_ps(); M[t] = _mm_setzero_ps(); }
+        for (int i = 0; i < blocks / 8; i++) {
+            const char *pf = (const char *)rw[0] + pf_ahead + (size_t)4 * i * SB;
+            for (int c = 0; c < 4 * SB; c += 64) _mm_prefetch(pf + c, _MM_HINT_T0);
+            const uint8_t *b[4] = { rw[0] + (size_t)i * SB, rw[1] + (size_t)i * SB, rw[2] + (size_t)i * SB, rw[3] + (size_t)i * SB };
+            k_scales(kind, b, &S);
+            __m128 d4 = _mm_loadu_ps(S.d), dmin4 = _mm_loadu_ps(S.dmin);
+            for (int j = 0; j < 8; j++) {
+                const int blk = 8 * i + j;
+                __m256i W[4], SC[4];
+                for (int k = 0; k < 4; k++) {
+                    W[k] = k_ints(kind, b[k], j);
+                    SC[k] = (kind == K_Q4 || kind == K_Q5) ? ones16 : _mm256_loadu_si256((const __m256i *)S.sc[j][k]);
+                }
+                for (int t = 0; t < NT; t++) {
+                    __m256i x = _mm256_loadu_si256((const __m256i *)(qs + t * n + 32 * (size_t)blk));
+                    __m128i isum = k_reduce4(k_dot(kind, W[0], x, SC[0]), k_dot(kind, W[1], x, SC[1]),
+                                             k_dot(kind, W[2], x, SC[2]), k_dot(kind, W[3], x, SC[3]));
+                    __m128 dxv = _mm_set1_ps(dx[t * blocks + blk]);
+                    if (kind == K_Q4 || kind == K_Q5) {
+                        A[t] = _mm_fmadd_ps(_mm_mul_ps(_mm_loadu_ps(S.dl[j]), dxv), _mm_cvtepi32_ps(isum), A[t]);
+                        M[t] = _mm_fmadd_ps(_mm_loadu_ps(S.ml[j]), _mm_set1_ps(s[t * blocks + blk]), M[t]);
+                    } else {
+                        A[t] = _mm_fmadd_ps(_mm_mul_ps(d4, dxv), _mm_cvtepi32_ps(isum), A[t]);
+                        if (kind == K_Q2) {
+                            // Σx of each 16-element half: lanes 0–3 and 4–7 of the 4-byte sums.
+                            __m256i xs = _mm256_madd_epi16(_mm256_maddubs_epi16(onesu8, x), ones16);
+                            __m128i h = _mm256_castsi256_si128(_mm256_hadd_epi32(xs, xs));   // [lo01 lo23 ...] per lane half
+                            __m128i h2 = _mm256_extracti128_si256(_mm256_hadd_epi32(xs, xs), 1);
+                            int32_t xl = _mm_cvtsi128_si32(h) + _mm_extract_epi32(h, 1);
+                            int32_t xh = _mm_cvtsi128_si32(h2) + _mm_extract_epi32(h2, 1);
+                            __m128i msum = _mm_add_epi32(_mm_mullo_epi32(_mm_loadu_si128((const __m128i *)S.mlo[j]), _mm_set1_epi32(xl)),
+                                                         _mm_mullo_epi32(_mm_loadu_si128((const __m128i *)S.mhi[j]), _mm_set1_epi32(xh)));
+                            M[t] = _mm_fmadd_ps(_mm_mul_ps(dmin4, dxv), _mm_cvtepi32_ps(msum), M[t]);
+                        }
+                    }
+                }
+            }
+        }
+        for (int t = 0; t < NT; t++) {
+            float out[4];
+            _mm_storeu_ps(out, _mm_sub_ps(A[t], M[t]));
+            for (int k = 0; k < 4 && r + k < rows; k++) y[(size_t)t * ldy + r + k] = out[k];
+        }
+    }
+}
+
+#define GEMM_K_AVX2(NAME, KIND)                                                                                 \
+    SIMD_FN void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s, \
+                      int blocks, int tokens, float *y, int ldy) {                                              \
+        const size_t n = 32 * (size_t)blocks;                                                                   \
+        int t = 0;                                                                                              \
+        for (; t + 2 <= tokens; t += 2)                                                                         \
+            gemv_k(KIND, 2, w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks,     \
+                   blocks, y + (size_t)t * ldy, ldy);                                                           \
+        if (t < tokens)                                                                                         \
+            gemv_k(KIND, 1, w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks,     \
+                   blocks, y + (size_t)t * ldy, ldy);                                                           \
+    }
+GEMM_K_AVX2(wren_gemm_q8_q2_k_avx2, K_Q2)
+GEMM_K_AVX2(wren_gemm_q8_q3_k_avx2, K_Q3)
+GEMM_K_AVX2(wren_gemm_q8_q4_k_avx2, K_Q4)
+GEMM_K_AVX2(wren_gemm_q8_q5_k_avx2, K_Q5)
+GEMM_K_AVX2(wren_gemm_q8_q6_k_avx2, K_Q6)
+
+#endif
