@@ -7,6 +7,11 @@ import WrenKernels
 
 extension RopeScalingType: ExpressibleByArgument {}
 
+extension QuantScheme: ExpressibleByArgument {
+    public init?(argument: String) { self.init(name: argument) }
+    public static var allValueStrings: [String] { QuantScheme.names }
+}
+
 extension DType: ExpressibleByArgument {
     public init?(argument: String) { self.init(name: argument) }
     public static var allValueStrings: [String] { DType.allCases.map(\.name) }
@@ -18,7 +23,12 @@ struct Convert: ParsableCommand {
         abstract: "Convert a GGUF file, a Hugging Face directory or a .wren file into a .wren file.",
         discussion: """
         Without --type every tensor keeps its dtype (GGUF blocks are copied byte for byte). \
-        With --type, 2-D weights are requantized and 1-D tensors (norms) stay f32.
+        With --type, 2-D weights are requantized and 1-D tensors (norms) stay f32. A stored type \
+        (f32, f16, bf16, q8_0, q5_0, q5_1, q4_0, q4_1, q3_k, q4_k, q5_k) is used for every 2-D \
+        weight; a k-quant mixture (q2_k, q3_k_s, q3_k_m, q3_k_l, q4_k_s, q4_k_m, q5_k_s, q5_k_m, \
+        q6_k) chooses a type per tensor as llama-quantize does (docs/quantization.md). Rows that \
+        are not whole blocks of the chosen type fall back: q2_k and q3_k to q4_0, q4_k to q5_0, \
+        q5_k to q5_1, q6_k to q8_0, anything else to f16.
         """)
 
     @Argument(help: "Input: a .gguf file, a Hugging Face directory (config.json, *.safetensors, tokenizer.json) or a .wren file.")
@@ -27,8 +37,11 @@ struct Convert: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output .wren path.")
     var output: String
 
-    @Option(name: .long, help: "Store 2-D weights as f32, f16, bf16, q8_0, q5_0, q5_1, q4_0 or q4_1.")
-    var type: DType?
+    @Option(name: .long, help: ArgumentHelp("A stored type or a k-quant mixture for the 2-D weights (see above).", valueName: "type"))
+    var type: QuantScheme?
+
+    @Flag(help: "With a mixture name: its base type for every 2-D weight, no per-tensor choices (llama-quantize --pure).")
+    var pure = false
 
     @Flag(help: "Compress each tensor with zstd (kept only where it saves at least 2%).")
     var compress = false
@@ -51,7 +64,8 @@ struct Convert: ParsableCommand {
             let source = try ModelSource.open(input)
             let progress = ProgressLine()
             let report = try ModelConverter.convert(source, to: output,
-                                                    options: ConvertOptions(type: type, compress: compress,
+                                                    options: ConvertOptions(type: type.map { pure ? QuantScheme(name: $0.description, pure: true)! : $0 },
+                                                                            compress: compress,
                                                                             compressionLevel: compressionLevel, overwrite: force),
                                                     progress: progress.update)
             let secs = Date().timeIntervalSince(t0)

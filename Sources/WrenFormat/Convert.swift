@@ -5,14 +5,14 @@ import Foundation
 import WrenKernels
 
 public struct ConvertOptions: Sendable {
-    /// Requantize 2-D weights to this type (1-D tensors such as norms stay f32).
-    /// nil keeps every tensor's dtype (byte-for-byte copy), or restores the
-    /// dtype an export recorded.
-    public var type: DType?
+    /// Requantize 2-D weights to one type or a k-quant mixture (1-D tensors such
+    /// as norms stay f32). nil keeps every tensor's dtype (byte-for-byte copy),
+    /// or restores the dtype an export recorded.
+    public var type: QuantScheme?
     public var compress = false
     public var compressionLevel: Int32 = 3
     public var overwrite = false
-    public init(type: DType? = nil, compress: Bool = false, compressionLevel: Int32 = 3, overwrite: Bool = false) {
+    public init(type: QuantScheme? = nil, compress: Bool = false, compressionLevel: Int32 = 3, overwrite: Bool = false) {
         self.type = type
         self.compress = compress
         self.compressionLevel = compressionLevel
@@ -31,11 +31,16 @@ public enum ModelConverter {
     public static let converterVersion = "wren 0.1.0"
 
     /// The dtype a tensor is stored in, given the options.
-    public static func targetDType(_ t: SourceTensor, _ options: ConvertOptions) -> DType {
-        guard let want = options.type else { return t.originalDType ?? t.dtype }
-        if t.shape.count == 1 { return .f32 }
-        if t.rowLength % want.blockSize != 0 { return .f16 }     // rows that are not whole blocks
-        return want
+    public static func targetDType(_ t: SourceTensor, _ options: ConvertOptions, context: MixtureContext) -> DType {
+        guard let scheme = options.type else { return t.originalDType ?? t.dtype }
+        return scheme.type(for: t.name, shape: t.shape, context: context)
+    }
+
+    /// What the mixture rules need to know about `source`.
+    public static func mixtureContext(_ source: ModelSource) -> MixtureContext {
+        let c = source.config
+        return MixtureContext(layers: c.blockCount, gqa: c.headCount / max(1, c.headCountKV),
+                              tiedEmbeddings: !source.tensors.contains { $0.name == "output.weight" })
     }
 
     /// SHA-256 over the concatenated bytes of `files` (streamed through a mapping).
@@ -67,8 +72,9 @@ public enum ModelConverter {
         meta["general.converter"] = .string(converterVersion)
         var pending: [PendingTensor] = []
         var bytesIn = 0
+        let context = mixtureContext(source)
         for t in source.tensors {
-            let target = targetDType(t, options)
+            let target = targetDType(t, options, context: context)
             bytesIn += t.data.count
             pending.append(PendingTensor(name: t.name, dtype: target, shape: t.shape) { dst in t.write(as: target, into: dst) })
         }

@@ -33,7 +33,7 @@ final class RealModelEngineTests: XCTestCase {
         if Self.converted[variant] == nil {
             let out = "\(Self.dir)/\(variant).wren"
             _ = try ModelConverter.convert(try ModelSource.open(gguf), to: out,
-                                           options: .init(type: variant == "q4_1" ? nil : DType(name: variant), overwrite: true))
+                                           options: .init(type: variant == "q4_1" ? nil : QuantScheme(name: variant), overwrite: true))
             Self.converted[variant] = out
         }
         return try LlamaModel(path: Self.converted[variant]!)

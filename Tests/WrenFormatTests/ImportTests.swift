@@ -68,7 +68,7 @@ final class ImportTests: XCTestCase {
         model.writeGGUF(to: g, dtype: .f32)
         for target in DType.allCases {
             let w = "\(dir)/m-\(target).wren"
-            _ = try ModelConverter.convert(try ModelSource.open(g), to: w, options: .init(type: target))
+            _ = try ModelConverter.convert(try ModelSource.open(g), to: w, options: .init(type: .uniform(target)))
             let f = try WrenFile(path: w)
             for wt in model.weights {
                 let t = try f.tensor(wt.name)
@@ -99,7 +99,7 @@ final class ImportTests: XCTestCase {
             let hf = "\(dir)/hf-\(dtype)-\(sharded)"
             try model.writeHF(to: hf, dtype: dtype, sharded: sharded)
             let out = "\(dir)/hf-\(dtype)-\(sharded).wren"
-            _ = try ModelConverter.convert(try ModelSource.open(hf), to: out, options: .init(type: dtype == .f32 ? nil : .f32))
+            _ = try ModelConverter.convert(try ModelSource.open(hf), to: out, options: .init(type: dtype == .f32 ? nil : .uniform(.f32)))
             let f = try WrenFile(path: out)
             XCTAssertEqual(try ModelConfig(metadata: f.metadata, path: out), model.config)
             let tok = try TokenizerMetadata(metadata: f.metadata, path: out)

@@ -79,7 +79,7 @@ final class RealModelTests: XCTestCase {
         let ref = try reference()
         let a = dir + "/a.wren", f32 = dir + "/f32.wren", hf = dir + "/hf", b = dir + "/b.wren"
         _ = try ModelConverter.convert(try ModelSource.open(path), to: a)
-        _ = try ModelConverter.convert(try ModelSource.open(path), to: f32, options: .init(type: .f32))
+        _ = try ModelConverter.convert(try ModelSource.open(path), to: f32, options: .init(type: .uniform(.f32)))
         let wf = try WrenFile(path: f32)
         for (name, r) in ref.tensors {
             XCTAssertEqual(sha(try wf.tensor(name).data), r.f32_sha256, "\(name): dequantized f32 differs from gguf-py")
@@ -106,11 +106,11 @@ final class RealModelTests: XCTestCase {
     func testRequantizeAndCompress() throws {
         let path = try model()
         let base = dir + "/base-f32.wren"
-        _ = try ModelConverter.convert(try ModelSource.open(path), to: base, options: .init(type: .f32))
+        _ = try ModelConverter.convert(try ModelSource.open(path), to: base, options: .init(type: .uniform(.f32)))
         let ref = try WrenFile(path: base)
         for target in [DType.q8_0, .f16, .q4_0] {
             let out = "\(dir)/\(target).wren"
-            _ = try ModelConverter.convert(try ModelSource.open(path), to: out, options: .init(type: target, compress: target == .f16))
+            _ = try ModelConverter.convert(try ModelSource.open(path), to: out, options: .init(type: .uniform(target), compress: target == .f16))
             let w = try WrenFile(path: out)
             try w.verify()
             var worst: (Float, String) = (0, "")
