@@ -60,6 +60,19 @@ SIMD_FN static void swiglu_avx2(float *gate, const float *up, int n) {
     for (; j < n; j++) gate[j] = gate[j] / (1 + expf(-gate[j])) * up[j];
 }
 
+// GeGLU with the tanh GELU: 0.5·g·(1 + tanh(u)) = g·σ(2u), u = √(2/π)·(g + 0.044715·g³).
+SIMD_FN static void geglu_avx2(float *gate, const float *up, int n) {
+    int j = 0;
+    __m256 one = _mm256_set1_ps(1.0f), m2c = _mm256_set1_ps(-2 * 0.7978845608f), k = _mm256_set1_ps(0.044715f);
+    for (; j + 8 <= n; j += 8) {
+        __m256 g = _mm256_loadu_ps(gate + j);
+        __m256 inner = _mm256_fmadd_ps(_mm256_mul_ps(k, g), _mm256_mul_ps(g, g), g);
+        __m256 gelu = _mm256_div_ps(g, _mm256_add_ps(one, exp256(_mm256_mul_ps(m2c, inner))));
+        _mm256_storeu_ps(gate + j, _mm256_mul_ps(gelu, _mm256_loadu_ps(up + j)));
+    }
+    for (; j < n; j++) gate[j] = gate[j] / (1 + expf(-2 * 0.7978845608f * (gate[j] + 0.044715f * gate[j] * gate[j] * gate[j]))) * up[j];
+}
+
 // Backward of h = silu(g)·u: dg += dh·u·σ(g)·(1 + g·(1 − σ(g))), du += dh·g·σ(g).
 SIMD_FN static void swiglu_backward_avx2(const float *g, const float *u, const float *dh, float *dg, float *du, int n) {
     int j = 0;
@@ -209,6 +222,13 @@ void wren_swiglu(float *gate, const float *up, int n) {
     if (wren_kernels_simd()) { swiglu_avx2(gate, up, n); return; }
 #endif
     for (int j = 0; j < n; j++) gate[j] = gate[j] / (1 + expf(-gate[j])) * up[j];
+}
+
+void wren_geglu(float *gate, const float *up, int n) {
+#if HAVE_SIMD
+    if (wren_kernels_simd()) { geglu_avx2(gate, up, n); return; }
+#endif
+    for (int j = 0; j < n; j++) gate[j] = gate[j] / (1 + expf(-2 * 0.7978845608f * (gate[j] + 0.044715f * gate[j] * gate[j] * gate[j]))) * up[j];
 }
 
 void wren_swiglu_backward(const float *g, const float *u, const float *dh, float *dg, float *du, int n) {

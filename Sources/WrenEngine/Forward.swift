@@ -12,21 +12,26 @@
 //     its backward needs are kept.
 // Timing (the engine's profiler) lives in the ops, never in the block.
 //
-// Where architecture differences go (llama only today):
-//   - biases on q/k/v/o: the projections (a weight carries its bias);
-//   - QK-norm: a norm of the q and k rows between the projection and RoPE,
-//     switched on by the model config;
-//   - post-norms (Gemma): a norm of each projection's output before its
-//     residual add, likewise from the config;
+// Where architecture differences go, each switched by the model config
+// (WrenFormat/ModelConfig.swift), never by an architecture name:
+//   - QK-norm: a norm of each head's q and k between the projection and RoPE;
+//   - post-norms (Gemma): a norm of each sub-layer's output before its
+//     residual add;
 //   - GeGLU: `activate`, chosen by the config's activation;
-//   - sliding windows: `attend`, given the layer's window from the config.
+//   - sliding windows: `attend` reads the layer's window from the config, and
+//     the block picks the windowed layers' RoPE table (their own base);
+//   - the embedding scale: applied where the rows are looked up;
+//   - biases on q/k/v/o (not yet): the projections (a weight carries its bias).
 
 import WrenFormat
 import WrenKernels
 
-/// The two norms of a block.
+/// The norms of a block: llama's two, then QK-norm's (head-dimension vectors)
+/// and the post-norms, which only configs that switch them on ask for.
 public enum BlockNorm: Sendable {
     case attention, feedForward
+    case query, key
+    case postAttention, postFeedForward
 }
 
 /// The parts of a block that depend on who runs it (see the file comment).
@@ -66,22 +71,27 @@ public struct BlockBuffers {
     public var hidden: UnsafeMutablePointer<Float>
     /// [T][rotary] cos/sin of each row's position (`RopeSettings.tables`).
     public var rope: UnsafePointer<Float>
+    /// The same for the sliding-window layers when their RoPE base differs (nil: `rope`).
+    public var ropeLocal: UnsafePointer<Float>?
 
     public init(input: UnsafeMutablePointer<Float>, middle: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>,
                 normed: UnsafeMutablePointer<Float>, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>,
                 v: UnsafeMutablePointer<Float>, attention: UnsafeMutablePointer<Float>, projected: UnsafeMutablePointer<Float>,
                 gate: UnsafeMutablePointer<Float>, up: UnsafeMutablePointer<Float>, hidden: UnsafeMutablePointer<Float>,
-                rope: UnsafePointer<Float>) {
+                rope: UnsafePointer<Float>, ropeLocal: UnsafePointer<Float>? = nil) {
         self.input = input; self.middle = middle; self.output = output; self.normed = normed
         self.q = q; self.k = k; self.v = v; self.attention = attention; self.projected = projected
-        self.gate = gate; self.up = up; self.hidden = hidden; self.rope = rope
+        self.gate = gate; self.up = up; self.hidden = hidden; self.rope = rope; self.ropeLocal = ropeLocal
     }
 }
 
 public enum LlamaBlock {
     /// Layer `layer` over T rows:
-    ///   h  = x + o(attention(rope(q(n)), rope(k(n)), v(n))),  n = RMSNorm(x)
-    ///   x' = h + down(silu(gate(m)) · up(m)),                  m = RMSNorm(h)
+    ///   h  = x + P_a(o(attention(rope(N_q(q(n))), rope(N_k(k(n))), v(n)))),  n = RMSNorm(x)
+    ///   x' = h + P_f(down(act(gate(m)) · up(m))),                            m = RMSNorm(h)
+    /// where N_q, N_k (QK-norm) and P_a, P_f (post-norms) are per-head / per-row
+    /// RMSNorms present only when the config has them, act is silu or tanh-GELU,
+    /// and windowed layers use their own RoPE table.
     public static func forward<O: BlockOps>(_ ops: inout O, layer l: Int, tokens T: Int, config c: ModelConfig, rotary: Int,
                                               _ b: BlockBuffers, threads: Int) {
         let dim = c.embeddingLength
@@ -89,18 +99,37 @@ public enum LlamaBlock {
             Ops.rmsNorm(b.input, w, b.normed, rows: T, n: dim, eps: c.rmsNormEps, threads: threads)
         }
         ops.project([.q, .k, .v], layer: l, input: b.normed, outputs: [b.q, b.k, b.v], tokens: T)
-        Ops.rope(b.q, rows: T, heads: c.headCount, headDim: c.headDim, rotary: rotary, tables: b.rope)
-        Ops.rope(b.k, rows: T, heads: c.headCountKV, headDim: c.headDim, rotary: rotary, tables: b.rope)
+        if c.qkNorm {
+            ops.withNormWeight(.query, layer: l) { w in
+                Ops.rmsNorm(b.q, w, b.q, rows: T * c.headCount, n: c.headDim, eps: c.rmsNormEps, threads: threads)
+            }
+            ops.withNormWeight(.key, layer: l) { w in
+                Ops.rmsNorm(b.k, w, b.k, rows: T * c.headCountKV, n: c.headDim, eps: c.rmsNormEps, threads: threads)
+            }
+        }
+        let table = c.isWindowed(layer: l) ? b.ropeLocal ?? b.rope : b.rope
+        Ops.rope(b.q, rows: T, heads: c.headCount, headDim: c.headDim, rotary: rotary, tables: table)
+        Ops.rope(b.k, rows: T, heads: c.headCountKV, headDim: c.headDim, rotary: rotary, tables: table)
         ops.attend(layer: l, q: b.q, k: b.k, v: b.v, out: b.attention, tokens: T)
         ops.project([.o], layer: l, input: b.attention, outputs: [b.projected], tokens: T)
+        if c.postNorms {
+            ops.withNormWeight(.postAttention, layer: l) { w in
+                Ops.rmsNorm(b.projected, w, b.projected, rows: T, n: dim, eps: c.rmsNormEps, threads: threads)
+            }
+        }
         add(b.input, b.projected, into: b.middle, count: T * dim)
 
         ops.withNormWeight(.feedForward, layer: l) { w in
             Ops.rmsNorm(b.middle, w, b.normed, rows: T, n: dim, eps: c.rmsNormEps, threads: threads)
         }
         ops.project([.gate, .up], layer: l, input: b.normed, outputs: [b.gate, b.up], tokens: T)
-        activate(gate: b.gate, up: b.up, into: b.hidden, count: T * c.feedForwardLength)
+        activate(c.activation, gate: b.gate, up: b.up, into: b.hidden, count: T * c.feedForwardLength)
         ops.project([.down], layer: l, input: b.hidden, outputs: [b.projected], tokens: T)
+        if c.postNorms {
+            ops.withNormWeight(.postFeedForward, layer: l) { w in
+                Ops.rmsNorm(b.projected, w, b.projected, rows: T, n: dim, eps: c.rmsNormEps, threads: threads)
+            }
+        }
         add(b.middle, b.projected, into: b.output, count: T * dim)
     }
 
@@ -109,10 +138,14 @@ public enum LlamaBlock {
         for i in 0..<count { out[i] = a[i] + b[i] }
     }
 
-    /// out = silu(gate)·up (SwiGLU; `out` may be `gate`).
-    static func activate(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, into out: UnsafeMutablePointer<Float>, count: Int) {
+    /// out = act(gate)·up (SwiGLU or GeGLU; `out` may be `gate`).
+    static func activate(_ act: Activation, gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>,
+                         into out: UnsafeMutablePointer<Float>, count: Int) {
         if out != gate { out.update(from: gate, count: count) }
-        Ops.swiglu(out, up, count)
+        switch act {
+        case .silu: Ops.swiglu(out, up, count)
+        case .geluTanh: Ops.geglu(out, up, count)
+        }
     }
 }
 

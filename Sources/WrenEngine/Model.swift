@@ -56,6 +56,22 @@ public struct LayerWeights: @unchecked Sendable {
     public let q, k, v, o: WeightMatrix
     public let ffnNorm: [Float]
     public let gate, up, down: WeightMatrix
+    /// QK-norm weights (headDim each), when the config has QK-norm.
+    public var qNorm: [Float]? = nil, kNorm: [Float]? = nil
+    /// Post-norm weights (embeddingLength each), when the config has post-norms.
+    public var postAttnNorm: [Float]? = nil, postFFNNorm: [Float]? = nil
+
+    /// The weight of `norm` (nil for a norm this layer does not have).
+    public func norm(_ norm: BlockNorm) -> [Float]? {
+        switch norm {
+        case .attention: return attnNorm
+        case .feedForward: return ffnNorm
+        case .query: return qNorm
+        case .key: return kNorm
+        case .postAttention: return postAttnNorm
+        case .postFeedForward: return postFFNNorm
+        }
+    }
 }
 
 /// RoPE settings in effect (the model's, possibly overridden).
@@ -146,6 +162,9 @@ public final class LlamaModel: @unchecked Sendable {
     public let outputNorm: [Float]
     public let layers: [LayerWeights]
     public var rope: RopeSettings
+    /// The sliding-window layers' RoPE, when their base differs from `rope`'s (Gemma 3:
+    /// 10000 locally, unscaled).
+    public var ropeLocal: RopeSettings?
     /// LoRA deltas applied unmerged at run time, per layer (set before creating sessions;
     /// see `attach(_:)`).
     public internal(set) var adapters: [[Projection: [LoRADelta]]] = []
@@ -169,6 +188,10 @@ public final class LlamaModel: @unchecked Sendable {
                             scaling: ropeScale.map { $0 == 1 ? .none : .linear } ?? c.ropeScalingType,
                             factor: ropeScale ?? c.ropeScalingFactor,
                             originalContext: c.ropeOriginalContextLength > 0 ? c.ropeOriginalContextLength : c.contextLength)
+        if let b = c.ropeFreqBaseLocal, b != rope.freqBase || rope.scaling != .none {
+            ropeLocal = RopeSettings(freqBase: b, dimensions: c.ropeDimensionCount, scaling: .none, factor: 1,
+                                     originalContext: rope.originalContext)
+        }
         func mat(_ name: String) throws -> WeightMatrix { WeightMatrix(try f.tensor(name)) }
         func vec(_ name: String) throws -> [Float] { try f.tensor(name).floats() }
         let emb = try mat(TensorNames.tokenEmbedding)
@@ -177,9 +200,20 @@ public final class LlamaModel: @unchecked Sendable {
         outputNorm = try vec(TensorNames.outputNorm)
         layers = try (0..<c.blockCount).map { l in
             func name(_ t: TensorNames.Layer) -> String { t.name(layer: l) }
-            return LayerWeights(attnNorm: try vec(name(.attnNorm)), q: try mat(name(.q)), k: try mat(name(.k)), v: try mat(name(.v)),
-                                o: try mat(name(.o)), ffnNorm: try vec(name(.ffnNorm)), gate: try mat(name(.gate)), up: try mat(name(.up)),
-                                down: try mat(name(.down)))
+            func extra(_ t: TensorNames.ExtraLayer, _ n: Int) throws -> [Float]? {
+                guard t.isUsed(by: c) else { return nil }
+                let v = try vec(t.name(layer: l))
+                guard v.count == n else {
+                    throw FormatError.invalid(path: path, field: t.name(layer: l), reason: "\(v.count) values, expected \(n)")
+                }
+                return v
+            }
+            var w = LayerWeights(attnNorm: try vec(name(.attnNorm)), q: try mat(name(.q)), k: try mat(name(.k)), v: try mat(name(.v)),
+                                 o: try mat(name(.o)), ffnNorm: try vec(name(.ffnNorm)), gate: try mat(name(.gate)), up: try mat(name(.up)),
+                                 down: try mat(name(.down)))
+            w.qNorm = try extra(.qNorm, c.headDim); w.kNorm = try extra(.kNorm, c.headDim)
+            w.postAttnNorm = try extra(.postAttnNorm, c.embeddingLength); w.postFFNNorm = try extra(.postFFNNorm, c.embeddingLength)
+            return w
         }
         // The tensor shapes were checked against the hyperparameters when the file was written;
         // check again here, since a .wren may come from elsewhere.

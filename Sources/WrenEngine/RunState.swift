@@ -33,8 +33,10 @@ final class RunState {
     let weightScratch: UnsafeMutablePointer<Float>
     /// Its capacity: a tile of rows for `Ops.matmulBLAS` (at least one row of the widest matrix).
     let weightScratchFloats: Int
-    /// [B][rotary] cos/sin of each row's position.
+    /// [B][rotary] cos/sin of each row's position; then, for a model whose windowed
+    /// layers have their own RoPE, their table ([B][rotary] more).
     let rope: UnsafeMutablePointer<Float>
+    let ropeLocal: UnsafeMutablePointer<Float>?
     /// [B][ctx] one head's attention probabilities (prompt chunks).
     let scores: UnsafeMutablePointer<Float>
     /// [2][ctx][headDim] one kv head's keys, then values, widened to f32 (prompt chunks over an f16/q8_0 cache).
@@ -43,7 +45,7 @@ final class RunState {
     /// The block buffers of a chunk: the stream `x` updated in place, SwiGLU in `gate`.
     var block: BlockBuffers {
         BlockBuffers(input: x, middle: x, output: x, normed: normed, q: q, k: k, v: v, attention: attention, projected: projected,
-                     gate: gate, up: up, hidden: gate, rope: rope)
+                     gate: gate, up: up, hidden: gate, rope: rope, ropeLocal: ropeLocal.map { UnsafePointer($0) })
     }
 
     /// Sizes were checked by the session (the cache against the machine's memory).
@@ -63,7 +65,9 @@ final class RunState {
         let widest = model.layers.first.map { l in Projection.allCases.map { $0.matrix(l).cols }.max()! } ?? 1
         weightScratchFloats = min(biggest, max(Ops.blasTileFloats, widest))
         weightScratch = alloc(weightScratchFloats)
-        rope = alloc(B * max(model.rope.dimensions, 2))
+        let ropeRow = max(model.rope.dimensions, 2)
+        rope = alloc(B * ropeRow * (model.ropeLocal == nil ? 1 : 2))
+        ropeLocal = model.ropeLocal == nil ? nil : rope + B * ropeRow
         scores = alloc(B * ctx)
         kvWide = alloc(2 * ctx * c.headDim)
     }

@@ -182,7 +182,9 @@ public final class InferenceSession: @unchecked Sendable {
         let c = model.config, T = tokens.count
         let t0 = profile != nil ? now() : 0
         model.embedding.gatherRows(tokens, into: state.x)
+        if c.embeddingScale != 1 { for i in 0..<(T * c.embeddingLength) { state.x[i] *= c.embeddingScale } }
         model.rope.tables(positions: position..<(position + T), into: state.rope)
+        if let r = model.ropeLocal, let table = state.ropeLocal { r.tables(positions: position..<(position + T), into: table) }
         var ops = CacheOps(session: self, start: position, batched: batched, timed: profile != nil)
         let buffers = state.block
         for l in 0..<layerCount {
@@ -221,8 +223,9 @@ struct CacheOps: BlockOps {
     }
 
     func withNormWeight(_ norm: BlockNorm, layer: Int, _ body: (UnsafePointer<Float>) -> Void) {
-        let w = session.model.layers[layer]
-        (norm == .attention ? w.attnNorm : w.ffnNorm).withUnsafeBufferPointer { body($0.baseAddress!) }
+        // The model's loader read every norm its config switches on; the block asks only for those.
+        guard let w = session.model.layers[layer].norm(norm) else { preconditionFailure("layer \(layer) has no \(norm) norm") }
+        w.withUnsafeBufferPointer { body($0.baseAddress!) }
     }
 
     mutating func project(_ projections: [Projection], layer: Int, input: UnsafeMutablePointer<Float>,
@@ -259,9 +262,10 @@ struct CacheOps: BlockOps {
         Quant.quantize(kvType.dtype, k, kc + start * rowBytes, count: T * s.kvDim)
         Quant.quantize(kvType.dtype, v, vc + start * rowBytes, count: T * s.kvDim)
         let t0 = timed ? s.now() : 0
-        let scale = 1 / Float(hd).squareRoot()
+        let scale = c.attentionScale ?? 1 / Float(hd).squareRoot()
+        let window = c.isWindowed(layer: l) ? c.slidingWindow : 0
         if batched {
-            attendRowBlocks(kc: kc, vc: vc, q: q, out: out, T: T, scale: scale)
+            attendRowBlocks(kc: kc, vc: vc, q: q, out: out, T: T, scale: scale, window: window)
         } else {
             // One job per (token, head) over the cache with an online softmax.
             let decode = Attention.decode(over: kvType.dtype)
@@ -269,8 +273,10 @@ struct CacheOps: BlockOps {
             let KC = SendableRawPointer(UnsafeRawPointer(kc)), VC = SendableRawPointer(UnsafeRawPointer(vc))
             WorkerPool.shared(s.threads).run(T * heads) { job in
                 let t = job / heads, h = job % heads, kvh = h / group
-                decode(Q.p + t * qDim + h * hd, KC.p + kvh * headBytes, VC.p + kvh * headBytes, rowBytes, start + t + 1, hd, scale,
-                       A.p + t * qDim + h * hd)
+                // A windowed layer sees the last `window` positions up to its own.
+                let end = start + t + 1, first = window > 0 ? max(0, end - window) : 0
+                decode(Q.p + t * qDim + h * hd, KC.p + first * rowBytes + kvh * headBytes, VC.p + first * rowBytes + kvh * headBytes,
+                       rowBytes, end - first, hd, scale, A.p + t * qDim + h * hd)
             }
         }
         if timed { attentionNs += s.now() - t0 }
@@ -281,7 +287,7 @@ struct CacheOps: BlockOps {
     /// OpenBLAS) over one kv head's keys and values, widened to f32 unless the
     /// cache is f32. Memory: one head's scores and one kv head's keys and values.
     func attendRowBlocks(kc: UnsafeMutableRawPointer, vc: UnsafeMutableRawPointer, q: UnsafeMutablePointer<Float>,
-                         out: UnsafeMutablePointer<Float>, T: Int, scale: Float) {
+                         out: UnsafeMutablePointer<Float>, T: Int, scale: Float, window: Int) {
         let s = session, c = s.model.config, kvType = s.kvType, state = s.state
         let hd = c.headDim, group = c.headCount / c.headCountKV
         let n = start + T, kvDim = s.kvDim, qDim = s.qDim
@@ -301,7 +307,8 @@ struct CacheOps: BlockOps {
             }
             for h in (g * group)..<((g + 1) * group) {
                 Attention.rowBlock(q: q + h * hd, ldq: qDim, k: kf, v: vf, ldkv: ld, rows: 0..<T, start: start, hd: hd, scale: scale,
-                                   probs: state.scores, ldp: n, out: out + h * hd, ldo: qDim, pool: WorkerPool.shared(s.threads))
+                                   probs: state.scores, ldp: n, out: out + h * hd, ldo: qDim, pool: WorkerPool.shared(s.threads),
+                                   window: window)
             }
         }
     }

@@ -21,8 +21,21 @@ public enum RopeScalingType: String, Sendable, CaseIterable {
     case llama3
 }
 
-/// Hyperparameters of a llama-architecture model.
+/// The feed-forward nonlinearity: SwiGLU's silu(gate)·up or GeGLU's gelu(gate)·up.
+public enum Activation: String, Sendable, CaseIterable {
+    case silu
+    /// GELU with the tanh approximation, 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    case geluTanh = "gelu_tanh"
+}
+
+/// Hyperparameters of a llama-family model. Architectures are llama plus a few
+/// switches, each a small difference in the one forward (WrenEngine/Forward.swift):
+/// Gemma 3 is llama with `embeddingScale` √dim, `qkNorm`, `postNorms`, GeGLU
+/// and sliding windows on five of six layers with their own RoPE base.
 public struct ModelConfig: Sendable, Equatable {
+    /// Architectures Wren runs (GGUF `general.architecture` names).
+    public static let supportedArchitectures = ["llama", "gemma3"]
+
     public var architecture = "llama"
     public var vocabSize: Int
     public var contextLength: Int
@@ -45,6 +58,39 @@ public struct ModelConfig: Sendable, Equatable {
     public var ropeHighFreqFactor: Float = 4
     /// The output head is the token embedding (no `output.weight` tensor).
     public var tiedEmbeddings: Bool
+    /// The embedding rows are multiplied by this before the first block (Gemma: √dim).
+    public var embeddingScale: Float = 1
+    /// q and k are RMS-normalized per head (weights `attn_q_norm`, `attn_k_norm`) before RoPE.
+    public var qkNorm = false
+    /// The attention and feed-forward outputs are RMS-normalized before their residual
+    /// adds (weights `post_attention_norm`, `post_ffw_norm`).
+    public var postNorms = false
+    public var activation: Activation = .silu
+    /// Keys older than this many positions are masked on windowed layers (0: none).
+    public var slidingWindow = 0
+    /// With a window: 0 windows every layer; N > 0 leaves layer l global when
+    /// (l + 1) is a multiple of N (Gemma 3: 6, five local layers then one global).
+    public var slidingWindowPattern = 0
+    /// RoPE base of the windowed layers (nil: `ropeFreqBase`).
+    public var ropeFreqBaseLocal: Float?
+    /// Attention logit scale (nil: 1/√headDim).
+    public var attentionScale: Float?
+
+    /// Whether layer `l` attends through the sliding window.
+    public func isWindowed(layer l: Int) -> Bool {
+        slidingWindow > 0 && (slidingWindowPattern == 0 || (l + 1) % slidingWindowPattern != 0)
+    }
+
+    /// The features beyond plain llama this config switches on, by name (for refusals).
+    public var extensions: [String] {
+        var e: [String] = []
+        if embeddingScale != 1 { e.append("embedding scale") }
+        if qkNorm { e.append("QK-norm") }
+        if postNorms { e.append("post-norms") }
+        if activation != .silu { e.append(activation.rawValue) }
+        if slidingWindow > 0 { e.append("sliding-window attention") }
+        return e
+    }
 
     public init(vocabSize: Int, contextLength: Int, embeddingLength: Int, feedForwardLength: Int, blockCount: Int,
                 headCount: Int, headCountKV: Int, headDim: Int? = nil, rmsNormEps: Float = 1e-5,
@@ -82,14 +128,23 @@ public struct ModelConfig: Sendable, Equatable {
         public static let ropeLowFreqFactor = "model.rope.scaling.low_freq_factor"
         public static let ropeHighFreqFactor = "model.rope.scaling.high_freq_factor"
         public static let tiedEmbeddings = "model.tie_embeddings"
+        public static let embeddingScale = "model.embedding_scale"
+        public static let qkNorm = "model.attention.qk_norm"
+        public static let postNorms = "model.post_norms"
+        public static let activation = "model.feed_forward.activation"
+        public static let slidingWindow = "model.attention.sliding_window"
+        public static let slidingWindowPattern = "model.attention.sliding_window_pattern"
+        public static let ropeFreqBaseLocal = "model.rope.freq_base_local"
+        public static let attentionScale = "model.attention.scale"
     }
 
     /// Reads the canonical keys (`model.*`) of a .wren file's metadata.
     /// - Throws: `FormatError` naming `path` and the missing or mistyped key, or an inconsistent value.
     public init(metadata m: Metadata, path: String) throws {
         let arch = try m.string(Key.architecture, in: path)
-        guard arch == "llama" else {
-            throw FormatError.invalid(path: path, field: Key.architecture, reason: "unsupported architecture \"\(arch)\" (Wren runs llama)")
+        guard Self.supportedArchitectures.contains(arch) else {
+            throw FormatError.invalid(path: path, field: Key.architecture,
+                                      reason: "unsupported architecture \"\(arch)\" (Wren runs \(Self.supportedArchitectures.joined(separator: ", ")))")
         }
         self.init(vocabSize: try m.int(Key.vocabSize, in: path),
                   contextLength: try m.int(Key.contextLength, in: path),
@@ -112,6 +167,21 @@ public struct ModelConfig: Sendable, Equatable {
         ropeOriginalContextLength = try m.int(Key.ropeOriginalContext, in: path)
         ropeLowFreqFactor = Float(try m.double(Key.ropeLowFreqFactor, in: path))
         ropeHighFreqFactor = Float(try m.double(Key.ropeHighFreqFactor, in: path))
+        architecture = arch
+        // The architecture switches (absent in files written before them: plain llama).
+        embeddingScale = Float(try m.optionalDouble(Key.embeddingScale, in: path) ?? 1)
+        qkNorm = m[Key.qkNorm]?.bool ?? false
+        postNorms = m[Key.postNorms]?.bool ?? false
+        if let a = m[Key.activation]?.string {
+            guard let act = Activation(rawValue: a) else {
+                throw FormatError.invalid(path: path, field: Key.activation, reason: "unknown activation \"\(a)\" (silu, gelu_tanh)")
+            }
+            activation = act
+        }
+        slidingWindow = try m.optionalInt(Key.slidingWindow, in: path) ?? 0
+        slidingWindowPattern = try m.optionalInt(Key.slidingWindowPattern, in: path) ?? 0
+        ropeFreqBaseLocal = try m.optionalDouble(Key.ropeFreqBaseLocal, in: path).map { Float($0) }
+        attentionScale = try m.optionalDouble(Key.attentionScale, in: path).map { Float($0) }
         try validate(path: path)
     }
 
@@ -131,6 +201,13 @@ public struct ModelConfig: Sendable, Equatable {
         guard rmsNormEps > 0, rmsNormEps.isFinite else { throw bad(Key.rmsNormEps, "\(rmsNormEps) must be positive") }
         guard ropeFreqBase > 1, ropeFreqBase.isFinite else { throw bad(Key.ropeFreqBase, "\(ropeFreqBase) must be > 1") }
         guard ropeScalingFactor > 0, ropeScalingFactor.isFinite else { throw bad(Key.ropeScalingFactor, "\(ropeScalingFactor) must be positive") }
+        guard embeddingScale > 0, embeddingScale.isFinite else { throw bad(Key.embeddingScale, "\(embeddingScale) must be positive") }
+        guard slidingWindow >= 0, slidingWindow <= 1 << 30 else { throw bad(Key.slidingWindow, "\(slidingWindow) is out of range") }
+        guard slidingWindowPattern >= 0, slidingWindowPattern <= 1 << 20 else {
+            throw bad(Key.slidingWindowPattern, "\(slidingWindowPattern) is out of range")
+        }
+        if let b = ropeFreqBaseLocal, !(b > 1 && b.isFinite) { throw bad(Key.ropeFreqBaseLocal, "\(b) must be > 1") }
+        if let a = attentionScale, !(a > 0 && a.isFinite) { throw bad(Key.attentionScale, "\(a) must be positive") }
     }
 
     /// Writes every canonical key with its fixed type.
@@ -153,6 +230,17 @@ public struct ModelConfig: Sendable, Equatable {
         m[Key.ropeLowFreqFactor] = .float32(ropeLowFreqFactor)
         m[Key.ropeHighFreqFactor] = .float32(ropeHighFreqFactor)
         m[Key.tiedEmbeddings] = .bool(tiedEmbeddings)
+        // The architecture switches, only where they differ from llama (so llama files stay as they were).
+        if embeddingScale != 1 { m[Key.embeddingScale] = .float32(embeddingScale) }
+        if qkNorm { m[Key.qkNorm] = .bool(true) }
+        if postNorms { m[Key.postNorms] = .bool(true) }
+        if activation != .silu { m[Key.activation] = .string(activation.rawValue) }
+        if slidingWindow > 0 {
+            m[Key.slidingWindow] = .uint32(UInt32(slidingWindow))
+            m[Key.slidingWindowPattern] = .uint32(UInt32(slidingWindowPattern))
+        }
+        if let b = ropeFreqBaseLocal { m[Key.ropeFreqBaseLocal] = .float32(b) }
+        if let a = attentionScale { m[Key.attentionScale] = .float32(a) }
     }
 }
 

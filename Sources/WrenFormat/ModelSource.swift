@@ -18,6 +18,9 @@ public struct SourceTensor: @unchecked Sendable {
     public var rowOrder: [Int]?
     /// The dtype the tensor had before an export dequantized it (round trips).
     public var originalDType: DType?
+    /// When set (1-D tensors), Wren element i is source element `elementOrder[i]`
+    /// (a QK-norm weight follows its head's row permutation).
+    public var elementOrder: [Int]?
 
     public var rowCount: Int { shape.count == 1 ? 1 : shape.dropLast().reduce(1, *) }
     public var rowLength: Int { shape.last! }
@@ -35,6 +38,12 @@ public struct SourceTensor: @unchecked Sendable {
     /// reordering: a plain copy, byte for byte.
     public func write(as target: DType, into dst: UnsafeMutableRawBufferPointer) {
         let rows = rowCount, n = rowLength
+        if let order = elementOrder {
+            var x = [Float](repeating: 0, count: n)
+            x.withUnsafeMutableBufferPointer { Quant.dequantize(dtype, data.baseAddress!, $0.baseAddress!, count: n) }
+            Quant.quantize(target, order.map { x[$0] }).withUnsafeBytes { dst.copyMemory(from: $0) }
+            return
+        }
         if target == dtype {
             if rowOrder == nil { dst.copyMemory(from: data); return }
             let rb = rowBytes
@@ -127,6 +136,12 @@ public final class ModelSource: @unchecked Sendable {
         try check([(TensorNames.tokenEmbedding, [c.vocabSize, dim]), (TensorNames.outputNorm, [dim])])
         if !c.tiedEmbeddings { try check([(TensorNames.output, [c.vocabSize, dim])]) }
         for l in 0..<c.blockCount {
+            try check(TensorNames.ExtraLayer.allCases.filter { $0.isUsed(by: c) }.map { t in
+                switch t {
+                case .qNorm, .kNorm: return (t.name(layer: l), [c.headDim])
+                case .postAttnNorm, .postFFNNorm: return (t.name(layer: l), [dim])
+                }
+            })
             try check(TensorNames.Layer.allCases.map { t in
                 let shape: [Int]
                 switch t {
@@ -150,8 +165,9 @@ public final class ModelSource: @unchecked Sendable {
         let path = g.path
         let m = g.metadata
         let arch = try m.string("general.architecture", in: path)
-        guard arch == "llama" else {
-            throw FormatError.invalid(path: path, field: "general.architecture", reason: "unsupported architecture \"\(arch)\" (Wren runs llama)")
+        guard ModelConfig.supportedArchitectures.contains(arch) else {
+            throw FormatError.invalid(path: path, field: "general.architecture",
+                                      reason: "unsupported architecture \"\(arch)\" (Wren runs \(ModelConfig.supportedArchitectures.joined(separator: ", ")))")
         }
         let tok = try TokenizerMetadata(metadata: m, path: path, prefix: "tokenizer.ggml.")
         func key(_ k: String) -> String { "\(arch).\(k)" }
@@ -185,6 +201,8 @@ public final class ModelSource: @unchecked Sendable {
             c.ropeScalingType = f == 1 ? .none : .linear
         }
         c.ropeOriginalContextLength = try m.optionalInt(key("rope.scaling.original_context_length"), in: path) ?? 0
+        c.architecture = arch
+        if arch == "gemma3" { try gemma3Settings(&c, m, path: path) }
         try c.validate(path: path)
 
         var meta = Metadata()
@@ -199,9 +217,53 @@ public final class ModelSource: @unchecked Sendable {
             guard let dt = t.dtype else {
                 throw FormatError.unsupportedDType(path: path, dtype: ggmlTypeName(t.typeID), tensor: t.name)
             }
-            tensors.append(SourceTensor(name: t.name, dtype: dt, shape: t.shape, data: g.data(t)))
+            var st = SourceTensor(name: t.name, dtype: dt, shape: t.shape, data: g.data(t))
+            if arch == "gemma3" { rotateHalfToPairs(&st, c) }
+            tensors.append(st)
         }
         return try ModelSource(path: path, kind: .gguf, metadata: meta, tensors: tensors, config: c, owners: [g], sourceFiles: [path])
+    }
+
+    /// Gemma 3's differences from llama, as llama.cpp reads its GGUF: embeddings
+    /// scaled by √dim, QK-norm, post-norms, GeGLU (tanh GELU), and a sliding
+    /// window on five of every six layers, whose RoPE base is 10000 unless the
+    /// file names one. The norm weights are stored as 1 + w already (llama.cpp's
+    /// converter adds the 1), so they multiply directly.
+    static func gemma3Settings(_ c: inout ModelConfig, _ m: Metadata, path: String) throws {
+        c.embeddingScale = Float(c.embeddingLength).squareRoot()
+        c.qkNorm = true
+        c.postNorms = true
+        c.activation = .geluTanh
+        c.slidingWindow = try m.optionalInt("gemma3.attention.sliding_window", in: path) ?? 0
+        if c.slidingWindow > 0 {
+            if let v = m["gemma3.attention.sliding_window_pattern"], v.int == nil {
+                throw FormatError.invalid(path: path, field: "gemma3.attention.sliding_window_pattern",
+                                          reason: "a per-layer pattern array is not supported (only a period N)")
+            }
+            c.slidingWindowPattern = try m.optionalInt("gemma3.attention.sliding_window_pattern", in: path) ?? 6
+            c.ropeFreqBaseLocal = Float(try m.optionalDouble("gemma3.rope.freq_base_swa", in: path) ?? 10000)
+        }
+        // The 27B model scales queries by its embedding width per head (as llama.cpp and gemma_pytorch do).
+        if c.blockCount == 62 { c.attentionScale = 1 / Float(c.embeddingLength / c.headCount).squareRoot() }
+        if let cap = try m.optionalDouble("gemma3.final_logit_softcapping", in: path), cap != 0 {
+            throw FormatError.invalid(path: path, field: "gemma3.final_logit_softcapping", reason: "final logit soft-capping is not supported")
+        }
+    }
+
+    /// llama.cpp rotates Gemma's q and k in halves (i, i + d/2); Wren rotates adjacent
+    /// pairs, so q/k rows are permuted per head on import, as for Hugging Face
+    /// llama checkpoints, and the QK-norm weights with them (attention scores are
+    /// unchanged: q and k are permuted alike).
+    static func rotateHalfToPairs(_ t: inout SourceTensor, _ c: ModelConfig) {
+        let parts = t.name.split(separator: ".")
+        guard parts.count == 4, parts[0] == "blk" else { return }
+        switch parts[2] {
+        case TensorNames.Layer.q.rawValue: t.rowOrder = TensorNames.hfToWrenRows(rows: t.rowCount, heads: c.headCount)
+        case TensorNames.Layer.k.rawValue: t.rowOrder = TensorNames.hfToWrenRows(rows: t.rowCount, heads: c.headCountKV)
+        case TensorNames.ExtraLayer.qNorm.rawValue, TensorNames.ExtraLayer.kNorm.rawValue:
+            if t.shape == [c.headDim] { t.elementOrder = TensorNames.hfToWrenRows(rows: c.headDim, heads: 1) }
+        default: break
+        }
     }
 
     // MARK: .wren

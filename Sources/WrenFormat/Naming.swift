@@ -42,6 +42,23 @@ public enum TensorNames {
         }
     }
 
+    /// Per-layer tensors beyond llama's nine, present when the config switches
+    /// them on: QK-norm weights (head-dimension vectors) and Gemma's post-norms.
+    public enum ExtraLayer: String, CaseIterable, Sendable {
+        case qNorm = "attn_q_norm", kNorm = "attn_k_norm"
+        case postAttnNorm = "post_attention_norm", postFFNNorm = "post_ffw_norm"
+
+        public func name(layer l: Int) -> String { "blk.\(l).\(rawValue).weight" }
+
+        /// Whether `c` uses this tensor.
+        public func isUsed(by c: ModelConfig) -> Bool {
+            switch self {
+            case .qNorm, .kNorm: return c.qkNorm
+            case .postAttnNorm, .postFFNNorm: return c.postNorms
+            }
+        }
+    }
+
     /// The Wren name of an HF tensor name, or nil when it is not a llama weight.
     public static func wrenName(hf: String) -> String? {
         switch hf {

@@ -93,15 +93,20 @@ public enum Attention {
     /// dimension `ldp`). Query row i sits at position start + i and sees keys 0...start + i;
     /// its row holds those probabilities, then zeros up to start + rows.upperBound.
     /// Q rows are `ldq` floats apart, K rows `ldk`. With `pool`, rows are normalised in parallel.
+    /// A `window` > 0 also masks keys `window` or more positions before the query's
+    /// (sliding-window attention): their probabilities are zero.
     public static func causalProbabilities(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, ldk: Int, rows: Range<Int>, start: Int,
-                                           hd: Int, scale: Float, probs: UnsafeMutablePointer<Float>, ldp: Int, pool: WorkerPool? = nil) {
+                                           hd: Int, scale: Float, probs: UnsafeMutablePointer<Float>, ldp: Int, pool: WorkerPool? = nil,
+                                           window: Int = 0) {
         let r0 = rows.lowerBound, r1 = rows.upperBound, keys = start + r1
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(r1 - r0), Int32(keys), Int32(hd),
                     scale, q + r0 * ldq, Int32(ldq), k, Int32(ldk), 0, probs + r0 * ldp, Int32(ldp))
         let P = SendablePointer(probs)
         let normalise: @Sendable (Int) -> Void = { i in
             let row = P.p + i * ldp, visible = start + i + 1
-            Ops.softmax(row, visible)
+            let first = window > 0 ? max(0, visible - window) : 0
+            Ops.softmax(row + first, visible - first)
+            if first > 0 { row.update(repeating: 0, count: first) }
             if visible < keys { (row + visible).update(repeating: 0, count: keys - visible) }
         }
         if let pool { pool.run(r1 - r0) { normalise(r0 + $0) } } else { for i in rows { normalise(i) } }
@@ -110,8 +115,9 @@ public enum Attention {
     /// out rows `rows` (leading dimension `ldo`) = P·V for one head, P from `causalProbabilities`.
     public static func rowBlock(q: UnsafePointer<Float>, ldq: Int, k: UnsafePointer<Float>, v: UnsafePointer<Float>, ldkv: Int,
                                 rows: Range<Int>, start: Int, hd: Int, scale: Float, probs: UnsafeMutablePointer<Float>, ldp: Int,
-                                out: UnsafeMutablePointer<Float>, ldo: Int, pool: WorkerPool? = nil) {
-        causalProbabilities(q: q, ldq: ldq, k: k, ldk: ldkv, rows: rows, start: start, hd: hd, scale: scale, probs: probs, ldp: ldp, pool: pool)
+                                out: UnsafeMutablePointer<Float>, ldo: Int, pool: WorkerPool? = nil, window: Int = 0) {
+        causalProbabilities(q: q, ldq: ldq, k: k, ldk: ldkv, rows: rows, start: start, hd: hd, scale: scale, probs: probs, ldp: ldp, pool: pool,
+                            window: window)
         let r0 = rows.lowerBound
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows.count), Int32(hd), Int32(start + rows.upperBound),
                     1, probs + r0 * ldp, Int32(ldp), v, Int32(ldkv), 0, out + r0 * ldo, Int32(ldo))

@@ -317,6 +317,11 @@ public enum Ops {
         wren_swiglu(gate, up, Int32(n))
     }
 
+    /// gate = gelu_tanh(gate)·up (GeGLU, Gemma's feed-forward), n floats.
+    public static func geglu(_ gate: UnsafeMutablePointer<Float>, _ up: UnsafePointer<Float>, _ n: Int) {
+        wren_geglu(gate, up, Int32(n))
+    }
+
     /// Backward of `swiglu` (g, u its inputs): dg += dh·u·silu'(g), du += dh·silu(g),
     /// silu'(g) = σ(g)·(1 + g·(1 − σ(g))); chunks of 8192 across the pool.
     public static func swigluBackward(_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, dh: UnsafePointer<Float>,

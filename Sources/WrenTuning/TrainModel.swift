@@ -120,6 +120,11 @@ public final class TrainModel: @unchecked Sendable {
     ///   - maxLength: the longest sequence (for the attention scratch).
     public init(model: LlamaModel, mode: TrainMode, maxTokens: Int, maxLength: Int, threads: Int, checkpointing: Bool = false,
                 seed: UInt64 = 0) throws {
+        // The backward pass is llama's; the other architectures' extra steps have none yet.
+        guard model.config.extensions.isEmpty else {
+            throw EngineError.unsupported("finetuning \(model.config.architecture) is not supported yet: "
+                                          + "\(model.config.extensions.joined(separator: ", ")) have no backward pass (llama models train)")
+        }
         base = model
         config = model.config
         self.mode = mode
@@ -367,7 +372,11 @@ struct TrainOps: BlockOps {
 
     func withNormWeight(_ norm: BlockNorm, layer: Int, _ body: (UnsafePointer<Float>) -> Void) {
         let w = model.layers[layer]
-        body((norm == .attention ? w.attnNorm : w.ffnNorm).value)
+        switch norm {
+        case .attention: body(w.attnNorm.value)
+        case .feedForward: body(w.ffnNorm.value)
+        default: preconditionFailure("\(norm): refused at init (llama models only)")
+        }
     }
 
     mutating func project(_ projections: [Projection], layer: Int, input: UnsafeMutablePointer<Float>,

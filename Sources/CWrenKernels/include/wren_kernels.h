@@ -67,6 +67,8 @@ void wren_attend_q8_0(const float *q, const void *k, const void *v, size_t strid
 void wren_softmax(float *x, int n);
 /// gate[j] = silu(gate[j])·up[j] over n floats.
 void wren_swiglu(float *gate, const float *up, int n);
+/// gate[j] = gelu_tanh(gate[j])·up[j] over n floats (GeGLU; gelu_tanh(x) = x·σ(2·√(2/π)·(x + 0.044715·x³))).
+void wren_geglu(float *gate, const float *up, int n);
 /// Backward of swiglu: dg += dh·u·silu'(g), du += dh·silu(g) (accumulates).
 void wren_swiglu_backward(const float *g, const float *u, const float *dh, float *dg, float *du, int n);
 /// 1 when the AVX2/FMA/F16C kernels are in use.
