@@ -325,6 +325,9 @@ static uint8_t *pack_space(size_t bytes) {
 #define TILE_MIN_TOKENS 8
 #endif
 
+SIMD_FN static void tiles_over_packed(int kind, uint8_t *pk, size_t packed, int rows, const int8_t *qs, const float *d, const float *s,
+                                      int blocks, int tokens, float *y, int ldy);
+
 typedef void (*gemv_fn)(const uint8_t *, size_t, int, const int8_t *, const float *, const float *, int, float *, int);
 
 SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, gemv_fn gemv2, const uint8_t *w, size_t row_bytes, int rows,
@@ -344,6 +347,16 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, gemv_f
         return;
     }
     for (int g = 0; g < groups; g++) pack_group(kind, w, row_bytes, rows, 4 * g, blocks, block_bytes, pk + g * gbytes);
+    tiles_over_packed(kind, pk, packed, rows, qs, d, s, blocks, tokens, y, ldy);
+}
+
+// The tiles over groups already packed at pk (`packed` bytes, then room for the
+// tokens' block sums).
+SIMD_FN static void tiles_over_packed(int kind, uint8_t *pk, size_t packed, int rows, const int8_t *qs, const float *d, const float *s,
+                                      int blocks, int tokens, float *y, int ldy) {
+    const size_t n = 32 * (size_t)blocks;
+    int groups = (rows + 3) / 4;
+    size_t gbytes = (size_t)blocks * packed_block_bytes(kind);
     int32_t *sx = (int32_t *)(pk + packed);
     if (offset_shift(kind)) {
         for (size_t i = 0; i < (size_t)tokens * blocks; i++) {
@@ -364,6 +377,18 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, gemv_f
                      y + (size_t)t * ldy + r, y + (size_t)u * ldy + r, live);
         }
     }
+}
+
+// For q8_k.c: q4_k and q5_k rows repacked as q4_1-kind groups (their unsigned
+// integers, per 32-block scale dl and minimum −ml) run on these same tiles.
+uint8_t *wren_q8_tile_space(int blocks, int rows, int tokens, size_t *packed) {
+    *packed = ((size_t)blocks * packed_block_bytes(KIND_Q4_1) * ((rows + 3) / 4) + 63) / 64 * 64;
+    return pack_space(*packed + 4 * (size_t)tokens * blocks);
+}
+size_t wren_q8_tile_block_bytes(void) { return packed_block_bytes(KIND_Q4_1); }
+SIMD_FN void wren_q8_tiles_min(uint8_t *pk, size_t packed, int rows, const int8_t *qs, const float *d, const float *s, int blocks,
+                               int tokens, float *y, int ldy) {
+    tiles_over_packed(KIND_Q4_1, pk, packed, rows, qs, d, s, blocks, tokens, y, ldy);
 }
 
 #define GEMM_Q8_AVX2(NAME, KIND, BYTES, GEMV, GEMV2)                                                                  \

@@ -133,6 +133,12 @@ GEMM_K_SCALAR(wren_gemm_q8_q6_k_scalar, K_Q6)
 
 #define ALWAYS_INLINE __attribute__((always_inline))
 
+// q8.c's prompt tiles, for q4_k and q5_k rows repacked into its q4_1 layout.
+uint8_t *wren_q8_tile_space(int blocks, int rows, int tokens, size_t *packed);
+size_t wren_q8_tile_block_bytes(void);
+void wren_q8_tiles_min(uint8_t *pk, size_t packed, int rows, const int8_t *qs, const float *d, const float *s, int blocks,
+                       int tokens, float *y, int ldy);
+
 // Sub-block j's 32 integers in element order (q3_k, q6_k: signed, offsets taken off).
 SIMD_FN static inline ALWAYS_INLINE __m256i k_ints(int kind, const uint8_t *b, int j) {
     const __m256i m3 = _mm256_set1_epi8(3), m15 = _mm256_set1_epi8(15), one = _mm256_set1_epi8(1);
@@ -282,10 +288,53 @@ SIMD_FN static inline ALWAYS_INLINE void gemv_k(int kind, int NT, const uint8_t 
     }
 }
 
+// Prompt tiles for q4_k and q5_k: their canonical arithmetic is q4_1's with
+// per-32-block scale dl_j and minimum −ml_j (A = fma(fl(dl·dx), isum, A);
+// M' = fma(−ml, s, M') = −M exactly; y = A + M' = A − M), so their rows are
+// repacked into q8.c's q4_1 group layout and run on its tiles: per 32-block,
+// the four rows' integers in 8-byte chunks, then dl and −ml in the lane order
+// r0 r1 r0 r1 r2 r3 r2 r3.
+SIMD_FN static void pack_group_k(int kind, const uint8_t *w, size_t row_bytes, int rows, int r0, int blocks, uint8_t *out, size_t pb) {
+    const uint8_t *rw[4];
+    for (int k = 0; k < 4; k++) rw[k] = w + (size_t)(r0 + k < rows ? r0 + k : rows - 1) * row_bytes;
+    const int SB = kbytes[kind];
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 0, 1, 2, 3, 2, 3);
+    kscales4 S;
+    for (int i = 0; i < blocks / 8; i++) {
+        const uint8_t *b[4] = { rw[0] + (size_t)i * SB, rw[1] + (size_t)i * SB, rw[2] + (size_t)i * SB, rw[3] + (size_t)i * SB };
+        k_scales(kind, b, &S);
+        for (int j = 0; j < 8; j++, out += pb) {
+            __m256i R0 = k_ints(kind, b[0], j), R1 = k_ints(kind, b[1], j), R2 = k_ints(kind, b[2], j), R3 = k_ints(kind, b[3], j);
+            __m256i T0 = _mm256_unpacklo_epi64(R0, R1), T1 = _mm256_unpackhi_epi64(R0, R1);
+            __m256i T2 = _mm256_unpacklo_epi64(R2, R3), T3 = _mm256_unpackhi_epi64(R2, R3);
+            _mm256_storeu_si256((__m256i *)(out + 0), _mm256_permute2x128_si256(T0, T2, 0x20));
+            _mm256_storeu_si256((__m256i *)(out + 32), _mm256_permute2x128_si256(T1, T3, 0x20));
+            _mm256_storeu_si256((__m256i *)(out + 64), _mm256_permute2x128_si256(T0, T2, 0x31));
+            _mm256_storeu_si256((__m256i *)(out + 96), _mm256_permute2x128_si256(T1, T3, 0x31));
+            __m128 dl = _mm_loadu_ps(S.dl[j]), ml = _mm_sub_ps(_mm_setzero_ps(), _mm_loadu_ps(S.ml[j]));
+            _mm256_storeu_ps((float *)(out + 128), _mm256_permutevar8x32_ps(_mm256_set_m128(dl, dl), lanes));
+            _mm256_storeu_ps((float *)(out + 160), _mm256_permutevar8x32_ps(_mm256_set_m128(ml, ml), lanes));
+        }
+    }
+}
+
+// Below this many tokens the rows are read in place (as q8.c's TILE_MIN_TOKENS).
+#define K_TILE_MIN_TOKENS 8
+
 #define GEMM_K_AVX2(NAME, KIND)                                                                                 \
     SIMD_FN void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s, \
                       int blocks, int tokens, float *y, int ldy) {                                              \
         const size_t n = 32 * (size_t)blocks;                                                                   \
+        if ((KIND == K_Q4 || KIND == K_Q5) && tokens >= K_TILE_MIN_TOKENS) {                                    \
+            size_t packed, pb = wren_q8_tile_block_bytes();                                                     \
+            uint8_t *pk = wren_q8_tile_space(blocks, rows, tokens, &packed);                                    \
+            if (pk) {                                                                                           \
+                for (int g = 0; g < (rows + 3) / 4; g++)                                                        \
+                    pack_group_k(KIND, w, row_bytes, rows, 4 * g, blocks, pk + (size_t)g * blocks * pb, pb);    \
+                wren_q8_tiles_min(pk, packed, rows, qs, d, s, blocks, tokens, y, ldy);                          \
+                return;                                                                                         \
+            }                                                                                                   \
+        }                                                                                                       \
         int t = 0;                                                                                              \
         for (; t + 2 <= tokens; t += 2)                                                                         \
             gemv_k(KIND, 2, w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks,     \

@@ -39,10 +39,17 @@ public final class ChatFormatter: @unchecked Sendable {
         } else if let src = model.file.metadata["tokenizer.chat_template"]?.string {
             template = try ChatTemplate(src)
             origin = "model"
+        } else if let name = ChatFormatter.builtIn[model.config.architecture], let t = try ChatTemplate.named(name) {
+            // GGUF files of some architectures carry no template; theirs is fixed by the architecture.
+            template = t
+            origin = "\(name) (built in for \(model.config.architecture); the file has none)"
         } else {
             throw EngineError.invalidSetting(setting: "chatTemplate", reason: "is needed: \(model.file.path) has no chat template; name a built-in one (\(ChatTemplate.fallbacks.keys.sorted().joined(separator: ", "))) or give a template file")
         }
     }
+
+    /// The template an architecture implies when its file has none.
+    static let builtIn = ["gemma3": "gemma"]
 
     /// The rendered prompt text.
     public func render(_ messages: [ChatMessage], addGenerationPrompt: Bool = true) throws -> String {

@@ -268,7 +268,9 @@ public enum HFExporter {
     /// Writes `model` as a Hugging Face llama directory: config.json, tokenizer.json,
     /// tokenizer_config.json, model.safetensors. Quantized tensors are written
     /// dequantized (as `floatType`, default f32) and their original dtype is kept in
-    /// the safetensors metadata ("wren.dtypes") so that converting back restores them.
+    /// the safetensors metadata ("wren.dtypes") so that converting back restores them:
+    /// the very bytes for the 32-element types, a requantization for the k-quants
+    /// (whose scale searches can settle differently on dequantized values).
     /// The directory is built under a temporary name beside `dir` and renamed into place
     /// whole, so a kill at any point leaves either the old directory or the new one, never a
     /// mix. An existing `dir` is replaced only with `overwrite` and only when it holds nothing
@@ -276,6 +278,10 @@ public enum HFExporter {
     public static func export(_ w: WrenFile, to dir: String, floatType: DType = .f32, overwrite: Bool = false) throws {
         precondition(!floatType.isQuantized)
         let c = try ModelConfig(metadata: w.metadata, path: w.path)
+        guard c.architecture == "llama" else {
+            throw FormatError.invalid(path: w.path, field: ModelConfig.Key.architecture,
+                                      reason: "export writes llama checkpoints; \(c.architecture) is not supported yet")
+        }
         let tok = try TokenizerMetadata(metadata: w.metadata, path: w.path)
         let build = try DirectoryBuild(path: dir, overwrite: overwrite, replaceable: exportedFiles)
         let out = build.tempPath

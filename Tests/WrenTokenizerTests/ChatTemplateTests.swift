@@ -86,5 +86,12 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertEqual(try ChatTemplate.named("chatml")!.render([msgs[1]]), "<|im_start|>user\nU<|im_end|>\n<|im_start|>assistant\n")
         for name in ChatTemplate.fallbacks.keys { XCTAssertFalse(try ChatTemplate.named(name)!.render(msgs).isEmpty, name) }
         XCTAssertNil(try ChatTemplate.named("nonesuch"))
+        // Gemma: the system message opens the first user turn (Gemma 3's convention).
+        let gemma = try ChatTemplate.named("gemma")!
+        XCTAssertEqual(try gemma.render(msgs, addGenerationPrompt: true, bosToken: "<bos>", eosToken: "<eos>"),
+                       "<bos><start_of_turn>user\nS\n\nU<end_of_turn>\n<start_of_turn>model\nA<end_of_turn>\n"
+                       + "<start_of_turn>user\nV<end_of_turn>\n<start_of_turn>model\n")
+        XCTAssertEqual(try gemma.render(Array(msgs[1...2]), addGenerationPrompt: false, bosToken: "<bos>", eosToken: "<eos>"),
+                       "<bos><start_of_turn>user\nU<end_of_turn>\n<start_of_turn>model\nA<end_of_turn>\n")
     }
 }

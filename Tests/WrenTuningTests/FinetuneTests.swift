@@ -355,4 +355,18 @@ final class FinetuneTests: XCTestCase {
         zero.lisaInterval = 0
         expectError({ _ = try Finetuner(zero) }, contains: ["lisaInterval"])
     }
+
+    /// Architectures whose extra steps have no backward pass are refused, naming them.
+    func testGemma3IsRefused() throws {
+        let fixture = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("WrenEngineTests/Fixtures/tiny-gemma3.gguf").path
+        let out = tempDirectory() + "/g.wren"
+        _ = try ModelConverter.convert(try ModelSource.open(fixture), to: out, options: .init(overwrite: true))
+        let m = try LlamaModel(path: out)
+        XCTAssertThrowsError(try TrainModel(model: m, mode: .lora(LoRAConfig(rank: 2, alpha: 4, targets: [.q])), maxTokens: 16,
+                                            maxLength: 16, threads: 1)) { e in
+            XCTAssertTrue("\(e)".contains("finetuning gemma3 is not supported yet"), "\(e)")
+            XCTAssertTrue("\(e)".contains("QK-norm"), "\(e)")
+        }
+    }
 }

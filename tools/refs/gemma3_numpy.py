@@ -54,7 +54,8 @@ class Gemma3Numpy:
     def is_local(self, l):
         return self.window > 0 and (l + 1) % self.pattern != 0
 
-    def logits(self, ids):
+    def logits(self, ids, positions=None):
+        """Logits [len(positions), vocab] (default: every position), float32."""
         T = len(ids)
         x = self.w["token_embd.weight"][np.array(ids)] * np.float32(np.sqrt(self.dim))
         pos = np.arange(T)
@@ -85,4 +86,6 @@ class Gemma3Numpy:
             gelu = 0.5 * gt * (1 + np.tanh(np.float32(np.sqrt(2 / np.pi)) * (gt + np.float32(0.044715) * gt ** 3)))
             x = x + self.rmsnorm(gelu.astype(np.float32) * up @ self.w[p + "ffn_down.weight"].T, self.w[p + "post_ffw_norm.weight"])
         x = self.rmsnorm(x, self.w["output_norm.weight"])
+        if positions is not None:
+            x = x[positions]
         return (x @ self.w["token_embd.weight"].T).astype(np.float32)
