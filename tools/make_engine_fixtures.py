@@ -4,13 +4,17 @@ from an independent numpy forward pass (tools/refs/llama_numpy.py) over
 SmolLM2-135M-Instruct Q4_1 weights dequantized exactly by `gguf`, with token
 ids from HF `tokenizers` (tools/refs/smollm2_hf.py). Variants: the weights
 as stored (q4_1), and as `wren convert --type q8_0` / `--type f16` store them
-(requantized with gguf-py, whose bytes equal Wren's). For each prompt: the
-top-40 logits at every position and 24 greedy tokens.
+(requantized with gguf-py, whose bytes equal Wren's); and as `wren convert
+--type q4_k_m / q5_k_m / q6_k` store them, read from llama-quantize's
+requantization of the same GGUF (`--allow-requantize`, whose bytes equal
+Wren's: MixtureTests). For each prompt: the top-40 logits at every position
+and 24 greedy tokens (32 for the k-quant mixtures).
 Writes Tests/WrenEngineTests/Fixtures/smollm2_f32_reference.json.
 
-  pip install gguf tokenizers numpy && python3 tools/make_engine_fixtures.py
+  pip install gguf tokenizers numpy
+  LLAMA_QUANTIZE=$LLAMA_CPP/build/bin/llama-quantize python3 tools/make_engine_fixtures.py
 """
-import json, os, sys
+import json, os, subprocess, sys, tempfile
 import numpy as np
 from gguf import GGMLQuantizationType as T
 from gguf.quants import quantize, dequantize
@@ -48,6 +52,20 @@ for variant in ["q4_1", "q8_0", "f16"]:
         L = model.logits(ids)
         top = [[[int(i), float(row[i])] for i in np.argsort(-row, kind="stable")[:TOP]] for row in L]
         cases.append({"tokens": ids, "top": top, "greedy": model.greedy(ids, GEN)})
+        print(variant, repr(p[:30]), repr(tok.decode(cases[-1]["greedy"])), file=sys.stderr)
+    out["variants"][variant] = cases
+# The k-quant mixtures: llama-quantize requantizes the same GGUF (its bytes are Wren's).
+work = tempfile.mkdtemp()
+for variant in ["q4_k_m", "q5_k_m", "q6_k"]:
+    q = os.path.join(work, f"{variant}.gguf")
+    subprocess.run([os.environ["LLAMA_QUANTIZE"], "--allow-requantize", GGUF, q, variant.upper(), "2"], check=True, capture_output=True)
+    km = LlamaNumpy(q)
+    cases = []
+    for p in PROMPTS:
+        ids = tok.encode(p, add_special_tokens=False).ids
+        L = km.logits(ids)
+        top = [[[int(i), float(row[i])] for i in np.argsort(-row, kind="stable")[:TOP]] for row in L]
+        cases.append({"tokens": ids, "top": top, "greedy": km.greedy(ids, 32)})
         print(variant, repr(p[:30]), repr(tok.decode(cases[-1]["greedy"])), file=sys.stderr)
     out["variants"][variant] = cases
 dst = os.path.join(ROOT, "Tests/WrenEngineTests/Fixtures/smollm2_f32_reference.json")

@@ -102,7 +102,7 @@ struct ModelOptions: ParsableArguments {
         if let ctx, ctx < 1 { throw ValidationError("-c must be at least 1") }
         if let ropeFreqBase, !(ropeFreqBase > 1 && ropeFreqBase.isFinite) { throw ValidationError("--rope-freq-base must be a finite number > 1") }
         if let ropeScale, !(ropeScale > 0 && ropeScale.isFinite) { throw ValidationError("--rope-scale must be a finite number > 0") }
-        if let s = ropeScaling, s == .llama3 { throw ValidationError("--rope-scaling must be none, linear, ntk, dynamic-ntk or yarn") }
+        if let s = ropeScaling, s == .llama3 { throw ValidationError("--rope-scaling must be none, linear, ntk, dynamic-ntk or yarn (llama3 comes only from the model)") }
         if let s = ropeScaling, s != .none, ropeScale == nil { throw ValidationError("--rope-scaling \(s.rawValue) needs --rope-scale") }
         if let o = yarnOrigCtx, o < 1 { throw ValidationError("--yarn-orig-ctx must be at least 1") }
         for (name, v) in [("--yarn-beta-fast", yarnBetaFast), ("--yarn-beta-slow", yarnBetaSlow), ("--yarn-attn-factor", yarnAttnFactor)] {

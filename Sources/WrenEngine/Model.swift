@@ -60,6 +60,18 @@ public struct LayerWeights: @unchecked Sendable {
     public var qNorm: [Float]? = nil, kNorm: [Float]? = nil
     /// Post-norm weights (embeddingLength each), when the config has post-norms.
     public var postAttnNorm: [Float]? = nil, postFFNNorm: [Float]? = nil
+    /// q/k/v biases (one per output row), when the config has them.
+    public var qBias: [Float]? = nil, kBias: [Float]? = nil, vBias: [Float]? = nil
+
+    /// The bias added to `p`'s output rows, if any.
+    public func bias(_ p: Projection) -> [Float]? {
+        switch p {
+        case .q: return qBias
+        case .k: return kBias
+        case .v: return vBias
+        default: return nil
+        }
+    }
 
     /// The weight of `norm` (nil for a norm this layer does not have).
     public func norm(_ norm: BlockNorm) -> [Float]? {
@@ -87,6 +99,14 @@ public struct RopeSettings: Sendable, Equatable {
     public var yarnBetaFast: Float = 32
     public var yarnBetaSlow: Float = 1
     public var yarnAttentionFactor: Float?
+    /// llama3: the wavelength band, as multiples of the original context, between
+    /// frequencies kept (shorter than original/high) and divided by the factor
+    /// (longer than original/low), with a linear blend in between.
+    public var lowFreqFactor: Float = 1
+    public var highFreqFactor: Float = 4
+    /// Per-pair divisors of the frequencies stored in the model (GGUF `rope_freqs`), applied after
+    /// the scaling method; nil: none.
+    public var frequencyFactors: [Float]?
 
     public init(freqBase: Float, dimensions: Int, scaling: RopeScalingType, factor: Float, originalContext: Int) {
         self.freqBase = freqBase; self.dimensions = dimensions; self.scaling = scaling; self.factor = factor
@@ -99,8 +119,18 @@ public struct RopeSettings: Sendable, Equatable {
     ///   dynamic-ntk: base' = base·(factor·L/orig − (factor−1))^(d/(d−2)), L = max(length, orig);
     ///   yarn: each θ_i blended between base^(−2i/d) and base^(−2i/d)/factor by a linear ramp
     ///   over dimensions, from those rotating more than betaFast times in the original
-    ///   context (kept) to those rotating fewer than betaSlow times (interpolated).
+    ///   context (kept) to those rotating fewer than betaSlow times (interpolated);
+    ///   llama3: θ_i kept when its wavelength 2π/θ_i is under orig/high, divided by factor
+    ///   over orig/low, and between them (1 − s)·θ_i/factor + s·θ_i with
+    ///   s = (orig/wavelength − low)/(high − low).
+    /// Stored frequency factors then divide each θ_i.
     public func inverseFrequencies(length: Int = 0) -> [Float] {
+        let f = scaledInverseFrequencies(length: length)
+        guard let ff = frequencyFactors, ff.count == f.count else { return f }
+        return zip(f, ff).map { $0 / $1 }
+    }
+
+    func scaledInverseFrequencies(length: Int) -> [Float] {
         let d = Double(dimensions), half = dimensions / 2
         var base = Double(freqBase)
         switch scaling {
@@ -120,6 +150,15 @@ public struct RopeSettings: Sendable, Equatable {
                 let extrapolated = pow(base, -2 * Double(i) / d), interpolated = extrapolated / Double(factor)
                 let keep = 1 - min(max((Double(i) - low) / (high - low), 0), 1)
                 return Float(interpolated * (1 - keep) + extrapolated * keep)
+            }
+        case .llama3 where originalContext > 0 && factor != 1:
+            let orig = Double(originalContext), f = Double(factor), lo = Double(lowFreqFactor), hi = Double(highFreqFactor)
+            return (0..<half).map { i in
+                let theta = pow(base, -2 * Double(i) / d), wavelength = 2 * Double.pi / theta
+                if wavelength < orig / hi { return Float(theta) }
+                if wavelength > orig / lo { return Float(theta / f) }
+                let s = (orig / wavelength - lo) / (hi - lo)
+                return Float((1 - s) * theta / f + s * theta)
             }
         default: break
         }
@@ -181,13 +220,21 @@ public final class LlamaModel: @unchecked Sendable {
             throw EngineError.unsupported("\(path): tokenizer model \(tokenizerMetadata.model) is not supported")
         }
         let c = config
-        if c.ropeScalingType == .llama3 {
-            throw EngineError.unsupported("\(path): RoPE scaling llama3 is not supported yet (none, linear, ntk, dynamic-ntk, yarn are)")
-        }
         rope = RopeSettings(freqBase: ropeFreqBase ?? c.ropeFreqBase, dimensions: c.ropeDimensionCount,
                             scaling: ropeScale.map { $0 == 1 ? .none : .linear } ?? c.ropeScalingType,
                             factor: ropeScale ?? c.ropeScalingFactor,
                             originalContext: c.ropeOriginalContextLength > 0 ? c.ropeOriginalContextLength : c.contextLength)
+        rope.lowFreqFactor = c.ropeLowFreqFactor
+        rope.highFreqFactor = c.ropeHighFreqFactor
+        // llama.cpp's GGUFs of Llama 3.1+ carry the llama3 scaling as per-pair frequency divisors.
+        if let i = f.tensors.firstIndex(where: { $0.name == TensorNames.ropeFreqs }) {
+            let factors = try f.verifiedTensor(at: i).floats()
+            guard factors.count == c.ropeDimensionCount / 2, factors.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                throw FormatError.invalid(path: path, field: TensorNames.ropeFreqs,
+                                          reason: "needs \(c.ropeDimensionCount / 2) positive factors (got \(factors.count))")
+            }
+            rope.frequencyFactors = factors
+        }
         if let b = c.ropeFreqBaseLocal, b != rope.freqBase || rope.scaling != .none {
             ropeLocal = RopeSettings(freqBase: b, dimensions: c.ropeDimensionCount, scaling: .none, factor: 1,
                                      originalContext: rope.originalContext)
@@ -213,6 +260,9 @@ public final class LlamaModel: @unchecked Sendable {
                                  down: try mat(name(.down)))
             w.qNorm = try extra(.qNorm, c.headDim); w.kNorm = try extra(.kNorm, c.headDim)
             w.postAttnNorm = try extra(.postAttnNorm, c.embeddingLength); w.postFFNNorm = try extra(.postFFNNorm, c.embeddingLength)
+            w.qBias = try extra(.qBias, TensorNames.ExtraLayer.qBias.length(c))
+            w.kBias = try extra(.kBias, TensorNames.ExtraLayer.kBias.length(c))
+            w.vBias = try extra(.vBias, TensorNames.ExtraLayer.vBias.length(c))
             return w
         }
         // The tensor shapes were checked against the hyperparameters when the file was written;

@@ -250,6 +250,10 @@ struct CacheOps: BlockOps {
                 for d in s.model.adapters[layer][p] ?? [] { d.apply(x: input, tokens: T, y: out) }
             }
         }
+        for (p, out) in zip(projections, outputs) {
+            guard let b = s.model.layers[layer].bias(p) else { continue }
+            for t in 0..<T { for j in 0..<b.count { out[t * b.count + j] += b[j] } }
+        }
         if timed { matmulNs += session.now() - t0 }
     }
 

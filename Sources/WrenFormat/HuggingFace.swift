@@ -39,11 +39,14 @@ public enum HFImporter {
 
     /// Parses config.json into a ModelConfig.
     public static func config(_ d: [String: Any], path: String, tiedDefault: Bool) throws -> ModelConfig {
+        var modelType = "llama"
         if let mt = d["model_type"] {
             guard let s = mt as? String else { throw FormatError.wrongFieldType(path: path, field: "model_type", expected: "a string") }
-            guard s == "llama" || s == "mistral" else {
-                throw FormatError.invalid(path: path, field: "model_type", reason: "unsupported model type \"\(s)\" (Wren runs llama)")
+            guard supportedModelTypes.contains(s) else {
+                throw FormatError.invalid(path: path, field: "model_type",
+                                          reason: "unsupported model type \"\(s)\" (Wren imports \(supportedModelTypes.joined(separator: ", ")))")
             }
+            modelType = s
         }
         let heads = try int(d, "num_attention_heads", path)
         let dim = try int(d, "hidden_size", path)
@@ -82,9 +85,26 @@ public enum HFImporter {
             c.ropeLowFreqFactor = Float(try double(r, "low_freq_factor", path + " rope_scaling", default: 1))
             c.ropeHighFreqFactor = Float(try double(r, "high_freq_factor", path + " rope_scaling", default: 4))
         }
+        switch modelType {
+        case "mistral":
+            // Mistral 7B v0.1 attends through a window on every layer; later versions set it to null.
+            c.slidingWindow = try int(d, "sliding_window", path, default: 0)
+            if c.slidingWindow >= c.contextLength { c.slidingWindow = 0 }
+        case "qwen2":
+            c.architecture = "qwen2"
+            c.qkvBias = true
+            if (d["use_sliding_window"] as? Bool) == true {
+                throw FormatError.invalid(path: path, field: "use_sliding_window", reason: "Qwen2's layer-dependent sliding window is not supported")
+            }
+        default: break
+        }
         try c.validate(path: path)
         return c
     }
+
+    /// config.json `model_type`s Wren imports (Mistral as llama with a sliding window,
+    /// Qwen2 as llama with q/k/v biases).
+    public static let supportedModelTypes = ["llama", "mistral", "qwen2"]
 
     /// Loads a Hugging Face llama checkpoint directory.
     public static func load(directory dir: String) throws -> ModelSource {
@@ -124,8 +144,8 @@ public enum HFImporter {
         var tensors: [SourceTensor] = []
         for (t, sf) in raw {
             if TensorNames.isIgnorableHF(t.name) { continue }
-            guard let name = TensorNames.wrenName(hf: t.name) else {
-                throw FormatError.invalid(path: sf.path, field: "tensor \(t.name)", reason: "not a llama weight Wren knows")
+            guard let name = TensorNames.wrenName(hf: t.name, config: c) else {
+                throw FormatError.invalid(path: sf.path, field: "tensor \(t.name)", reason: "not a \(c.architecture) weight Wren knows")
             }
             if c.tiedEmbeddings && name == TensorNames.output { continue }
             guard let dt = t.wrenDType else { throw FormatError.unsupportedDType(path: sf.path, dtype: t.dtype, tensor: t.name) }
@@ -136,6 +156,12 @@ public enum HFImporter {
                     throw FormatError.invalid(path: sf.path, field: "tensor \(t.name) shape", reason: "\(t.shape) rows not divisible by \(heads) heads")
                 }
                 st.rowOrder = TensorNames.hfToWrenRows(rows: t.shape[0], heads: heads)
+            }
+            if let heads = TensorNames.permutedBiasHeads(name, c) {   // q/k biases follow their rows
+                guard t.shape.count == 1, t.shape[0] % heads == 0 else {
+                    throw FormatError.invalid(path: sf.path, field: "tensor \(t.name) shape", reason: "\(t.shape) not divisible by \(heads) heads")
+                }
+                st.elementOrder = TensorNames.hfToWrenRows(rows: t.shape[0], heads: heads)
             }
             st.originalDType = originalDTypes[t.name]
             tensors.append(st)
@@ -278,9 +304,10 @@ public enum HFExporter {
     public static func export(_ w: WrenFile, to dir: String, floatType: DType = .f32, overwrite: Bool = false) throws {
         precondition(!floatType.isQuantized)
         let c = try ModelConfig(metadata: w.metadata, path: w.path)
-        guard c.architecture == "llama" else {
+        guard c.architecture == "llama", !w.tensors.contains(where: { $0.name == TensorNames.ropeFreqs }) else {
             throw FormatError.invalid(path: w.path, field: ModelConfig.Key.architecture,
-                                      reason: "export writes llama checkpoints; \(c.architecture) is not supported yet")
+                                      reason: "export writes llama and Mistral checkpoints; \(c.architecture)"
+                                          + (c.architecture == "llama" ? " with stored RoPE frequency factors" : "") + " is not supported yet")
         }
         let tok = try TokenizerMetadata(metadata: w.metadata, path: w.path)
         let build = try DirectoryBuild(path: dir, overwrite: overwrite, replaceable: exportedFiles)
@@ -317,6 +344,9 @@ public enum HFExporter {
             "torch_dtype": floatType == .f32 ? "float32" : floatType == .f16 ? "float16" : "bfloat16",
             "attention_bias": false, "mlp_bias": false,
         ]
+        if c.slidingWindow > 0 {   // a windowed llama is Mistral's layout
+            cfg["architectures"] = ["MistralForCausalLM"]; cfg["model_type"] = "mistral"; cfg["sliding_window"] = c.slidingWindow
+        }
         if let b = tok.bosID { cfg["bos_token_id"] = b }
         if let e = tok.eosID { cfg["eos_token_id"] = e }
         if c.ropeScalingType != .none {

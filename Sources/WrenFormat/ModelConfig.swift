@@ -34,7 +34,7 @@ public enum Activation: String, Sendable, CaseIterable {
 /// and sliding windows on five of six layers with their own RoPE base.
 public struct ModelConfig: Sendable, Equatable {
     /// Architectures Wren runs (GGUF `general.architecture` names).
-    public static let supportedArchitectures = ["llama", "gemma3"]
+    public static let supportedArchitectures = ["llama", "qwen2", "gemma3"]
 
     public var architecture = "llama"
     public var vocabSize: Int
@@ -75,6 +75,8 @@ public struct ModelConfig: Sendable, Equatable {
     public var ropeFreqBaseLocal: Float?
     /// Attention logit scale (nil: 1/√headDim).
     public var attentionScale: Float?
+    /// q, k and v projections add a bias (Qwen2; tensors `attn_q.bias` …).
+    public var qkvBias = false
 
     /// Whether layer `l` attends through the sliding window.
     public func isWindowed(layer l: Int) -> Bool {
@@ -89,6 +91,7 @@ public struct ModelConfig: Sendable, Equatable {
         if postNorms { e.append("post-norms") }
         if activation != .silu { e.append(activation.rawValue) }
         if slidingWindow > 0 { e.append("sliding-window attention") }
+        if qkvBias { e.append("q/k/v biases") }
         return e
     }
 
@@ -136,6 +139,7 @@ public struct ModelConfig: Sendable, Equatable {
         public static let slidingWindowPattern = "model.attention.sliding_window_pattern"
         public static let ropeFreqBaseLocal = "model.rope.freq_base_local"
         public static let attentionScale = "model.attention.scale"
+        public static let qkvBias = "model.attention.qkv_bias"
     }
 
     /// Reads the canonical keys (`model.*`) of a .wren file's metadata.
@@ -182,6 +186,7 @@ public struct ModelConfig: Sendable, Equatable {
         slidingWindowPattern = try m.optionalInt(Key.slidingWindowPattern, in: path) ?? 0
         ropeFreqBaseLocal = try m.optionalDouble(Key.ropeFreqBaseLocal, in: path).map { Float($0) }
         attentionScale = try m.optionalDouble(Key.attentionScale, in: path).map { Float($0) }
+        qkvBias = m[Key.qkvBias]?.bool ?? false
         try validate(path: path)
     }
 
@@ -241,6 +246,7 @@ public struct ModelConfig: Sendable, Equatable {
         }
         if let b = ropeFreqBaseLocal { m[Key.ropeFreqBaseLocal] = .float32(b) }
         if let a = attentionScale { m[Key.attentionScale] = .float32(a) }
+        if qkvBias { m[Key.qkvBias] = .bool(true) }
     }
 }
 

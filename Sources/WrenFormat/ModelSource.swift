@@ -136,12 +136,7 @@ public final class ModelSource: @unchecked Sendable {
         try check([(TensorNames.tokenEmbedding, [c.vocabSize, dim]), (TensorNames.outputNorm, [dim])])
         if !c.tiedEmbeddings { try check([(TensorNames.output, [c.vocabSize, dim])]) }
         for l in 0..<c.blockCount {
-            try check(TensorNames.ExtraLayer.allCases.filter { $0.isUsed(by: c) }.map { t in
-                switch t {
-                case .qNorm, .kNorm: return (t.name(layer: l), [c.headDim])
-                case .postAttnNorm, .postFFNNorm: return (t.name(layer: l), [dim])
-                }
-            })
+            try check(TensorNames.ExtraLayer.allCases.filter { $0.isUsed(by: c) }.map { t in (t.name(layer: l), [t.length(c)]) })
             try check(TensorNames.Layer.allCases.map { t in
                 let shape: [Int]
                 switch t {
@@ -203,6 +198,8 @@ public final class ModelSource: @unchecked Sendable {
         c.ropeOriginalContextLength = try m.optionalInt(key("rope.scaling.original_context_length"), in: path) ?? 0
         c.architecture = arch
         if arch == "gemma3" { try gemma3Settings(&c, m, path: path) }
+        // Qwen2: q/k/v biases (llama.cpp stores them with the q/k rows in rotate-half order).
+        if arch == "qwen2" { c.qkvBias = g.tensors.contains { $0.name == TensorNames.ExtraLayer.qBias.name(layer: 0) } }
         try c.validate(path: path)
 
         var meta = Metadata()
@@ -218,7 +215,7 @@ public final class ModelSource: @unchecked Sendable {
                 throw FormatError.unsupportedDType(path: path, dtype: ggmlTypeName(t.typeID), tensor: t.name)
             }
             var st = SourceTensor(name: t.name, dtype: dt, shape: t.shape, data: g.data(t))
-            if arch == "gemma3" { rotateHalfToPairs(&st, c) }
+            if arch == "gemma3" || arch == "qwen2" { rotateHalfToPairs(&st, c) }
             tensors.append(st)
         }
         return try ModelSource(path: path, kind: .gguf, metadata: meta, tensors: tensors, config: c, owners: [g], sourceFiles: [path])
@@ -250,18 +247,23 @@ public final class ModelSource: @unchecked Sendable {
         }
     }
 
-    /// llama.cpp rotates Gemma's q and k in halves (i, i + d/2); Wren rotates adjacent
-    /// pairs, so q/k rows are permuted per head on import, as for Hugging Face
-    /// llama checkpoints, and the QK-norm weights with them (attention scores are
-    /// unchanged: q and k are permuted alike).
+    /// llama.cpp rotates Gemma's and Qwen2's q and k in halves (i, i + d/2) ("NEOX");
+    /// Wren rotates adjacent pairs, so q/k rows are permuted per head on import, as
+    /// for Hugging Face llama checkpoints, and the biases and QK-norm weights with
+    /// them (attention scores are unchanged: q and k are permuted alike).
     static func rotateHalfToPairs(_ t: inout SourceTensor, _ c: ModelConfig) {
         let parts = t.name.split(separator: ".")
         guard parts.count == 4, parts[0] == "blk" else { return }
-        switch parts[2] {
-        case TensorNames.Layer.q.rawValue: t.rowOrder = TensorNames.hfToWrenRows(rows: t.rowCount, heads: c.headCount)
-        case TensorNames.Layer.k.rawValue: t.rowOrder = TensorNames.hfToWrenRows(rows: t.rowCount, heads: c.headCountKV)
-        case TensorNames.ExtraLayer.qNorm.rawValue, TensorNames.ExtraLayer.kNorm.rawValue:
-            if t.shape == [c.headDim] { t.elementOrder = TensorNames.hfToWrenRows(rows: c.headDim, heads: 1) }
+        let heads = parts[2] == "attn_q" ? c.headCount : parts[2] == "attn_k" ? c.headCountKV : 0
+        switch (parts[2], parts[3]) {
+        case ("attn_q", "weight"), ("attn_k", "weight"):
+            t.rowOrder = TensorNames.hfToWrenRows(rows: t.rowCount, heads: heads, rotary: c.ropeDimensionCount)
+        case ("attn_q", "bias"), ("attn_k", "bias"):   // a bias follows its rows
+            if t.shape == [heads * c.headDim] {
+                t.elementOrder = TensorNames.hfToWrenRows(rows: heads * c.headDim, heads: heads, rotary: c.ropeDimensionCount)
+            }
+        case ("attn_q_norm", "weight"), ("attn_k_norm", "weight"):
+            if t.shape == [c.headDim] { t.elementOrder = TensorNames.hfToWrenRows(rows: c.headDim, heads: 1, rotary: c.ropeDimensionCount) }
         default: break
         }
     }

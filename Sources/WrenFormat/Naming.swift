@@ -8,6 +8,8 @@ public enum TensorNames {
     public static let tokenEmbedding = "token_embd.weight"
     public static let outputNorm = "output_norm.weight"
     public static let output = "output.weight"
+    /// Per-pair RoPE frequency divisors (llama.cpp's GGUFs of Llama 3.1+), optional.
+    public static let ropeFreqs = "rope_freqs.weight"
 
     /// The nine tensors of a llama layer; `name(layer:)` spells `blk.N.<raw value>.weight`.
     /// Every other file names layer tensors through this, never by string.
@@ -43,18 +45,44 @@ public enum TensorNames {
     }
 
     /// Per-layer tensors beyond llama's nine, present when the config switches
-    /// them on: QK-norm weights (head-dimension vectors) and Gemma's post-norms.
+    /// them on: QK-norm weights (head-dimension vectors), Gemma's post-norms, and
+    /// Qwen2's q/k/v biases.
     public enum ExtraLayer: String, CaseIterable, Sendable {
-        case qNorm = "attn_q_norm", kNorm = "attn_k_norm"
-        case postAttnNorm = "post_attention_norm", postFFNNorm = "post_ffw_norm"
+        case qNorm = "attn_q_norm.weight", kNorm = "attn_k_norm.weight"
+        case postAttnNorm = "post_attention_norm.weight", postFFNNorm = "post_ffw_norm.weight"
+        case qBias = "attn_q.bias", kBias = "attn_k.bias", vBias = "attn_v.bias"
 
-        public func name(layer l: Int) -> String { "blk.\(l).\(rawValue).weight" }
+        public func name(layer l: Int) -> String { "blk.\(l).\(rawValue)" }
 
         /// Whether `c` uses this tensor.
         public func isUsed(by c: ModelConfig) -> Bool {
             switch self {
             case .qNorm, .kNorm: return c.qkNorm
             case .postAttnNorm, .postFFNNorm: return c.postNorms
+            case .qBias, .kBias, .vBias: return c.qkvBias
+            }
+        }
+
+        /// The tensor's length in `c`.
+        public func length(_ c: ModelConfig) -> Int {
+            switch self {
+            case .qNorm, .kNorm: return c.headDim
+            case .postAttnNorm, .postFFNNorm: return c.embeddingLength
+            case .qBias: return c.headCount * c.headDim
+            case .kBias, .vBias: return c.headCountKV * c.headDim
+            }
+        }
+
+        /// The Hugging Face name inside `model.layers.N.` (Qwen2's biases; Gemma 3's
+        /// QK-norms). Gemma's post-norms are named per architecture by the importer.
+        public var hf: String? {
+            switch self {
+            case .qNorm: return "self_attn.q_norm.weight"
+            case .kNorm: return "self_attn.k_norm.weight"
+            case .qBias: return "self_attn.q_proj.bias"
+            case .kBias: return "self_attn.k_proj.bias"
+            case .vBias: return "self_attn.v_proj.bias"
+            case .postAttnNorm, .postFFNNorm: return nil
             }
         }
     }
@@ -71,6 +99,23 @@ public enum TensorNames {
         guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let n = Int(parts[2]), n >= 0 else { return nil }
         guard let t = Layer.allCases.first(where: { $0.hf == parts[3] }) else { return nil }
         return t.name(layer: n)
+    }
+
+    /// The Wren name of an HF tensor name in a model of `config` (the extra
+    /// per-layer tensors its architecture uses included), or nil.
+    public static func wrenName(hf: String, config c: ModelConfig) -> String? {
+        if let n = wrenName(hf: hf) { return n }
+        let parts = hf.split(separator: ".", maxSplits: 3)
+        guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let n = Int(parts[2]), n >= 0 else { return nil }
+        guard let t = ExtraLayer.allCases.first(where: { $0.isUsed(by: c) && $0.hf == String(parts[3]) }) else { return nil }
+        return t.name(layer: n)
+    }
+
+    /// Heads whose bias elements are permuted like their rows (q and k biases), or nil.
+    public static func permutedBiasHeads(_ wrenName: String, _ c: ModelConfig) -> Int? {
+        let parts = wrenName.split(separator: ".")
+        guard parts.count == 4, parts[0] == "blk", parts[3] == "bias" else { return nil }
+        return parts[2] == "attn_q" ? c.headCount : parts[2] == "attn_k" ? c.headCountKV : nil
     }
 
     /// The HF name of a Wren tensor name, or nil.

@@ -57,9 +57,13 @@ public struct TinyModel {
     /// Canonical (Wren) names and row order, outermost-first shapes.
     public var weights: [(name: String, shape: [Int], values: [Float])]
 
-    public init(seed: UInt64 = 1, tied: Bool = true, vocab: Int = 64, dim: Int = 32, layers: Int = 2, heads: Int = 4, kvHeads: Int = 2, ff: Int = 64) {
+    /// `qkvBias`: q/k/v biases (Qwen2), drawn after all other weights so the rest of the
+    /// model is the same as without them.
+    public init(seed: UInt64 = 1, tied: Bool = true, vocab: Int = 64, dim: Int = 32, layers: Int = 2, heads: Int = 4, kvHeads: Int = 2, ff: Int = 64,
+                qkvBias: Bool = false) {
         config = ModelConfig(vocabSize: vocab, contextLength: 128, embeddingLength: dim, feedForwardLength: ff, blockCount: layers,
                              headCount: heads, headCountKV: kvHeads, rmsNormEps: 1e-5, ropeFreqBase: 10000, tiedEmbeddings: tied)
+        config.qkvBias = qkvBias
         var toks = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
         let letters = Array("abcdefghijklmnopqrstuvwxyzĠ".map(String.init))
         for l in letters where toks.count < vocab { toks.append(l) }
@@ -94,24 +98,31 @@ public struct TinyModel {
         }
         w.append(("output_norm.weight", [dim], norm(dim)))
         if !tied { w.append(("output.weight", [vocab, dim], mat(vocab, dim))) }
+        if qkvBias {
+            for l in 0..<layers {
+                w.append(("blk.\(l).attn_q.bias", [heads * hd], (0..<(heads * hd)).map { _ in rng.normal() * 0.5 }))
+                w.append(("blk.\(l).attn_k.bias", [kvHeads * hd], (0..<(kvHeads * hd)).map { _ in rng.normal() * 0.5 }))
+                w.append(("blk.\(l).attn_v.bias", [kvHeads * hd], (0..<(kvHeads * hd)).map { _ in rng.normal() * 0.5 }))
+            }
+        }
         weights = w.map { (name: $0.0, shape: $0.1, values: $0.2) }
     }
 
-    /// GGUF metadata as llama.cpp's converter writes it.
-    public func ggufMetadata(fileType: Int = 0) -> Metadata {
+    /// GGUF metadata as llama.cpp's converter writes it (keys under `arch`).
+    public func ggufMetadata(fileType: Int = 0, arch: String = "llama") -> Metadata {
         var m = Metadata()
-        m["general.architecture"] = .string("llama")
+        m["general.architecture"] = .string(arch)
         m["general.name"] = .string("tiny")
-        m["llama.vocab_size"] = .uint32(UInt32(config.vocabSize))
-        m["llama.context_length"] = .uint32(UInt32(config.contextLength))
-        m["llama.embedding_length"] = .uint32(UInt32(config.embeddingLength))
-        m["llama.feed_forward_length"] = .uint32(UInt32(config.feedForwardLength))
-        m["llama.block_count"] = .uint32(UInt32(config.blockCount))
-        m["llama.attention.head_count"] = .uint32(UInt32(config.headCount))
-        m["llama.attention.head_count_kv"] = .uint32(UInt32(config.headCountKV))
-        m["llama.rope.freq_base"] = .float32(config.ropeFreqBase)
-        m["llama.rope.dimension_count"] = .uint32(UInt32(config.ropeDimensionCount))
-        m["llama.attention.layer_norm_rms_epsilon"] = .float32(config.rmsNormEps)
+        m["\(arch).vocab_size"] = .uint32(UInt32(config.vocabSize))
+        m["\(arch).context_length"] = .uint32(UInt32(config.contextLength))
+        m["\(arch).embedding_length"] = .uint32(UInt32(config.embeddingLength))
+        m["\(arch).feed_forward_length"] = .uint32(UInt32(config.feedForwardLength))
+        m["\(arch).block_count"] = .uint32(UInt32(config.blockCount))
+        m["\(arch).attention.head_count"] = .uint32(UInt32(config.headCount))
+        m["\(arch).attention.head_count_kv"] = .uint32(UInt32(config.headCountKV))
+        m["\(arch).rope.freq_base"] = .float32(config.ropeFreqBase)
+        m["\(arch).rope.dimension_count"] = .uint32(UInt32(config.ropeDimensionCount))
+        m["\(arch).attention.layer_norm_rms_epsilon"] = .float32(config.rmsNormEps)
         m["general.file_type"] = .uint32(UInt32(fileType))
         m["tokenizer.ggml.model"] = .string(tokenizer.model)
         m["tokenizer.ggml.pre"] = .string(tokenizer.pre)
@@ -147,8 +158,32 @@ public struct TinyModel {
         FileManager.default.createFile(atPath: path, contents: Data(ggufBytes(dtype: dtype)))
     }
 
+    /// A GGUF as llama.cpp writes an architecture that rotates q/k in halves (qwen2,
+    /// gemma3: "NEOX"): keys under `arch`, and the q/k rows and biases of each head in
+    /// rotate-half order (the inverse of the permutation Wren's import applies).
+    public func writeNeoxGGUF(to path: String, arch: String) {
+        let c = config
+        let tensors = weights.map { w -> GGUFWriter.Tensor in
+            var values = w.values
+            let parts = w.name.split(separator: ".")
+            if parts.count == 4, parts[0] == "blk", parts[2] == "attn_q" || parts[2] == "attn_k" {
+                let heads = parts[2] == "attn_q" ? c.headCount : c.headCountKV
+                let order = TensorNames.wrenToHFRows(rows: heads * c.headDim, heads: heads)
+                let n = w.shape.count == 2 ? w.shape[1] : 1
+                values = order.flatMap { r in w.values[(r * n)..<((r + 1) * n)] }
+            }
+            return GGUFWriter.Tensor(name: w.name, typeID: DType.f32.rawValue, ne: w.shape.reversed(),
+                                     bytes: Quant.quantize(.f32, values))
+        }
+        FileManager.default.createFile(atPath: path, contents: Data(GGUFWriter.encode(metadata: ggufMetadata(arch: arch), tensors: tensors,
+                                                                                      alignment: 32)))
+    }
+
     /// A Hugging Face directory with HF names and HF (rotate-half) q/k row order.
-    public func writeHF(to dir: String, dtype: DType = .f32, sharded: Bool = false) throws {
+    /// `modelType` "qwen2" writes the q/k/v biases (q/k in rotate-half order like their
+    /// rows); "mistral" writes `slidingWindow` into config.json.
+    public func writeHF(to dir: String, dtype: DType = .f32, sharded: Bool = false, modelType: String = "llama",
+                        slidingWindow: Int? = nil) throws {
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         var entries: [SafetensorsWriter.Entry] = []
         for w in weights {
@@ -159,7 +194,13 @@ public struct TinyModel {
                 values = [Float](repeating: 0, count: values.count)
                 for hfRow in 0..<w.shape[0] { for c in 0..<n { values[hfRow * n + c] = w.values[perm[hfRow] * n + c] } }
             }
-            let name = TensorNames.hfName(wren: w.name)!
+            if let heads = TensorNames.permutedBiasHeads(w.name, config) {
+                let perm = TensorNames.wrenToHFRows(rows: w.shape[0], heads: heads)
+                values = perm.map { w.values[$0] }
+            }
+            let hfBias = ["attn_q.bias": "self_attn.q_proj.bias", "attn_k.bias": "self_attn.k_proj.bias", "attn_v.bias": "self_attn.v_proj.bias"]
+            let parts = w.name.split(separator: ".", maxSplits: 2)
+            let name = TensorNames.hfName(wren: w.name) ?? "model.layers.\(parts[1]).\(hfBias[String(parts[2])]!)"
             let dt = dtype
             let st = dt == .f32 ? "F32" : dt == .f16 ? "F16" : "BF16"
             entries.append(.init(name: name, dtype: st, shape: w.shape, bytes: Quant.quantize(dt, values)))
@@ -177,14 +218,15 @@ public struct TinyModel {
         } else {
             try Data(SafetensorsWriter.encode(entries)).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
         }
-        let cfg: [String: Any] = [
-            "architectures": ["LlamaForCausalLM"], "model_type": "llama", "vocab_size": config.vocabSize,
+        var cfg: [String: Any] = [
+            "architectures": ["LlamaForCausalLM"], "model_type": modelType, "vocab_size": config.vocabSize,
             "max_position_embeddings": config.contextLength, "hidden_size": config.embeddingLength,
             "intermediate_size": config.feedForwardLength, "num_hidden_layers": config.blockCount,
             "num_attention_heads": config.headCount, "num_key_value_heads": config.headCountKV,
             "rms_norm_eps": Double(config.rmsNormEps), "rope_theta": Double(config.ropeFreqBase),
             "tie_word_embeddings": config.tiedEmbeddings, "rope_scaling": NSNull(),
         ]
+        if let slidingWindow { cfg["sliding_window"] = slidingWindow }
         try JSONSerialization.data(withJSONObject: cfg).write(to: URL(fileURLWithPath: dir + "/config.json"))
         try tokenizerJSON().write(to: URL(fileURLWithPath: dir + "/tokenizer.json"))
         let tc: [String: Any] = ["bos_token": "<|im_start|>", "eos_token": "<|im_end|>", "unk_token": "<|endoftext|>",

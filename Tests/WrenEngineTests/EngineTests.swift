@@ -16,18 +16,23 @@ struct NaiveLlama {
     let c: ModelConfig
     let w: [String: [Float]]
     let ropeScale: Double
+    /// Keys at least this many positions back are masked (0: none).
+    let window: Int
 
-    init(_ m: TinyModel, ropeScale: Double = 1) {
+    init(_ m: TinyModel, ropeScale: Double = 1, window: Int = 0) {
         c = m.config
         var d: [String: [Float]] = [:]
         for x in m.weights { d[x.name] = x.values }
         w = d
         self.ropeScale = ropeScale
+        self.window = window
     }
 
+    /// W·x, plus the tensor's bias when the model has one (`….weight` → `….bias`).
     func matvec(_ name: String, _ x: [Double], rows: Int) -> [Double] {
         let m = w[name]!, n = x.count
-        return (0..<rows).map { r in (0..<n).reduce(0.0) { $0 + Double(m[r * n + $1]) * x[$1] } }
+        let b = w[name.replacingOccurrences(of: ".weight", with: ".bias")]
+        return (0..<rows).map { r in (0..<n).reduce(0.0) { $0 + Double(m[r * n + $1]) * x[$1] } + Double(b?[r] ?? 0) }
     }
 
     func norm(_ x: [Double], _ name: String) -> [Double] {
@@ -66,11 +71,12 @@ struct NaiveLlama {
                 var att = [Double](repeating: 0, count: H * hd)
                 for h in 0..<H {
                     let kv = h / (H / KV)
-                    var s = (0...t).map { j in (0..<hd).reduce(0.0) { $0 + qs[t][h * hd + $1] * ks[j][kv * hd + $1] } / Double(hd).squareRoot() }
+                    let first = window > 0 ? max(0, t - window + 1) : 0
+                    var s = (first...t).map { j in (0..<hd).reduce(0.0) { $0 + qs[t][h * hd + $1] * ks[j][kv * hd + $1] } / Double(hd).squareRoot() }
                     let m = s.max()!
                     s = s.map { exp($0 - m) }
                     let z = s.reduce(0, +)
-                    for j in 0...t { for d in 0..<hd { att[h * hd + d] += s[j] / z * vs[j][kv * hd + d] } }
+                    for j in first...t { for d in 0..<hd { att[h * hd + d] += s[j - first] / z * vs[j][kv * hd + d] } }
                 }
                 let o = matvec(p + "attn_output.weight", att, rows: dim)
                 xs[t] = zip(xs[t], o).map(+)
@@ -141,6 +147,60 @@ final class EngineTests: XCTestCase {
             for t in 0..<ids.count {
                 for v in 0..<V {
                     XCTAssertEqual(Double(got[t * V + v]), want[t][v], accuracy: 1e-4 + 1e-4 * abs(want[t][v]), "pos \(t) id \(v)")
+                }
+            }
+        }
+    }
+
+    /// Qwen2: q/k/v biases, and llama.cpp's rotate-half q/k rows (and q/k biases)
+    /// permuted back on GGUF import; every position against the reference, for the
+    /// whole prompt at once and token by token.
+    func testQwen2BiasesMatchReference() throws {
+        let tiny = TinyModel(seed: 33, tied: true, qkvBias: true)
+        let g = "\(dir)/qwen2.gguf", w = "\(dir)/qwen2.wren"
+        tiny.writeNeoxGGUF(to: g, arch: "qwen2")
+        _ = try ModelConverter.convert(try ModelSource.open(g), to: w)
+        let m = try LlamaModel(path: w)
+        XCTAssertEqual(m.config.architecture, "qwen2")
+        XCTAssertTrue(m.config.qkvBias)
+        let ids: [Int32] = [5, 17, 3, 40, 63, 0, 12, 12, 9, 30]
+        let want = NaiveLlama(tiny).logits(ids)
+        let V = tiny.config.vocabSize
+        for batch in [64, 1] {
+            let s = try InferenceSession(model: m, contextLength: 64, threads: 2, maxBatch: batch, kvType: .f32, activations: .f32)
+            let got = try s.evaluate(ids, allLogits: true)
+            for t in 0..<ids.count {
+                for v in 0..<V {
+                    XCTAssertEqual(Double(got[t * V + v]), want[t][v], accuracy: 1e-4 + 1e-4 * abs(want[t][v]), "batch \(batch) pos \(t) id \(v)")
+                }
+            }
+        }
+        // Without the biases the logits are far off: the test sees them.
+        let plain = NaiveLlama(TinyModel(seed: 33, tied: true)).logits(ids)
+        XCTAssertGreaterThan(zip(plain.joined(), want.joined()).map { abs($0 - $1) }.max()!, 0.05)
+    }
+
+    /// Hugging Face Qwen2 (biases, rotate-half rows) and Mistral (a sliding window on every
+    /// layer, shorter than the prompt) import and run like the reference, whole prompt and
+    /// token by token (the window masks in both attention paths).
+    func testHFQwen2AndMistralMatchReference() throws {
+        let ids: [Int32] = [5, 17, 3, 40, 63, 0, 12, 12, 9, 30, 44, 2, 7, 21, 8, 60, 33, 1, 19, 50]   // 20: the batched path too
+        for (type, tiny, window) in [("qwen2", TinyModel(seed: 34, tied: false, qkvBias: true), 0), ("mistral", TinyModel(seed: 35, tied: true), 5)] {
+            let hf = "\(dir)/hf-\(type)", w = "\(dir)/\(type).wren"
+            try tiny.writeHF(to: hf, modelType: type, slidingWindow: window > 0 ? window : nil)
+            _ = try ModelConverter.convert(try ModelSource.open(hf), to: w)
+            let m = try LlamaModel(path: w)
+            XCTAssertEqual(m.config.slidingWindow, window, type)
+            XCTAssertEqual(m.config.qkvBias, type == "qwen2", type)
+            let want = NaiveLlama(tiny, window: window).logits(ids)
+            let V = tiny.config.vocabSize
+            for batch in [64, 1] {
+                let s = try InferenceSession(model: m, contextLength: 64, threads: 2, maxBatch: batch, kvType: .f32, activations: .f32)
+                let got = try s.evaluate(ids, allLogits: true)
+                for t in 0..<ids.count {
+                    for v in 0..<V {
+                        XCTAssertEqual(Double(got[t * V + v]), want[t][v], accuracy: 1e-4 + 1e-4 * abs(want[t][v]), "\(type) batch \(batch) pos \(t) id \(v)")
+                    }
                 }
             }
         }

@@ -123,6 +123,18 @@ final class RealModelEngineTests: XCTestCase {
         }
     }
 
+    /// SmolLM2 requantized into k-quant mixtures (from the q4_1 GGUF's weights; its
+    /// 576-wide rows take the q5_0/q5_1/q8_0 fallbacks, ffn_down the k-quants): the
+    /// exact path's logits against the numpy reference on the same bytes (made from
+    /// llama-quantize's requantization), and its 32-token greedy continuations equal
+    /// the reference's.
+    func testKQuantMixturesMatchReference() throws {
+        for variant in ["q4_k_m", "q5_k_m", "q6_k"] {
+            XCTAssertTrue(try model(variant).layers.contains { [.q4_k, .q5_k, .q6_k].contains($0.down.dtype) }, "\(variant): no k-quant weights")
+            try check(variant)
+        }
+    }
+
     /// Speculative decoding on the real model: target = the f16 conversion; drafts from
     /// the q4_1 model, from prompt lookup and from the first 12 layers; greedy output
     /// token for token the plain output, for several prompts and draft lengths.

@@ -32,6 +32,29 @@ final class RopeScalingTests: XCTestCase {
         XCTAssertEqual(settings(.linear).magnitude, 1)
     }
 
+    /// Llama 3.1/3.2's scaling against transformers' `_compute_llama3_parameters` (base
+    /// 500000, 64 dims, factor 32, low 1, high 4, original context 8192: every pair, the
+    /// kept, blended and divided bands); stored GGUF factors divide the frequencies.
+    func testLlama3MatchesTransformers() {
+        var r = RopeSettings(freqBase: 500000, dimensions: 64, scaling: .llama3, factor: 32, originalContext: 8192)
+        r.lowFreqFactor = 1; r.highFreqFactor = 4
+        let want: [Double] = [1.0, 0.663601279258728, 0.44036662578582764, 0.2922278344631195, 0.193922758102417, 0.12868738174438477,
+                              0.08539710193872452, 0.05666961893439293, 0.03760603070259094, 0.02495540864765644, 0.016560440883040428,
+                              0.010989529080688953, 0.00729266507551074, 0.00483942124992609, 0.0032114461064338684, 0.0012905480107292533,
+                              0.000429556705057621, 9.708286233944818e-05, 1.9461638657958247e-05, 1.291476746700937e-05,
+                              8.570255886297673e-06, 5.687232260243036e-06, 3.7740544485131977e-06, 2.504467147446121e-06,
+                              1.6619674170215148e-06, 1.1028836297555245e-06, 7.318749339901842e-07, 4.856731266045244e-07,
+                              3.2229328894572973e-07, 2.1387423032592778e-07, 1.4192720243499934e-07, 9.418306490260875e-08]
+        let got = r.inverseFrequencies()
+        XCTAssertEqual(got.count, 32)
+        for (i, w) in want.enumerated() { XCTAssertEqual(Double(got[i]), w, accuracy: 2e-6 * w, "pair \(i)") }
+        // The same scaling as llama.cpp stores it: plain RoPE divided per pair by θ_plain/θ_llama3.
+        var stored = RopeSettings(freqBase: 500000, dimensions: 64, scaling: .none, factor: 1, originalContext: 8192)
+        let plain = stored.inverseFrequencies()
+        stored.frequencyFactors = zip(plain, want).map { Float(Double($0) / $1) }
+        for (i, w) in want.enumerated() { XCTAssertEqual(Double(stored.inverseFrequencies()[i]), w, accuracy: 2e-6 * w, "stored pair \(i)") }
+    }
+
     func testDynamicNTKMatchesTransformers() {
         let r = settings(.dynamicNTK)
         check(r.inverseFrequencies(length: 20000), every4: [1.0, 0.18529491126537323, 0.0343342050909996, 0.006361952982842922,
