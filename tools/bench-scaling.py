@@ -4,7 +4,8 @@
 For each shape it writes a llama GGUF with random f16 weights and a real
 tokenizer (copied from a GGUF you have, by default the SmolLM2 file the main
 README command fetches), quantizes it with llama.cpp's own `llama-quantize`
-(q4_1 layers, q8_0 embedding and output, as the shipped SmolLM2 file), converts
+(by default q4_1 layers, q8_0 embedding and output, as the shipped SmolLM2
+file; --quant names another llama-quantize type, such as Q4_K_M), converts
 that byte for byte to .wren, then runs `wren bench` and `llama-bench` on it
 alternately for every thread count, and prints tokens/s and the ratio (median
 over the rounds). Random weights give meaningless text but the same work per
@@ -12,7 +13,7 @@ token as a trained model.
 
   python3 tools/bench-scaling.py --llama-cpp DIR [--threads 1,2,4,8,16]
       [--shapes m135:576:30:9:3:1536,m1b:2048:22:32:4:5632] [-p 128] [-n 32] [-r 2]
-      [--rounds 2] [--vocab GGUF] [--work DIR]
+      [--rounds 2] [--vocab GGUF] [--work DIR] [--quant Q4_1|Q4_K_M|Q5_K_M|Q6_K|…]
 
 DIR is a llama.cpp source tree (for example `vendor/llama.cpp` of the
 llama-cpp-python source distribution: `pip download --no-deps --no-binary :all:
@@ -38,6 +39,7 @@ LCPP = os.path.abspath(opt("--llama-cpp", ""))
 THREADS = opt("--threads", "1,2")
 SHAPES = opt("--shapes", "m135:576:30:9:3:1536").split(",")
 P, N, R, ROUNDS = opt("-p", "128"), opt("-n", "32"), opt("-r", "2"), int(opt("--rounds", "2"))
+QUANT = opt("--quant", "Q4_1")
 VOCAB = opt("--vocab", os.path.join(ROOT, "models/SmolLM2-135M-Instruct.Q4_1.gguf"))
 WORK = os.path.abspath(opt("--work", os.path.join(ROOT, "models/scaling")))
 WREN = os.path.join(ROOT, ".build/release/wren")
@@ -105,13 +107,13 @@ def write_random_llama(out, dim, layers, heads, kv, ffn):
 
 def model(shape):
     name, dim, layers, heads, kv, ffn = shape.split(":")
-    q41, wren = os.path.join(WORK, f"{name}-q4_1.gguf"), os.path.join(WORK, f"{name}.wren")
+    q41, wren = os.path.join(WORK, f"{name}-{QUANT.lower()}.gguf"), os.path.join(WORK, f"{name}-{QUANT.lower()}.wren")
     if not os.path.exists(wren):
         f16 = os.path.join(WORK, f"{name}-f16.gguf")
         print(f"making {name} (dim {dim}, {layers} layers, {heads}/{kv} heads, ffn {ffn}) …", flush=True)
         write_random_llama(f16, int(dim), int(layers), int(heads), int(kv), int(ffn))
-        subprocess.run([os.path.join(BIN, "llama-quantize"), "--token-embedding-type", "q8_0", "--output-tensor-type", "q8_0",
-                        f16, q41, "Q4_1"], check=True, capture_output=True)
+        extra = ["--token-embedding-type", "q8_0", "--output-tensor-type", "q8_0"] if QUANT == "Q4_1" else []
+        subprocess.run([os.path.join(BIN, "llama-quantize")] + extra + [f16, q41, QUANT], check=True, capture_output=True)
         os.remove(f16)
         subprocess.run([WREN, "convert", q41, "-o", wren, "--force"], check=True, capture_output=True)
     return name, q41, wren
@@ -132,7 +134,7 @@ def llama_bench(path):
 
 build_llama()
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-print(f"{cpu}, {os.cpu_count()} logical CPUs; -p {P} -n {N} -r {R}, median of {ROUNDS} alternating rounds")
+print(f"{cpu}, {os.cpu_count()} logical CPUs; {QUANT}; -p {P} -n {N} -r {R}, median of {ROUNDS} alternating rounds")
 for shape in SHAPES:
     name, q41, wren = model(shape)
     w_runs, l_runs, kernels = [], [], "?"

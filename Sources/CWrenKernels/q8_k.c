@@ -185,47 +185,75 @@ SIMD_FN static inline __m128i k_reduce4(__m256i v0, __m256i v1, __m256i v2, __m2
     return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
 }
 
-// Four rows' scales of one super-block, in the layout the loop reads.
-typedef struct {
-    float dl[8][4], ml[8][4];      // q4_k, q5_k
-    int16_t sc[8][4][16];          // q2/q3/q6: per sub-block and row, 8 × s_lo then 8 × s_hi
-    int32_t mlo[8][4], mhi[8][4];  // q2_k's mins
-    float d[4], dmin[4];
-} kscales4;
+// q4_k / q5_k: the 12 scale bytes of a super-block → sc[0…7] then m[0…7] (the
+// same pairs as scale_min_k4, decoded four at a time in 32-bit words, kept in a
+// register: no store and reload).
+SIMD_FN static inline __m128i k4_scale_bytes(const uint8_t *q) {
+    uint32_t u0, u1, u2;
+    memcpy(&u0, q, 4); memcpy(&u1, q + 4, 4); memcpy(&u2, q + 8, 4);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    return _mm_setr_epi32((int)(u0 & m6), (int)((u2 & m4) | (((u0 >> 6) & m2) << 4)),
+                          (int)(u1 & m6), (int)(((u2 >> 4) & m4) | (((u1 >> 6) & m2) << 4)));
+}
 
-SIMD_FN static inline ALWAYS_INLINE void k_scales(int kind, const uint8_t *const b[4], kscales4 *o) {
+// Four rows' dl_j = fl(d·s_j) and ml_j = fl(dmin·m_j) for j = 0…7 as one vector
+// of the four rows per j (a 4 × 8 transpose in registers).
+SIMD_FN static inline ALWAYS_INLINE void k4_scales4(const uint8_t *const b[4], __m128 dl[8], __m128 ml[8]) {
+    __m256 D[4], M[4];
     for (int r = 0; r < 4; r++) {
-        const uint8_t *p = b[r];
-        switch (kind) {
-        case K_Q4:
-        case K_Q5: {
-            float d = h2f(p), dmin = h2f(p + 2);
-            for (int j = 0; j < 8; j++) {
-                int sc, m;
-                scale_min_k4(j, p + 4, &sc, &m);
-                o->dl[j][r] = d * (float)sc; o->ml[j][r] = dmin * (float)m;
-            }
-            break;
-        }
-        default: {
-            int sc[16];
-            if (kind == K_Q2) {
-                o->d[r] = h2f(p + 80); o->dmin[r] = h2f(p + 82);
-                for (int h = 0; h < 16; h++) sc[h] = p[h] & 15;
-                for (int j = 0; j < 8; j++) { o->mlo[j][r] = p[2 * j] >> 4; o->mhi[j][r] = p[2 * j + 1] >> 4; }
-            } else if (kind == K_Q3) {
-                o->d[r] = h2f(p + 108);
-                for (int h = 0; h < 16; h++) sc[h] = scale_q3(h, p + 96) - 32;
-            } else {
-                o->d[r] = h2f(p + 208);
-                for (int h = 0; h < 16; h++) sc[h] = (int8_t)p[192 + h];
-            }
-            for (int j = 0; j < 8; j++)
-                _mm256_storeu_si256((__m256i *)o->sc[j][r], _mm256_set_m128i(_mm_set1_epi16((short)sc[2 * j + 1]), _mm_set1_epi16((short)sc[2 * j])));
-            break;
-        }
-        }
+        __m128i v = k4_scale_bytes(b[r] + 4);
+        D[r] = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(b[r]))), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)));
+        M[r] = _mm256_mul_ps(_mm256_set1_ps(_cvtsh_ss(load_u16(b[r] + 2))), _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(v, 8))));
     }
+    for (int pass = 0; pass < 2; pass++) {
+        __m256 *R = pass ? M : D;
+        __m128 *out = pass ? ml : dl;
+        __m256 t0 = _mm256_unpacklo_ps(R[0], R[1]), t1 = _mm256_unpackhi_ps(R[0], R[1]);
+        __m256 t2 = _mm256_unpacklo_ps(R[2], R[3]), t3 = _mm256_unpackhi_ps(R[2], R[3]);
+        __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+        __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+        out[0] = _mm256_castps256_ps128(u0); out[4] = _mm256_extractf128_ps(u0, 1);
+        out[1] = _mm256_castps256_ps128(u1); out[5] = _mm256_extractf128_ps(u1, 1);
+        out[2] = _mm256_castps256_ps128(u2); out[6] = _mm256_extractf128_ps(u2, 1);
+        out[3] = _mm256_castps256_ps128(u3); out[7] = _mm256_extractf128_ps(u3, 1);
+    }
+}
+
+// q2_k, q3_k, q6_k: the 16 signed sub-scales of a super-block as int8 (q2_k:
+// its 4-bit scales; `mins`: q2_k's 4-bit minimums instead), built in registers.
+SIMD_FN static inline ALWAYS_INLINE __m128i k16_scales(int kind, const uint8_t *p, int mins) {
+    if (kind == K_Q6) return _mm_loadu_si128((const __m128i *)(p + 192));
+    if (kind == K_Q2) {
+        __m128i v = _mm_loadu_si128((const __m128i *)p);
+        return _mm_and_si128(mins ? _mm_srli_epi16(v, 4) : v, _mm_set1_epi8(15));
+    }
+    // q3_k: low 4 bits from bytes 0–7 (low nibbles: scales 0–7, high: 8–15), high 2 bits
+    // from bytes 8–11 (shifted by 0, 2, 4, 6 for scales 0–3, 4–7, 8–11, 12–15), minus 32.
+    uint64_t lo; uint32_t hb;
+    memcpy(&lo, p + 96, 8); memcpy(&hb, p + 104, 4);
+    const uint64_t n4 = 0x0f0f0f0f0f0f0f0full;
+    const uint32_t n2 = 0x03030303;
+    __m128i low = _mm_set_epi64x((long long)((lo >> 4) & n4), (long long)(lo & n4));
+    __m128i high = _mm_setr_epi32((int)(hb & n2), (int)((hb >> 2) & n2), (int)((hb >> 4) & n2), (int)((hb >> 6) & n2));
+    return _mm_sub_epi8(_mm_or_si128(low, _mm_slli_epi16(high, 4)), _mm_set1_epi8(32));
+}
+
+// The multiplier vector of sub-block j: eight int16 copies of scale 2j (the first 16
+// elements' byte pairs), then eight of scale 2j+1. `dup[h]` holds scales 8h…8h+7 as
+// int16 in both 128-bit lanes; one in-lane byte shuffle picks the two.
+SIMD_FN static inline ALWAYS_INLINE __m256i k16_pick(const __m256i dup[2], int j) {
+    const int a = (2 * j) % 8, b = a + 1;
+    const __m256i pat = _mm256_setr_epi8(2 * a, 2 * a + 1, 2 * a, 2 * a + 1, 2 * a, 2 * a + 1, 2 * a, 2 * a + 1,
+                                         2 * a, 2 * a + 1, 2 * a, 2 * a + 1, 2 * a, 2 * a + 1, 2 * a, 2 * a + 1,
+                                         2 * b, 2 * b + 1, 2 * b, 2 * b + 1, 2 * b, 2 * b + 1, 2 * b, 2 * b + 1,
+                                         2 * b, 2 * b + 1, 2 * b, 2 * b + 1, 2 * b, 2 * b + 1, 2 * b, 2 * b + 1);
+    return _mm256_shuffle_epi8(dup[j / 4], pat);
+}
+
+SIMD_FN static inline ALWAYS_INLINE void k16_dup(__m128i s8, __m256i dup[2]) {
+    __m256i w = _mm256_cvtepi8_epi16(s8);   // 16 int16: scales 0–15
+    dup[0] = _mm256_permute2x128_si256(w, w, 0x00);
+    dup[1] = _mm256_permute2x128_si256(w, w, 0x11);
 }
 
 // Rows against NT tokens read in place, four rows per step: each super-block's
@@ -236,7 +264,6 @@ SIMD_FN static inline ALWAYS_INLINE void gemv_k(int kind, int NT, const uint8_t 
     const size_t n = 32 * (size_t)blocks, group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;
     const __m256i ones16 = _mm256_set1_epi16(1);
     const __m256i onesu8 = _mm256_set1_epi8(1);
-    kscales4 S;
     for (int r = 0; r < rows; r += 4) {
         const uint8_t *rw[4];
         for (int k = 0; k < 4; k++) rw[k] = w + (size_t)(r + k < rows ? r + k : rows - 1) * row_bytes;
@@ -246,14 +273,28 @@ SIMD_FN static inline ALWAYS_INLINE void gemv_k(int kind, int NT, const uint8_t 
             const char *pf = (const char *)rw[0] + pf_ahead + (size_t)4 * i * SB;
             for (int c = 0; c < 4 * SB; c += 64) _mm_prefetch(pf + c, _MM_HINT_T0);
             const uint8_t *b[4] = { rw[0] + (size_t)i * SB, rw[1] + (size_t)i * SB, rw[2] + (size_t)i * SB, rw[3] + (size_t)i * SB };
-            k_scales(kind, b, &S);
-            __m128 d4 = _mm_loadu_ps(S.d), dmin4 = _mm_loadu_ps(S.dmin);
+            __m128 dl[8], ml[8], d4 = _mm_setzero_ps(), dmin4 = _mm_setzero_ps();
+            __m256i sdup[4][2], mdup[4][2];
+            if (kind == K_Q4 || kind == K_Q5) {
+                k4_scales4(b, dl, ml);
+            } else {
+                const int doff = kind == K_Q2 ? 80 : kind == K_Q3 ? 108 : 208;
+                d4 = _mm_cvtph_ps(_mm_setr_epi16((short)load_u16(b[0] + doff), (short)load_u16(b[1] + doff), (short)load_u16(b[2] + doff),
+                                                 (short)load_u16(b[3] + doff), 0, 0, 0, 0));
+                if (kind == K_Q2)
+                    dmin4 = _mm_cvtph_ps(_mm_setr_epi16((short)load_u16(b[0] + 82), (short)load_u16(b[1] + 82), (short)load_u16(b[2] + 82),
+                                                        (short)load_u16(b[3] + 82), 0, 0, 0, 0));
+                for (int k = 0; k < 4; k++) {
+                    k16_dup(k16_scales(kind, b[k], 0), sdup[k]);
+                    if (kind == K_Q2) k16_dup(k16_scales(kind, b[k], 1), mdup[k]);
+                }
+            }
             for (int j = 0; j < 8; j++) {
                 const int blk = 8 * i + j;
                 __m256i W[4], SC[4];
                 for (int k = 0; k < 4; k++) {
                     W[k] = k_ints(kind, b[k], j);
-                    SC[k] = (kind == K_Q4 || kind == K_Q5) ? ones16 : _mm256_loadu_si256((const __m256i *)S.sc[j][k]);
+                    SC[k] = (kind == K_Q4 || kind == K_Q5) ? ones16 : k16_pick(sdup[k], j);
                 }
                 for (int t = 0; t < NT; t++) {
                     __m256i x = _mm256_loadu_si256((const __m256i *)(qs + t * n + 32 * (size_t)blk));
@@ -261,19 +302,15 @@ SIMD_FN static inline ALWAYS_INLINE void gemv_k(int kind, int NT, const uint8_t 
                                              k_dot(kind, W[2], x, SC[2]), k_dot(kind, W[3], x, SC[3]));
                     __m128 dxv = _mm_set1_ps(dx[t * blocks + blk]);
                     if (kind == K_Q4 || kind == K_Q5) {
-                        A[t] = _mm_fmadd_ps(_mm_mul_ps(_mm_loadu_ps(S.dl[j]), dxv), _mm_cvtepi32_ps(isum), A[t]);
-                        M[t] = _mm_fmadd_ps(_mm_loadu_ps(S.ml[j]), _mm_set1_ps(s[t * blocks + blk]), M[t]);
+                        A[t] = _mm_fmadd_ps(_mm_mul_ps(dl[j], dxv), _mm_cvtepi32_ps(isum), A[t]);
+                        M[t] = _mm_fmadd_ps(ml[j], _mm_set1_ps(s[t * blocks + blk]), M[t]);
                     } else {
                         A[t] = _mm_fmadd_ps(_mm_mul_ps(d4, dxv), _mm_cvtepi32_ps(isum), A[t]);
                         if (kind == K_Q2) {
-                            // Σx of each 16-element half: lanes 0–3 and 4–7 of the 4-byte sums.
-                            __m256i xs = _mm256_madd_epi16(_mm256_maddubs_epi16(onesu8, x), ones16);
-                            __m128i h = _mm256_castsi256_si128(_mm256_hadd_epi32(xs, xs));   // [lo01 lo23 ...] per lane half
-                            __m128i h2 = _mm256_extracti128_si256(_mm256_hadd_epi32(xs, xs), 1);
-                            int32_t xl = _mm_cvtsi128_si32(h) + _mm_extract_epi32(h, 1);
-                            int32_t xh = _mm_cvtsi128_si32(h2) + _mm_extract_epi32(h2, 1);
-                            __m128i msum = _mm_add_epi32(_mm_mullo_epi32(_mm_loadu_si128((const __m128i *)S.mlo[j]), _mm_set1_epi32(xl)),
-                                                         _mm_mullo_epi32(_mm_loadu_si128((const __m128i *)S.mhi[j]), _mm_set1_epi32(xh)));
+                            // msum = m_lo·Σ_lo x + m_hi·Σ_hi x: the byte-pair sums of x against each row's mins.
+                            __m256i px = _mm256_maddubs_epi16(onesu8, x);
+                            __m128i msum = k_reduce4(_mm256_madd_epi16(px, k16_pick(mdup[0], j)), _mm256_madd_epi16(px, k16_pick(mdup[1], j)),
+                                                     _mm256_madd_epi16(px, k16_pick(mdup[2], j)), _mm256_madd_epi16(px, k16_pick(mdup[3], j)));
                             M[t] = _mm_fmadd_ps(_mm_mul_ps(dmin4, dxv), _mm_cvtepi32_ps(msum), M[t]);
                         }
                     }
@@ -299,10 +336,10 @@ SIMD_FN static void pack_group_k(int kind, const uint8_t *w, size_t row_bytes, i
     for (int k = 0; k < 4; k++) rw[k] = w + (size_t)(r0 + k < rows ? r0 + k : rows - 1) * row_bytes;
     const int SB = kbytes[kind];
     const __m256i lanes = _mm256_setr_epi32(0, 1, 0, 1, 2, 3, 2, 3);
-    kscales4 S;
     for (int i = 0; i < blocks / 8; i++) {
         const uint8_t *b[4] = { rw[0] + (size_t)i * SB, rw[1] + (size_t)i * SB, rw[2] + (size_t)i * SB, rw[3] + (size_t)i * SB };
-        k_scales(kind, b, &S);
+        __m128 DL[8], ML[8];
+        k4_scales4(b, DL, ML);
         for (int j = 0; j < 8; j++, out += pb) {
             __m256i R0 = k_ints(kind, b[0], j), R1 = k_ints(kind, b[1], j), R2 = k_ints(kind, b[2], j), R3 = k_ints(kind, b[3], j);
             __m256i T0 = _mm256_unpacklo_epi64(R0, R1), T1 = _mm256_unpackhi_epi64(R0, R1);
@@ -311,7 +348,7 @@ SIMD_FN static void pack_group_k(int kind, const uint8_t *w, size_t row_bytes, i
             _mm256_storeu_si256((__m256i *)(out + 32), _mm256_permute2x128_si256(T1, T3, 0x20));
             _mm256_storeu_si256((__m256i *)(out + 64), _mm256_permute2x128_si256(T0, T2, 0x31));
             _mm256_storeu_si256((__m256i *)(out + 96), _mm256_permute2x128_si256(T1, T3, 0x31));
-            __m128 dl = _mm_loadu_ps(S.dl[j]), ml = _mm_sub_ps(_mm_setzero_ps(), _mm_loadu_ps(S.ml[j]));
+            __m128 dl = DL[j], ml = _mm_sub_ps(_mm_setzero_ps(), ML[j]);
             _mm256_storeu_ps((float *)(out + 128), _mm256_permutevar8x32_ps(_mm256_set_m128(dl, dl), lanes));
             _mm256_storeu_ps((float *)(out + 160), _mm256_permutevar8x32_ps(_mm256_set_m128(ml, ml), lanes));
         }

@@ -14,14 +14,7 @@ public enum GGMLTypeSize {
     public static func geometry(_ id: UInt32) -> (block: Int, bytes: Int)? {
         if let t = DType(rawValue: id) { return (t.blockSize, t.blockBytes) }
         switch id {
-        case 6: return (32, 22)     // q5_0
-        case 7: return (32, 24)     // q5_1
         case 9: return (32, 36)     // q8_1
-        case 10: return (256, 84)   // q2_K
-        case 11: return (256, 110)  // q3_K
-        case 12: return (256, 144)  // q4_K
-        case 13: return (256, 176)  // q5_K
-        case 14: return (256, 210)  // q6_K
         case 15: return (256, 292)  // q8_K
         case 20: return (32, 18)    // iq4_nl
         case 23: return (256, 136)  // iq4_xs

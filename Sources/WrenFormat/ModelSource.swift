@@ -166,6 +166,10 @@ public final class ModelSource: @unchecked Sendable {
         }
         let tok = try TokenizerMetadata(metadata: m, path: path, prefix: "tokenizer.ggml.")
         func key(_ k: String) -> String { "\(arch).\(k)" }
+        if let experts = try m.optionalInt(key("expert_count"), in: path), experts > 0 {
+            throw FormatError.invalid(path: path, field: key("expert_count"),
+                                      reason: "\(experts) experts: mixture-of-experts models are not supported")
+        }
         let heads = try m.int(key("attention.head_count"), in: path)
         let dim = try m.int(key("embedding_length"), in: path)
         let headDim = try m.optionalInt(key("attention.key_length"), in: path) ?? dim / max(1, heads)

@@ -55,12 +55,11 @@ public enum DType: UInt32, CaseIterable, Sendable, CustomStringConvertible {
 }
 
 /// Names of ggml type ids Wren does not store, for error messages
-/// ("unsupported dtype q4_K in tensor blk.0.ffn_down.weight").
+/// ("unsupported dtype iq4_xs in tensor blk.0.ffn_down.weight").
 public func ggmlTypeName(_ id: UInt32) -> String {
     if let t = DType(rawValue: id) { return t.name }
     let names: [UInt32: String] = [
-        6: "q5_0", 7: "q5_1", 9: "q8_1", 10: "q2_K", 11: "q3_K", 12: "q4_K", 13: "q5_K",
-        14: "q6_K", 15: "q8_K", 16: "iq2_xxs", 17: "iq2_xs", 18: "iq3_xxs", 19: "iq1_s",
+        9: "q8_1", 15: "q8_K", 16: "iq2_xxs", 17: "iq2_xs", 18: "iq3_xxs", 19: "iq1_s",
         20: "iq4_nl", 21: "iq3_s", 22: "iq2_s", 23: "iq4_xs", 24: "i8", 25: "i16", 26: "i32",
         27: "i64", 28: "f64", 29: "iq1_m", 34: "tq1_0", 35: "tq2_0", 39: "mxfp4",
     ]

@@ -83,8 +83,10 @@ final class BadInputTests: XCTestCase {
         expectError(b, "is not a multiple of 64")
         b = good; put64(&b, f.size, UInt64(u64(good, f.size) + 34)); put64(&b, f.stored, UInt64(u64(good, f.size) + 34)); fixChecksums(&b)
         expectError(b, "tensor token_embd.weight size")
-        b = good; b[f.dtype] = 12; fixChecksums(&b)
-        expectError(b, "unsupported dtype q4_K in tensor token_embd.weight")
+        b = good; b[f.dtype] = 23; fixChecksums(&b)
+        expectError(b, "unsupported dtype iq4_xs in tensor token_embd.weight")
+        b = good; b[f.dtype] = 12; fixChecksums(&b)     // a known type whose size disagrees with the table
+        expectError(b, "shape [64, 32] in q4_k needs")
         b = good; put64(&b, f.offset, UInt64.max - 3); fixChecksums(&b)
         expectError(b, "token_embd.weight")
     }
@@ -114,12 +116,28 @@ final class BadInputTests: XCTestCase {
         var tensors = model.weights.map { w in
             GGUFWriter.Tensor(name: w.name, typeID: 0, ne: w.shape.reversed(), bytes: Quant.quantize(.f32, w.values))
         }
-        // A q4_K tensor: 256-element blocks of 144 bytes.
-        tensors[2] = GGUFWriter.Tensor(name: "blk.0.attn_q.weight", typeID: 12, ne: [256, 32], bytes: [UInt8](repeating: 0, count: 32 * 144))
+        // An iq4_xs tensor: 256-element blocks of 136 bytes.
+        tensors[2] = GGUFWriter.Tensor(name: "blk.0.attn_q.weight", typeID: 23, ne: [256, 32], bytes: [UInt8](repeating: 0, count: 32 * 136))
         let p = write(GGUFWriter.encode(metadata: model.ggufMetadata(), tensors: tensors), "k.gguf")
         XCTAssertNoThrow(try GGUFFile(path: p), "the table itself is valid")
         XCTAssertThrowsError(try ModelSource.open(p)) { e in
-            XCTAssertEqual("\(e)", "\(p): unsupported dtype q4_K in tensor blk.0.attn_q.weight")
+            XCTAssertEqual("\(e)", "\(p): unsupported dtype iq4_xs in tensor blk.0.attn_q.weight")
+        }
+    }
+
+    /// An architecture Wren does not run is named, with the ones it does; so is a
+    /// mixture-of-experts model of a supported one.
+    func testUnsupportedArchitectures() throws {
+        let model = TinyModel()
+        for arch in ["phi2", "mamba", "clip"] {
+            let p = write(model.ggufBytes(dtype: .f32) { m in m["general.architecture"] = .string(arch) }, "\(arch).gguf")
+            XCTAssertThrowsError(try ModelSource.open(p)) { e in
+                XCTAssertEqual("\(e)", "\(p): general.architecture: unsupported architecture \"\(arch)\" (Wren runs llama, qwen2, gemma3)")
+            }
+        }
+        let p = write(model.ggufBytes(dtype: .f32) { m in m["llama.expert_count"] = .uint32(8) }, "moe.gguf")
+        XCTAssertThrowsError(try ModelSource.open(p)) { e in
+            XCTAssertTrue("\(e)".contains("mixture-of-experts models are not supported"), "\(e)")
         }
     }
 
@@ -160,7 +178,7 @@ final class BadInputTests: XCTestCase {
         c = cfg; c["num_key_value_heads"] = 3
         try expect(c, "model.attention.head_count_kv: 3 does not divide head_count 4")
         c = cfg; c["model_type"] = "gpt_neox"
-        try expect(c, "model_type: unsupported model type \"gpt_neox\" (Wren runs llama)")
+        try expect(c, "model_type: unsupported model type \"gpt_neox\" (Wren imports llama, mistral, qwen2)")
         c = cfg; c["num_hidden_layers"] = 3
         try JSONSerialization.data(withJSONObject: c).write(to: URL(fileURLWithPath: cfgPath))
         XCTAssertThrowsError(try ModelSource.open(hf)) { e in XCTAssertEqual("\(e)", "\(hf): missing tensor blk.2.attn_norm.weight") }
