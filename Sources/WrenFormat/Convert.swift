@@ -32,7 +32,10 @@ public enum ModelConverter {
 
     /// The dtype a tensor is stored in, given the options.
     public static func targetDType(_ t: SourceTensor, _ options: ConvertOptions, context: MixtureContext) -> DType {
-        guard let scheme = options.type else { return t.originalDType ?? t.dtype }
+        guard let scheme = options.type else {
+            // A tensor whose values change on the way in (Gemma's 1 + w norms) is kept in f32.
+            return t.valueOffset != 0 ? .f32 : t.originalDType ?? t.dtype
+        }
         return scheme.type(for: t.name, shape: t.shape, context: context)
     }
 

@@ -90,6 +90,34 @@ public enum HFImporter {
             // Mistral 7B v0.1 attends through a window on every layer; later versions set it to null.
             c.slidingWindow = try int(d, "sliding_window", path, default: 0)
             if c.slidingWindow >= c.contextLength { c.slidingWindow = 0 }
+        case "gemma3_text":
+            // Gemma 3's text model (the multimodal "gemma3" wraps it and is refused above).
+            c.architecture = "gemma3"
+            c.embeddingScale = Float(c.embeddingLength).squareRoot()
+            c.qkNorm = true
+            c.postNorms = true
+            let act = (d["hidden_activation"] as? String) ?? (d["hidden_act"] as? String) ?? "gelu_pytorch_tanh"
+            guard act == "gelu_pytorch_tanh" else {
+                throw FormatError.invalid(path: path, field: "hidden_activation", reason: "\"\(act)\" is not supported (gelu_pytorch_tanh)")
+            }
+            c.activation = .geluTanh
+            c.slidingWindow = try int(d, "sliding_window", path, default: 0)
+            if let types = d["layer_types"] as? [String], c.slidingWindow > 0 {
+                // The per-layer list must be the periodic pattern: N − 1 sliding layers, then a full one.
+                guard let n = types.firstIndex(of: "full_attention").map({ $0 + 1 }),
+                      types.enumerated().allSatisfy({ ($0.element == "full_attention") == (($0.offset + 1) % n == 0) }) else {
+                    throw FormatError.invalid(path: path, field: "layer_types", reason: "only a periodic pattern of sliding and full layers is supported")
+                }
+                c.slidingWindowPattern = n
+            } else {
+                c.slidingWindowPattern = try int(d, "sliding_window_pattern", path, default: 6)
+            }
+            c.ropeFreqBaseLocal = Float(try double(d, "rope_local_base_freq", path, default: 10000))
+            let scalar = try double(d, "query_pre_attn_scalar", path, default: Double(c.headDim))
+            if scalar != Double(c.headDim) { c.attentionScale = Float(1 / scalar.squareRoot()) }
+            for key in ["final_logit_softcapping", "attn_logit_softcapping"] {
+                if let v = d[key], !(v is NSNull) { throw FormatError.invalid(path: path, field: key, reason: "soft-capping is not supported") }
+            }
         case "qwen2":
             c.architecture = "qwen2"
             c.qkvBias = true
@@ -103,8 +131,8 @@ public enum HFImporter {
     }
 
     /// config.json `model_type`s Wren imports (Mistral as llama with a sliding window,
-    /// Qwen2 as llama with q/k/v biases).
-    public static let supportedModelTypes = ["llama", "mistral", "qwen2"]
+    /// Qwen2 as llama with q/k/v biases, Gemma 3's text model with its switches).
+    public static let supportedModelTypes = ["llama", "mistral", "qwen2", "gemma3_text"]
 
     /// Loads a Hugging Face llama checkpoint directory.
     public static func load(directory dir: String) throws -> ModelSource {
@@ -140,11 +168,12 @@ public enum HFImporter {
         }
         let hasLMHead = raw.contains { $0.0.name == "lm_head.weight" }
         let c = try config(cfgJSON, path: configPath, tiedDefault: !hasLMHead)
+        let gemma = c.architecture == "gemma3"
 
         var tensors: [SourceTensor] = []
         for (t, sf) in raw {
             if TensorNames.isIgnorableHF(t.name) { continue }
-            guard let name = TensorNames.wrenName(hf: t.name, config: c) else {
+            guard let name = (gemma ? TensorNames.gemmaName(hf: t.name) : nil) ?? TensorNames.wrenName(hf: t.name, config: c) else {
                 throw FormatError.invalid(path: sf.path, field: "tensor \(t.name)", reason: "not a \(c.architecture) weight Wren knows")
             }
             if c.tiedEmbeddings && name == TensorNames.output { continue }
@@ -162,6 +191,10 @@ public enum HFImporter {
                     throw FormatError.invalid(path: sf.path, field: "tensor \(t.name) shape", reason: "\(t.shape) not divisible by \(heads) heads")
                 }
                 st.elementOrder = TensorNames.hfToWrenRows(rows: t.shape[0], heads: heads)
+            }
+            if gemma, t.name.hasSuffix("norm.weight") { st.valueOffset = 1 }   // Gemma multiplies by 1 + w
+            if gemma, name.hasSuffix("attn_q_norm.weight") || name.hasSuffix("attn_k_norm.weight") {
+                st.elementOrder = TensorNames.hfToWrenRows(rows: t.shape[0], heads: 1)   // follows the rotate-half rows
             }
             st.originalDType = originalDTypes[t.name]
             tensors.append(st)

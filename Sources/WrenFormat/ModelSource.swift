@@ -21,6 +21,8 @@ public struct SourceTensor: @unchecked Sendable {
     /// When set (1-D tensors), Wren element i is source element `elementOrder[i]`
     /// (a QK-norm weight follows its head's row permutation).
     public var elementOrder: [Int]?
+    /// Added to every value on the way in (Gemma's Hugging Face norms store w for 1 + w).
+    public var valueOffset: Float = 0
 
     public var rowCount: Int { shape.count == 1 ? 1 : shape.dropLast().reduce(1, *) }
     public var rowLength: Int { shape.last! }
@@ -38,10 +40,11 @@ public struct SourceTensor: @unchecked Sendable {
     /// reordering: a plain copy, byte for byte.
     public func write(as target: DType, into dst: UnsafeMutableRawBufferPointer) {
         let rows = rowCount, n = rowLength
-        if let order = elementOrder {
+        if elementOrder != nil || valueOffset != 0 {   // 1-D tensors only (norms, biases)
             var x = [Float](repeating: 0, count: n)
             x.withUnsafeMutableBufferPointer { Quant.dequantize(dtype, data.baseAddress!, $0.baseAddress!, count: n) }
-            Quant.quantize(target, order.map { x[$0] }).withUnsafeBytes { dst.copyMemory(from: $0) }
+            let v = (elementOrder ?? Array(0..<n)).map { x[$0] + valueOffset }
+            Quant.quantize(target, v).withUnsafeBytes { dst.copyMemory(from: $0) }
             return
         }
         if target == dtype {

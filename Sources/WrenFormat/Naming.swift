@@ -111,6 +111,19 @@ public enum TensorNames {
         return t.name(layer: n)
     }
 
+    /// Gemma's Hugging Face names for its four block norms (its `post_attention_layernorm`
+    /// is the post-norm, not llama's feed-forward norm), or nil for the shared names.
+    public static func gemmaName(hf: String) -> String? {
+        let parts = hf.split(separator: ".", maxSplits: 3)
+        guard parts.count == 4, parts[0] == "model", parts[1] == "layers", let n = Int(parts[2]), n >= 0 else { return nil }
+        switch parts[3] {
+        case "post_attention_layernorm.weight": return ExtraLayer.postAttnNorm.name(layer: n)
+        case "pre_feedforward_layernorm.weight": return Layer.ffnNorm.name(layer: n)
+        case "post_feedforward_layernorm.weight": return ExtraLayer.postFFNNorm.name(layer: n)
+        default: return nil
+        }
+    }
+
     /// Heads whose bias elements are permuted like their rows (q and k biases), or nil.
     public static func permutedBiasHeads(_ wrenName: String, _ c: ModelConfig) -> Int? {
         let parts = wrenName.split(separator: ".")

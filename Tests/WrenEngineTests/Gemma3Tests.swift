@@ -80,4 +80,64 @@ final class Gemma3Tests: XCTestCase {
             }
         }
     }
+
+    /// A Hugging Face Gemma 3 text checkpoint of the same weights (norms stored as w,
+    /// q/k rows and QK-norms in rotate-half order, Gemma's norm names, config.json
+    /// `gemma3_text` with `layer_types`) imports to the same model: every logit
+    /// matches the reference.
+    func testHuggingFaceImportMatchesReference() throws {
+        let (m, ref) = try model()
+        let c = m.config, dir = tempDirectory() + "/hf"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        var entries: [SafetensorsWriter.Entry] = []
+        for info in m.file.tensors {
+            let t = try m.file.tensor(info.name)
+            var v = t.floats()
+            let parts = info.name.split(separator: ".")
+            var hf: String
+            if parts.count == 4, parts[0] == "blk" {
+                let names = ["attn_norm": "input_layernorm", "post_attention_norm": "post_attention_layernorm",
+                             "ffn_norm": "pre_feedforward_layernorm", "post_ffw_norm": "post_feedforward_layernorm",
+                             "attn_q_norm": "self_attn.q_norm", "attn_k_norm": "self_attn.k_norm"]
+                if let n = names[String(parts[2])] { hf = "model.layers.\(parts[1]).\(n).weight" } else { hf = TensorNames.hfName(wren: info.name)! }
+                if parts[2] == "attn_q_norm" || parts[2] == "attn_k_norm" {
+                    v = TensorNames.wrenToHFRows(rows: v.count, heads: 1).map { v[$0] }
+                }
+                if let heads = TensorNames.permutedHeads(info.name, c) {
+                    let n = info.shape[1], order = TensorNames.wrenToHFRows(rows: info.shape[0], heads: heads)
+                    v = order.flatMap { r in v[(r * n)..<((r + 1) * n)] }
+                }
+            } else {
+                hf = TensorNames.hfName(wren: info.name)!
+            }
+            if info.name.hasSuffix("norm.weight") { v = v.map { $0 - 1 } }
+            entries.append(.init(name: hf, dtype: "F32", shape: info.shape, bytes: Quant.quantize(.f32, v)))
+        }
+        try Data(SafetensorsWriter.encode(entries)).write(to: URL(fileURLWithPath: dir + "/model.safetensors"))
+        let cfg: [String: Any] = [
+            "architectures": ["Gemma3ForCausalLM"], "model_type": "gemma3_text", "vocab_size": c.vocabSize,
+            "max_position_embeddings": c.contextLength, "hidden_size": c.embeddingLength, "intermediate_size": c.feedForwardLength,
+            "num_hidden_layers": c.blockCount, "num_attention_heads": c.headCount, "num_key_value_heads": c.headCountKV,
+            "head_dim": c.headDim, "rms_norm_eps": Double(c.rmsNormEps), "rope_theta": 1_000_000.0, "rope_local_base_freq": 10000.0,
+            "sliding_window": 5, "layer_types": ["sliding_attention", "full_attention", "sliding_attention"],
+            "query_pre_attn_scalar": c.headDim, "hidden_activation": "gelu_pytorch_tanh", "final_logit_softcapping": NSNull(),
+            "attn_logit_softcapping": NSNull(), "rope_scaling": NSNull(), "tie_word_embeddings": true,
+        ]
+        try JSONSerialization.data(withJSONObject: cfg).write(to: URL(fileURLWithPath: dir + "/config.json"))
+        try TinyModel().tokenizerJSON().write(to: URL(fileURLWithPath: dir + "/tokenizer.json"))
+        let out = tempDirectory() + "/hf.wren"
+        _ = try ModelConverter.convert(try ModelSource.open(dir), to: out, options: .init(overwrite: true))
+        let h = try LlamaModel(path: out)
+        XCTAssertEqual(h.config.slidingWindowPattern, 2)
+        XCTAssertEqual(h.config.architecture, "gemma3")
+        for c in ref.cases {
+            let maxAbs = c.logits.joined().map { abs($0) }.max()!
+            let s = try InferenceSession(model: h, threads: 2, kvType: .f32, activations: .f32)
+            let all = try s.evaluate(c.ids, allLogits: true)
+            let V = h.config.vocabSize
+            var worst: Float = 0
+            for p in 0..<c.ids.count { for j in 0..<V { worst = max(worst, abs(all[p * V + j] - c.logits[p][j])) } }
+            XCTAssertLessThan(worst, 1e-4 * maxAbs, "max |Δ| \(worst)")
+        }
+    }
 }
