@@ -95,7 +95,7 @@ final class CLITests: XCTestCase {
         XCTAssertTrue(r.stderr.hasPrefix("wren: error: \(dir)/nope.gguf: open failed: No such file or directory"), r.stderr)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.wren"))
 
-        r = try runWren(["convert", g, "-o", dir + "/x.wren", "--type", "q5_K"])
+        r = try runWren(["convert", g, "-o", dir + "/x.wren", "--type", "q7_k"])
         XCTAssertNotEqual(r.status, 0)
         XCTAssertTrue(r.stderr.contains("--type"), r.stderr)
 

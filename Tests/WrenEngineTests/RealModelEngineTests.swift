@@ -130,7 +130,8 @@ final class RealModelEngineTests: XCTestCase {
     /// the reference's.
     func testKQuantMixturesMatchReference() throws {
         for variant in ["q4_k_m", "q5_k_m", "q6_k"] {
-            XCTAssertTrue(try model(variant).layers.contains { [.q4_k, .q5_k, .q6_k].contains($0.down.dtype) }, "\(variant): no k-quant weights")
+            let m = try model(variant)
+            XCTAssertTrue(m.layers.contains { [.q4_k, .q5_k, .q6_k].contains($0.down.dtype) }, "\(variant): no k-quant weights")
             try check(variant)
         }
     }

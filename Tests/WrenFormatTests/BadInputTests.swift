@@ -178,7 +178,7 @@ final class BadInputTests: XCTestCase {
         c = cfg; c["num_key_value_heads"] = 3
         try expect(c, "model.attention.head_count_kv: 3 does not divide head_count 4")
         c = cfg; c["model_type"] = "gpt_neox"
-        try expect(c, "model_type: unsupported model type \"gpt_neox\" (Wren imports llama, mistral, qwen2)")
+        try expect(c, "model_type: unsupported model type \"gpt_neox\" (Wren imports llama, mistral, qwen2, gemma3_text)")
         c = cfg; c["num_hidden_layers"] = 3
         try JSONSerialization.data(withJSONObject: c).write(to: URL(fileURLWithPath: cfgPath))
         XCTAssertThrowsError(try ModelSource.open(hf)) { e in XCTAssertEqual("\(e)", "\(hf): missing tensor blk.2.attn_norm.weight") }
