@@ -386,6 +386,8 @@ uint8_t *wren_q8_tile_space(int blocks, int rows, int tokens, size_t *packed) {
     return pack_space(*packed + 4 * (size_t)tokens * blocks);
 }
 size_t wren_q8_tile_block_bytes(void) { return packed_block_bytes(KIND_Q4_1); }
+/// The per-thread packing buffer, at least `bytes` long (NULL if it cannot grow).
+uint8_t *wren_q8_space(size_t bytes) { return pack_space(bytes); }
 SIMD_FN void wren_q8_tiles_min(uint8_t *pk, size_t packed, int rows, const int8_t *qs, const float *d, const float *s, int blocks,
                                int tokens, float *y, int ldy) {
     tiles_over_packed(KIND_Q4_1, pk, packed, rows, qs, d, s, blocks, tokens, y, ldy);

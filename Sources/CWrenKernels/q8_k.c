@@ -136,6 +136,7 @@ GEMM_K_SCALAR(wren_gemm_q8_q6_k_scalar, K_Q6)
 // q8.c's prompt tiles, for q4_k and q5_k rows repacked into its q4_1 layout.
 uint8_t *wren_q8_tile_space(int blocks, int rows, int tokens, size_t *packed);
 size_t wren_q8_tile_block_bytes(void);
+uint8_t *wren_q8_space(size_t bytes);
 void wren_q8_tiles_min(uint8_t *pk, size_t packed, int rows, const int8_t *qs, const float *d, const float *s, int blocks,
                        int tokens, float *y, int ldy);
 
@@ -355,6 +356,122 @@ SIMD_FN static void pack_group_k(int kind, const uint8_t *w, size_t row_bytes, i
     }
 }
 
+// Prompt tiles for q6_k, q3_k and q2_k, whose 16-value sub-scales live inside
+// the integer sums. A packed group of four rows holds, per 32-block:
+//   w[4][32]   the rows' integers made unsigned (q6_k: q + 32, q3_k: q + 4), four
+//              rows interleaved in 8-byte chunks (chunks 0–1: the first 16 values)
+//   slo[16], shi[16]   int16: each row's sub-scale four times (r0 r0 r0 r0 r1 … r3),
+//              for the byte-pair sums of chunks 0–1 and 2–3
+//   sp[8]      int16 pairs (s_lo, s_hi) in the lane order r0 r1 r0 r1 | r2 r3 r2 r3
+//   mp[8]      q2_k's (m_lo, m_hi) likewise
+//   d[8], dmin[8]   the rows' super-scales in that lane order
+// With the tokens' (Σx_lo, Σx_hi) pairs per block, the offset comes off as
+// isum −= 2^k·(s_lo·Σx_lo + s_hi·Σx_hi) and q2_k's msum = m_lo·Σx_lo + m_hi·Σx_hi,
+// one madd each, so every (row, token) gets the canonical integers and then
+// the canonical float steps.
+enum { K16_BLOCK = 320 };
+
+SIMD_FN static void pack_group_k16(int kind, const uint8_t *w, size_t row_bytes, int rows, int r0, int blocks, uint8_t *out) {
+    const uint8_t *rw[4];
+    for (int k = 0; k < 4; k++) rw[k] = w + (size_t)(r0 + k < rows ? r0 + k : rows - 1) * row_bytes;
+    const int SB = kbytes[kind], doff = kind == K_Q2 ? 80 : kind == K_Q3 ? 108 : 208;
+    const __m256i bias = _mm256_set1_epi8(kind == K_Q6 ? 32 : kind == K_Q3 ? 4 : 0);
+    const __m256i lanes = _mm256_setr_epi32(0, 1, 0, 1, 2, 3, 2, 3);
+    for (int i = 0; i < blocks / 8; i++) {
+        const uint8_t *b[4] = { rw[0] + (size_t)i * SB, rw[1] + (size_t)i * SB, rw[2] + (size_t)i * SB, rw[3] + (size_t)i * SB };
+        int8_t sc[4][16], mn[4][16];
+        for (int k = 0; k < 4; k++) {
+            _mm_storeu_si128((__m128i *)sc[k], k16_scales(kind, b[k], 0));
+            if (kind == K_Q2) _mm_storeu_si128((__m128i *)mn[k], k16_scales(kind, b[k], 1));
+        }
+        __m128 d4 = _mm_cvtph_ps(_mm_setr_epi16((short)load_u16(b[0] + doff), (short)load_u16(b[1] + doff), (short)load_u16(b[2] + doff),
+                                                (short)load_u16(b[3] + doff), 0, 0, 0, 0));
+        __m128 m4 = kind == K_Q2 ? _mm_cvtph_ps(_mm_setr_epi16((short)load_u16(b[0] + 82), (short)load_u16(b[1] + 82),
+                                                               (short)load_u16(b[2] + 82), (short)load_u16(b[3] + 82), 0, 0, 0, 0))
+                                 : _mm_setzero_ps();
+        __m256 dv = _mm256_permutevar8x32_ps(_mm256_set_m128(d4, d4), lanes), mv = _mm256_permutevar8x32_ps(_mm256_set_m128(m4, m4), lanes);
+        for (int j = 0; j < 8; j++, out += K16_BLOCK) {
+            __m256i R[4];
+            for (int k = 0; k < 4; k++) R[k] = _mm256_add_epi8(k_ints(kind, b[k], j), bias);
+            __m256i T0 = _mm256_unpacklo_epi64(R[0], R[1]), T1 = _mm256_unpackhi_epi64(R[0], R[1]);
+            __m256i T2 = _mm256_unpacklo_epi64(R[2], R[3]), T3 = _mm256_unpackhi_epi64(R[2], R[3]);
+            _mm256_storeu_si256((__m256i *)(out + 0), _mm256_permute2x128_si256(T0, T2, 0x20));
+            _mm256_storeu_si256((__m256i *)(out + 32), _mm256_permute2x128_si256(T1, T3, 0x20));
+            _mm256_storeu_si256((__m256i *)(out + 64), _mm256_permute2x128_si256(T0, T2, 0x31));
+            _mm256_storeu_si256((__m256i *)(out + 96), _mm256_permute2x128_si256(T1, T3, 0x31));
+            int16_t *slo = (int16_t *)(out + 128), *shi = (int16_t *)(out + 160), *sp = (int16_t *)(out + 192), *mp = (int16_t *)(out + 224);
+            static const int lane_row[8] = { 0, 1, 0, 1, 2, 3, 2, 3 };
+            for (int k = 0; k < 4; k++)
+                for (int l = 0; l < 4; l++) { slo[4 * k + l] = sc[k][2 * j]; shi[4 * k + l] = sc[k][2 * j + 1]; }
+            for (int l = 0; l < 8; l++) {
+                int r = lane_row[l];
+                sp[2 * l] = sc[r][2 * j]; sp[2 * l + 1] = sc[r][2 * j + 1];
+                mp[2 * l] = kind == K_Q2 ? mn[r][2 * j] : 0; mp[2 * l + 1] = kind == K_Q2 ? mn[r][2 * j + 1] : 0;
+            }
+            _mm256_storeu_ps((float *)(out + 256), dv);
+            _mm256_storeu_ps((float *)(out + 288), mv);
+        }
+    }
+}
+
+// Two tokens against one packed group: eight (row, token) results.
+SIMD_FN static inline ALWAYS_INLINE void tile16_4x2(int kind, const uint8_t *p, int blocks, const int8_t *x0, const int8_t *x1,
+                                                    const float *d0, const float *d1, const int32_t *tx0, const int32_t *tx1,
+                                                    float *y0, float *y1, int live) {
+    __m256 A = _mm256_setzero_ps(), M = _mm256_setzero_ps();
+    const int shift = kind == K_Q6 ? 5 : kind == K_Q3 ? 2 : 0;
+    for (int b = 0; b < blocks; b++, p += K16_BLOCK) {
+        const int64_t *c0 = (const int64_t *)(x0 + 32 * b), *c1 = (const int64_t *)(x1 + 32 * b);
+        __m256i slo = _mm256_loadu_si256((const __m256i *)(p + 128)), shi = _mm256_loadu_si256((const __m256i *)(p + 160));
+        __m256i P0 = _mm256_setzero_si256(), P1 = _mm256_setzero_si256();
+        for (int c = 0; c < 4; c++) {
+            __m256i w = _mm256_loadu_si256((const __m256i *)(p + 32 * c)), sc = c < 2 ? slo : shi;
+            P0 = _mm256_add_epi32(P0, _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_set1_epi64x(c0[c])), sc));
+            P1 = _mm256_add_epi32(P1, _mm256_madd_epi16(_mm256_maddubs_epi16(w, _mm256_set1_epi64x(c1[c])), sc));
+        }
+        __m256i isum = _mm256_hadd_epi32(P0, P1);
+        __m256i tx = _mm256_blend_epi32(_mm256_set1_epi32(tx0[b]), _mm256_set1_epi32(tx1[b]), 0xCC);
+        if (shift) isum = _mm256_sub_epi32(isum, _mm256_slli_epi32(_mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(p + 192)), tx), shift));
+        __m256 dx = _mm256_blend_ps(_mm256_set1_ps(d0[b]), _mm256_set1_ps(d1[b]), 0xCC);
+        A = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps((const float *)(p + 256)), dx), _mm256_cvtepi32_ps(isum), A);
+        if (kind == K_Q2) {
+            __m256i msum = _mm256_madd_epi16(_mm256_loadu_si256((const __m256i *)(p + 224)), tx);
+            M = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps((const float *)(p + 288)), dx), _mm256_cvtepi32_ps(msum), M);
+        }
+    }
+    __m256 Y = _mm256_permutevar8x32_ps(_mm256_sub_ps(A, M), _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+    float out[8];
+    _mm256_storeu_ps(out, Y);
+    for (int k = 0; k < live; k++) { y0[k] = out[k]; y1[k] = out[4 + k]; }
+}
+
+// Packs every group, computes each token's (Σx_lo, Σx_hi) per block, runs the tiles.
+SIMD_FN static inline ALWAYS_INLINE int tiles_k16(int kind, const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs,
+                                                  const float *d, int blocks, int tokens, float *y, int ldy) {
+    const size_t n = 32 * (size_t)blocks, gbytes = (size_t)blocks * K16_BLOCK;
+    const int groups = (rows + 3) / 4;
+    uint8_t *pk = wren_q8_space(gbytes * groups + 4 * (size_t)tokens * blocks);
+    if (!pk) return 0;
+    int32_t *tx = (int32_t *)(pk + gbytes * groups);
+    const __m256i ones = _mm256_set1_epi8(1), ones16 = _mm256_set1_epi16(1);
+    for (size_t i = 0; i < (size_t)tokens * blocks; i++) {
+        __m256i v = _mm256_madd_epi16(_mm256_maddubs_epi16(ones, _mm256_loadu_si256((const __m256i *)(qs + 32 * i))), ones16);
+        __m256i h = _mm256_hadd_epi32(v, v);   // per lane: [s01 s23 s01 s23]
+        int32_t lo = _mm256_extract_epi32(h, 0) + _mm256_extract_epi32(h, 1), hi = _mm256_extract_epi32(h, 4) + _mm256_extract_epi32(h, 5);
+        tx[i] = (int32_t)((uint32_t)(uint16_t)lo | (uint32_t)hi << 16);
+    }
+    for (int g = 0; g < groups; g++) pack_group_k16(kind, w, row_bytes, rows, 4 * g, blocks, pk + g * gbytes);
+    for (int g = 0; g < groups; g++) {
+        int r = 4 * g, live = rows - r < 4 ? rows - r : 4;
+        for (int t = 0; t < tokens; t += 2) {
+            int u = t + 1 < tokens ? t + 1 : t;
+            tile16_4x2(kind, pk + g * gbytes, blocks, qs + t * n, qs + u * n, d + (size_t)t * blocks, d + (size_t)u * blocks,
+                       tx + (size_t)t * blocks, tx + (size_t)u * blocks, y + (size_t)t * ldy + r, y + (size_t)u * ldy + r, live);
+        }
+    }
+    return 1;
+}
+
 // Below this many tokens the rows are read in place (as q8.c's TILE_MIN_TOKENS).
 #define K_TILE_MIN_TOKENS 8
 
@@ -372,6 +489,9 @@ SIMD_FN static void pack_group_k(int kind, const uint8_t *w, size_t row_bytes, i
                 return;                                                                                         \
             }                                                                                                   \
         }                                                                                                       \
+        if ((KIND == K_Q2 || KIND == K_Q3 || KIND == K_Q6) && tokens >= K_TILE_MIN_TOKENS &&                    \
+            tiles_k16(KIND, w, row_bytes, rows, qs, d, blocks, tokens, y, ldy))                                 \
+            return;                                                                                             \
         int t = 0;                                                                                              \
         for (; t + 2 <= tokens; t += 2)                                                                         \
             gemv_k(KIND, 2, w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks,     \
