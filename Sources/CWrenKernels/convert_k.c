@@ -48,18 +48,6 @@ static const float *finite_block(const float *x, float *tmp) {
     return x;
 }
 
-// The (scale, min) 6-bit pair of sub-block j in q4_k / q5_k's 12 scale bytes.
-static inline void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) { *sc = q[j] & 63; *m = q[j + 4] & 63; }
-    else { *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
-}
-
-// q3_k's 6-bit scale j (0…15), before its −32.
-static inline int scale_q3(int j, const uint8_t *s) {
-    int lo = j < 8 ? s[j] & 15 : s[j - 8] >> 4;
-    return lo | ((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4;
-}
-
 // ---- Dequantization.
 
 void wren_convert_q2_k_to_f32(const void *src, float *dst, int64_t n) {

@@ -67,6 +67,19 @@ void wren_convert_f32_to_q5_k(const float *src, void *dst, int64_t n);
 void wren_convert_q6_k_to_f32(const void *src, float *dst, int64_t n);
 void wren_convert_f32_to_q6_k(const float *src, void *dst, int64_t n);
 
+// The k-quants' sub-block scales (convert_k.c and q8_k.c). scale_min_k4: the 6-bit
+// (scale, min) pair of sub-block j (0…7) in q4_k / q5_k's 12 scale bytes.
+static inline void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
+    if (j < 4) { *sc = q[j] & 63; *m = q[j + 4] & 63; }
+    else { *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
+}
+
+// q3_k's 6-bit scale j (0…15), before its −32: low 4 bits from bytes 0–7, high 2 from bytes 8–11.
+static inline int scale_q3(int j, const uint8_t *s) {
+    int lo = j < 8 ? s[j] & 15 : s[j - 8] >> 4;
+    return lo | ((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4;
+}
+
 // q8.c: products with 8-bit activations (the gemm_q8 column of the dtype table).
 #define WREN_GEMM_Q8(NAME) void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, \
                                      const float *s, int blocks, int tokens, float *y, int ldy);

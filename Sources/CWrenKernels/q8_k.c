@@ -25,16 +25,6 @@ static const int kbytes[5] = { 84, 110, 144, 176, 210 };
 
 static inline float h2f(const uint8_t *p) { return f16_to_f32_scalar(load_u16(p)); }
 
-static inline void scale_min_k4(int j, const uint8_t *q, int *sc, int *m) {
-    if (j < 4) { *sc = q[j] & 63; *m = q[j + 4] & 63; }
-    else { *sc = (q[j + 4] & 15) | ((q[j - 4] >> 6) << 4); *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4); }
-}
-
-static inline int scale_q3(int j, const uint8_t *s) {
-    int lo = j < 8 ? s[j] & 15 : s[j - 8] >> 4;
-    return lo | ((s[8 + j % 4] >> (2 * (j / 4))) & 3) << 4;
-}
-
 // One super-block, unpacked: integers in element order and the scales the
 // canonical arithmetic uses.
 typedef struct {

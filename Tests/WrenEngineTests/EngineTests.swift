@@ -152,6 +152,23 @@ final class EngineTests: XCTestCase {
         }
     }
 
+    /// Every position's exact-path logits against `want` (tolerance 1e-4 as in
+    /// testForwardMatchesNaiveReference), for the whole prompt at once (maxBatch 64)
+    /// and token by token (maxBatch 1).
+    func assertLogits(_ m: LlamaModel, _ ids: [Int32], _ want: [[Double]], _ label: String, line: UInt = #line) throws {
+        let V = m.config.vocabSize
+        for batch in [64, 1] {
+            let s = try InferenceSession(model: m, contextLength: 64, threads: 2, maxBatch: batch, kvType: .f32, activations: .f32)
+            let got = try s.evaluate(ids, allLogits: true)
+            for t in 0..<ids.count {
+                for v in 0..<V {
+                    XCTAssertEqual(Double(got[t * V + v]), want[t][v], accuracy: 1e-4 + 1e-4 * abs(want[t][v]),
+                                   "\(label) batch \(batch) pos \(t) id \(v)", line: line)
+                }
+            }
+        }
+    }
+
     /// Qwen2: q/k/v biases, and llama.cpp's rotate-half q/k rows (and q/k biases)
     /// permuted back on GGUF import; every position against the reference, for the
     /// whole prompt at once and token by token.
@@ -165,16 +182,7 @@ final class EngineTests: XCTestCase {
         XCTAssertTrue(m.config.qkvBias)
         let ids: [Int32] = [5, 17, 3, 40, 63, 0, 12, 12, 9, 30]
         let want = NaiveLlama(tiny).logits(ids)
-        let V = tiny.config.vocabSize
-        for batch in [64, 1] {
-            let s = try InferenceSession(model: m, contextLength: 64, threads: 2, maxBatch: batch, kvType: .f32, activations: .f32)
-            let got = try s.evaluate(ids, allLogits: true)
-            for t in 0..<ids.count {
-                for v in 0..<V {
-                    XCTAssertEqual(Double(got[t * V + v]), want[t][v], accuracy: 1e-4 + 1e-4 * abs(want[t][v]), "batch \(batch) pos \(t) id \(v)")
-                }
-            }
-        }
+        try assertLogits(m, ids, want, "qwen2")
         // Without the biases the logits are far off: the test sees them.
         let plain = NaiveLlama(TinyModel(seed: 33, tied: true)).logits(ids)
         XCTAssertGreaterThan(zip(plain.joined(), want.joined()).map { abs($0 - $1) }.max()!, 0.05)
@@ -192,17 +200,7 @@ final class EngineTests: XCTestCase {
             let m = try LlamaModel(path: w)
             XCTAssertEqual(m.config.slidingWindow, window, type)
             XCTAssertEqual(m.config.qkvBias, type == "qwen2", type)
-            let want = NaiveLlama(tiny, window: window).logits(ids)
-            let V = tiny.config.vocabSize
-            for batch in [64, 1] {
-                let s = try InferenceSession(model: m, contextLength: 64, threads: 2, maxBatch: batch, kvType: .f32, activations: .f32)
-                let got = try s.evaluate(ids, allLogits: true)
-                for t in 0..<ids.count {
-                    for v in 0..<V {
-                        XCTAssertEqual(Double(got[t * V + v]), want[t][v], accuracy: 1e-4 + 1e-4 * abs(want[t][v]), "\(type) batch \(batch) pos \(t) id \(v)")
-                    }
-                }
-            }
+            try assertLogits(m, ids, NaiveLlama(tiny, window: window).logits(ids), type)
         }
     }
 
