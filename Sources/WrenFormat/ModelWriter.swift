@@ -1,6 +1,7 @@
 // A copy of a base .wren with some tensors replaced by f32 values (what a full
-// finetune writes): replaced 2-D tensors are stored as the chosen dtype, 1-D ones
-// as f32; every other tensor is copied after its checksum is checked.
+// finetune writes): replaced 2-D tensors are stored as the chosen dtype (or its
+// fallback where rows are not whole blocks), 1-D ones as f32; every other tensor
+// is copied after its checksum is checked.
 
 import WrenKernels
 
@@ -12,7 +13,7 @@ public enum ModelWriter {
         for info in base.tensors {
             let t = try base.verifiedTensor(info.name)
             if let values = replacing[info.name] {
-                let dt = info.shape.count == 1 ? DType.f32 : type
+                let dt = info.shape.count == 1 ? DType.f32 : QuantScheme.fallback(type, rowLength: info.shape.last!)
                 let n = info.elementCount
                 pending.append(PendingTensor(name: info.name, dtype: dt, shape: info.shape) { buf in
                     Quant.quantize(dt, values, buf.baseAddress!, count: n)

@@ -43,7 +43,8 @@ public enum Merger {
                 if let i = target.firstIndex(where: { !$0.isFinite }) {
                     throw EngineError.invalidParameter("merging into \(name) gives \(target[i]) at element \(i) (the adapter's update overflows); nothing written")
                 }
-                let dt = type ?? w.dtype
+                // A type whose blocks do not fit the rows (k-quants on 576-wide rows) falls back as convert's do.
+                let dt = QuantScheme.fallback(type ?? w.dtype, rowLength: w.cols)
                 let bytes = Quant.quantize(dt, target)
                 let stored = Quant.dequantize(dt, bytes, count: n)
                 // The change actually stored, against the base as stored before.

@@ -275,6 +275,10 @@ final class FinetuneTests: XCTestCase {
         let large = try Merger.merge(model: m, type: .q8_0, to: dir + "/l.wren", overwrite: false)
         XCTAssertGreaterThan(large[0].survived, 0.9)
         XCTAssertThrowsError(try Merger.merge(model: m, type: nil, to: dir + "/l.wren", overwrite: false), "never overwrites")
+        // A k-quant on rows that are not whole super-blocks (32 wide) falls back as convert does.
+        let k = try Merger.merge(model: m, type: .q4_k, to: dir + "/k.wren", overwrite: false)
+        XCTAssertEqual(k[0].dtype, .q5_0)
+        XCTAssertEqual(try WrenFile(path: dir + "/k.wren").info("blk.0.attn_q.weight")?.dtype, .q5_0)
     }
 
     func testFullFinetuneWritesModel() throws {
