@@ -18,7 +18,7 @@ struct Finetune: ParsableCommand {
         checkpoint.safetensors. Every instance is checked before training starts.
         """)
 
-    @Option(name: .shortAndLong, help: "Base model (.wren). Quantized bases (q4_0/q4_1/q8_0) stay quantized: QLoRA.")
+    @Option(name: .shortAndLong, help: "Base model (.wren). Quantized bases (q4_0 … q8_0, the k-quants) stay quantized: QLoRA.")
     var model: String
 
     @Option(help: "Dataset directory or file (LMFlow JSON / JSONL).")

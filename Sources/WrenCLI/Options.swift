@@ -24,7 +24,7 @@ struct ThreadOptions: ParsableArguments {
 
 /// The exact path and the KV cache element type.
 struct KVPathOptions: ParsableArguments {
-    @Flag(help: "Use the exact path: f32 activations against exactly dequantized weights (instead of 8-bit activation blocks for q4_0/q4_1/q8_0 weights) and an f32 KV cache.")
+    @Flag(help: "Use the exact path: f32 activations against exactly dequantized weights (instead of 8-bit activation blocks for quantized weights) and an f32 KV cache.")
     var exact = false
 
     @Option(name: .customLong("kv-type"), help: "KV cache type: f32, f16 or q8_0 (default f16; f32 with --exact).")

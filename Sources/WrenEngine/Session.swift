@@ -54,7 +54,7 @@ public final class InferenceSession: @unchecked Sendable {
     ///   - kvType: KV-cache element type (f16 halves its memory, q8_0 quarters it with one scale per
     ///     32 values of a head; f32 is the exact path).
     ///   - activations: `.q8` quantizes activations to 8-bit blocks for products with
-    ///     q4_0/q4_1/q5_0/q5_1/q8_0 weights (llama.cpp's scheme); `.f32` keeps them exact.
+    ///     quantized weights (q4_0 … q8_0 and the k-quants; llama.cpp's scheme); `.f32` keeps them exact.
     ///   - beyondTrainedContext: allow a context past the trained length × RoPE scale
     ///     (plain RoPE at positions the model never saw; for measuring that failure).
     public init(model: LlamaModel, contextLength: Int? = nil, threads: Int? = nil, maxBatch: Int = 512, kvType: KVCacheType = .f16,

@@ -84,7 +84,7 @@ public enum Ops {
     /// only its own rows, so results do not depend on the thread count, and a
     /// token's outputs do not depend on the other tokens in the batch.
     ///
-    /// `activations: .q8` (for q4_0/q4_1/q8_0 weights) quantizes each token's
+    /// `activations: .q8` (for quantized weights) quantizes each token's
     /// input once to 8-bit blocks and uses integer block dots, as llama.cpp
     /// does; `.f32` dots f32 inputs with the exactly dequantized weights.
     public static func matmul(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>, tokens: Int,

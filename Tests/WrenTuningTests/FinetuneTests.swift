@@ -12,9 +12,12 @@ import WrenTokenizer
 import XCTest
 
 final class FinetuneTests: XCTestCase {
+    /// The k-quants need rows of whole 256-element super-blocks: a 256-wide model for them.
     func tiny(_ dir: String, dtype: DType = .f32, tied: Bool = true) throws -> String {
         let path = dir + "/tiny.wren"
-        try TinyModel(seed: 3, tied: tied, vocab: 64, dim: 32, layers: 2, heads: 4, kvHeads: 2, ff: 64).writeWren(to: path, dtype: dtype)
+        let wide = dtype.blockSize == 256
+        try TinyModel(seed: 3, tied: tied, vocab: 64, dim: wide ? 256 : 32, layers: 2, heads: 4, kvHeads: 2, ff: wide ? 256 : 64)
+            .writeWren(to: path, dtype: dtype)
         return path
     }
 
@@ -119,7 +122,7 @@ final class FinetuneTests: XCTestCase {
     /// logit, and the trainer's loss equals the engine's exact-path loss.
     func testLoRAStepZeroReproducesBase() throws {
         let dir = tempDirectory()
-        for dtype in [DType.f32, .q4_1] {
+        for dtype in [DType.f32, .q4_1, .q4_k] {   // q4_k: QLoRA on a k-quant base
             try FileManager.default.createDirectory(atPath: dir + "/\(dtype)", withIntermediateDirectories: true)
             let path = try tiny(dir + "/\(dtype)", dtype: dtype)
             let m = try LlamaModel(path: path)
