@@ -327,6 +327,9 @@ static uint8_t *pack_space(size_t bytes) {
 
 SIMD_FN static void tiles_over_packed(int kind, uint8_t *pk, size_t packed, int rows, const int8_t *qs, const float *d, const float *s,
                                       int blocks, int tokens, float *y, int ldy);
+SIMD_FN static void block_sums(int kind, const int8_t *qs, int tokens, int blocks, int32_t *sx);
+SIMD_FN static void tiles_of_group(int kind, const uint8_t *pg, int rows, int g, const int8_t *qs, const float *d, const float *s,
+                                   const int32_t *sx, int blocks, int tokens, float *y, int ldy);
 
 typedef void (*gemv_fn)(const uint8_t *, size_t, int, const int8_t *, const float *, const float *, int, float *, int);
 
@@ -335,8 +338,8 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, gemv_f
     const size_t n = 32 * (size_t)blocks;
     int groups = (rows + 3) / 4;
     size_t gbytes = (size_t)blocks * packed_block_bytes(kind);
-    // The packed rows, then (q4_0) each token's block sums Σx.
-    size_t packed = (gbytes * groups + 63) / 64 * 64;
+    // One packed group, then (q4_0, q5_0) each token's block sums Σx.
+    size_t packed = (gbytes + 63) / 64 * 64;
     uint8_t *pk = tokens >= TILE_MIN_TOKENS ? pack_space(packed + 4 * (size_t)tokens * blocks) : NULL;
     if (!pk) {
         int t = 0;
@@ -346,37 +349,51 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, gemv_f
             gemv(w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks, y + (size_t)t * ldy, ldy);
         return;
     }
-    for (int g = 0; g < groups; g++) pack_group(kind, w, row_bytes, rows, 4 * g, blocks, block_bytes, pk + g * gbytes);
-    tiles_over_packed(kind, pk, packed, rows, qs, d, s, blocks, tokens, y, ldy);
+    // Each group is packed and used at once, while it is in L1: the next rows'
+    // loads from memory overlap the products of these.
+    int32_t *sx = (int32_t *)(pk + packed);
+    block_sums(kind, qs, tokens, blocks, sx);
+    for (int g = 0; g < groups; g++) {
+        pack_group(kind, w, row_bytes, rows, 4 * g, blocks, block_bytes, pk);
+        tiles_of_group(kind, pk, rows, g, qs, d, s, sx, blocks, tokens, y, ldy);
+    }
+}
+
+// Each token's block sums Σx, for the kinds whose integers carry an offset.
+SIMD_FN static void block_sums(int kind, const int8_t *qs, int tokens, int blocks, int32_t *sx) {
+    if (!offset_shift(kind)) return;
+    for (size_t i = 0; i < (size_t)tokens * blocks; i++) {
+        __m256i v = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)(qs + 32 * i))),
+                                      _mm256_set1_epi16(1));
+        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+        sx[i] = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1)));
+    }
+}
+
+// Every token against packed group g (rows 4g … 4g+3) at pg.
+SIMD_FN static void tiles_of_group(int kind, const uint8_t *pg, int rows, int g, const int8_t *qs, const float *d, const float *s,
+                                   const int32_t *sx, int blocks, int tokens, float *y, int ldy) {
+    const size_t n = 32 * (size_t)blocks;
+    int r = 4 * g, live = rows - r < 4 ? rows - r : 4;
+    for (int t = 0; t < tokens; t += 2) {
+        int u = t + 1 < tokens ? t + 1 : t;   // an odd last token pairs with itself
+        tile_4x2(kind, pg, blocks, qs + t * n, qs + u * n, d + (size_t)t * blocks, d + (size_t)u * blocks,
+                 s + (size_t)t * blocks, s + (size_t)u * blocks, sx + (size_t)t * blocks, sx + (size_t)u * blocks,
+                 y + (size_t)t * ldy + r, y + (size_t)u * ldy + r, live);
+    }
 }
 
 // The tiles over groups already packed at pk (`packed` bytes, then room for the
 // tokens' block sums).
 SIMD_FN static void tiles_over_packed(int kind, uint8_t *pk, size_t packed, int rows, const int8_t *qs, const float *d, const float *s,
                                       int blocks, int tokens, float *y, int ldy) {
-    const size_t n = 32 * (size_t)blocks;
     int groups = (rows + 3) / 4;
     size_t gbytes = (size_t)blocks * packed_block_bytes(kind);
     int32_t *sx = (int32_t *)(pk + packed);
-    if (offset_shift(kind)) {
-        for (size_t i = 0; i < (size_t)tokens * blocks; i++) {
-            __m256i v = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)(qs + 32 * i))),
-                                          _mm256_set1_epi16(1));
-            __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-            h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-            sx[i] = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1)));
-        }
-    }
+    block_sums(kind, qs, tokens, blocks, sx);
     // A group's packed rows (a few KB) stay in L1 while every token passes over them.
-    for (int g = 0; g < groups; g++) {
-        int r = 4 * g, live = rows - r < 4 ? rows - r : 4;
-        for (int t = 0; t < tokens; t += 2) {
-            int u = t + 1 < tokens ? t + 1 : t;   // an odd last token pairs with itself
-            tile_4x2(kind, pk + g * gbytes, blocks, qs + t * n, qs + u * n, d + (size_t)t * blocks, d + (size_t)u * blocks,
-                     s + (size_t)t * blocks, s + (size_t)u * blocks, sx + (size_t)t * blocks, sx + (size_t)u * blocks,
-                     y + (size_t)t * ldy + r, y + (size_t)u * ldy + r, live);
-        }
-    }
+    for (int g = 0; g < groups; g++) tiles_of_group(kind, pk + g * gbytes, rows, g, qs, d, s, sx, blocks, tokens, y, ldy);
 }
 
 // For q8_k.c: q4_k and q5_k rows repacked as q4_1-kind groups (their unsigned

@@ -123,16 +123,22 @@ struct Bench: ParsableCommand {
         } catch { fail(error) }
     }
 
-    func printProfile(_ p: ForwardProfile, threads: Int, what: String) {
-        let total = Double(p.totalNs), perToken = total / Double(max(p.tokens, 1)) / 1e3
-        print(String(format: "profile of %@, %d threads, %d tokens in %d passes: %.1f µs per token", what, threads, p.tokens, p.passes, perToken))
-        for (name, ns) in [("matmuls (layers)", p.matmulNs), ("attention", p.attentionNs), ("output head", p.outputNs), ("the rest", p.otherNs)] {
-            print(String(format: "  %-17@ %7.1f µs  %5.1f%%", name as NSString, Double(ns) / Double(max(p.tokens, 1)) / 1e3, 100 * Double(ns) / max(total, 1)))
-        }
-    }
+    func printProfile(_ p: ForwardProfile, threads: Int, what: String) { p.lines(threads: threads, what: what).forEach { print($0) } }
 
     func median(_ v: [Double]) -> Double {
         let s = v.sorted()
         return s.isEmpty ? 0 : (s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2)
+    }
+}
+
+extension ForwardProfile {
+    /// The profile as printed: time per token of each part of the forward pass.
+    func lines(threads: Int, what: String) -> [String] {
+        let total = Double(totalNs), perToken = total / Double(max(tokens, 1)) / 1e3
+        var out = [String(format: "profile of %@, %d threads, %d tokens in %d passes: %.1f µs per token", what, threads, tokens, passes, perToken)]
+        for (name, ns) in [("matmuls (layers)", matmulNs), ("attention", attentionNs), ("output head", outputNs), ("the rest", otherNs)] {
+            out.append(String(format: "  %-17@ %7.1f µs  %5.1f%%", name as NSString, Double(ns) / Double(max(tokens, 1)) / 1e3, 100 * Double(ns) / max(total, 1)))
+        }
+        return out
     }
 }

@@ -117,7 +117,8 @@ struct ModelOptions: ParsableArguments {
 
     /// The model (with its adapters) and a session of -c tokens, else `defaultContext` of the
     /// model's config, else the model's context (at most 4096).
-    func load(defaultContext: ((ModelConfig) -> Int)? = nil) throws -> (LlamaModel, InferenceSession) {
+    /// The model and a session (of `sequences` sequences, each with the context length).
+    func load(defaultContext: ((ModelConfig) -> Int)? = nil, sequences: Int = 1) throws -> (LlamaModel, InferenceSession) {
         let m = try LlamaModel(path: model, ropeFreqBase: ropeFreqBase, ropeScale: ropeScaling == nil ? ropeScale : nil)
         if let s = ropeScaling {
             m.rope.scaling = s
@@ -136,7 +137,7 @@ struct ModelOptions: ParsableArguments {
             FileHandle.standardError.write(Data("warning: -c \(context) passes the \(m.config.contextLength) tokens \(model) was trained with, and --rope-scaling none does not scale RoPE; expect output to degrade past them\n".utf8))
         }
         return (m, try InferenceSession(model: m, contextLength: context, threads: threads, kvType: kvCacheType,
-                                        activations: exact ? .f32 : .q8, beyondTrainedContext: beyond))
+                                        activations: exact ? .f32 : .q8, beyondTrainedContext: beyond, sequences: sequences))
     }
 }
 
@@ -177,8 +178,12 @@ struct SamplingOptions: ParsableArguments {
     @Option(name: .customLong("stop"), help: "Stop when the text contains this string (repeatable).")
     var stop: [String] = []
 
+    @Option(name: .customLong("min-tokens"), help: "Do not end before this many tokens (end-of-generation tokens are banned until then).")
+    var minTokens = 0
+
     func validate() throws {
         guard n >= 0 else { throw ValidationError("-n must be >= 0 (got \(n))") }
+        guard minTokens >= 0 else { throw ValidationError("--min-tokens must be >= 0 (got \(minTokens))") }
         do { try parameters().validate() } catch let e as EngineError { throw ValidationError(e.description) }
     }
 
@@ -204,7 +209,7 @@ struct SamplingOptions: ParsableArguments {
     }
 
     func options() throws -> GenerationOptions {
-        GenerationOptions(maxTokens: n, stop: stop, sampling: try parameters())
+        GenerationOptions(maxTokens: n, stop: stop, sampling: try parameters(), minTokens: minTokens)
     }
 }
 
@@ -256,6 +261,9 @@ struct SpeculationFlags: ParsableArguments {
         if let lookupNgram, lookupNgram < 1 { throw ValidationError("--lookup-ngram must be at least 1") }
         if let draftLayers, draftLayers < 1 { throw ValidationError("--draft-layers must be at least 1") }
     }
+
+    /// Whether a speculation mode was asked for.
+    var isOn: Bool { draft != nil || lookupNgram != nil || draftLayers != nil }
 
     /// Turns speculation on in `gen` when a mode was asked for.
     func apply(to gen: Generator) throws {

@@ -34,9 +34,21 @@ struct Run: ParsableCommand {
 
     @OptionGroup var speculation: SpeculationFlags
 
+    @Option(help: "Sample this many continuations of the prompt, decoded together (seeds: --seed, --seed+1, ...); each is printed after a header line.")
+    var samples = 1
+
+    @Flag(help: "With --samples: generate them one after another instead (the baseline that batching is measured against).")
+    var sequential = false
+
+    func validate() throws {
+        guard samples >= 1, samples <= 256 else { throw ValidationError("--samples must be in 1...256 (got \(samples))") }
+        if samples > 1 && jsonl { throw ValidationError("--samples does not combine with --jsonl") }
+        if samples > 1 && speculation.isOn { throw ValidationError("--samples does not combine with speculative decoding") }
+    }
+
     func run() throws {
         do {
-            let (m, session) = try model.load()
+            let (m, session) = try model.load(sequences: samples > 1 && !sequential ? samples : 1)
             let gen = try Generator(model: m, session: session)
             try speculation.apply(to: gen)
             // The template is needed for --chat, and (lazily) for "messages" requests.
@@ -57,6 +69,7 @@ struct Run: ParsableCommand {
                 msgs.append(ChatMessage(role: "user", content: text.hasSuffix("\n") ? String(text.dropLast()) : text))
                 promptTokens = try formatter.tokens(msgs)
             }
+            if samples > 1 { try runSamples(m, session, gen, promptTokens, opts); return }
             let result = try gen.generate(tokens: promptTokens, options: opts) { piece, _ in
                 if !piece.isEmpty { Std.out(piece) }
                 return true
@@ -65,6 +78,37 @@ struct Run: ParsableCommand {
             if result.stats.contextFull { stderrLine("wren: the context of \(session.contextLength) tokens is full; generation stopped (use -c to enlarge it)") }
             if verbose { printStats(result) }
         } catch { fail(error) }
+    }
+
+    /// --samples: N continuations of one prompt, batched (or one after another with --sequential).
+    func runSamples(_ m: LlamaModel, _ session: InferenceSession, _ gen: Generator, _ prompt: [Int32], _ opts: GenerationOptions) throws {
+        let jobs = (0..<samples).map { i in
+            var o = opts
+            o.sampling.seed = opts.sampling.seed &+ UInt64(i)
+            return BatchJob(prompt: prompt, options: o)
+        }
+        if verbose { session.enableProfiling() }
+        let t0 = Date()
+        let results = sequential ? try jobs.map { try gen.generate(tokens: $0.prompt, options: $0.options) }
+                                 : try BatchGenerator(model: m, session: session).generate(jobs)
+        let seconds = Date().timeIntervalSince(t0)
+        for (i, r) in results.enumerated() {
+            Std.out("### sample \(i + 1) (seed \(jobs[i].options.sampling.seed), \(r.tokens.count) tokens, stop: \(r.stopReason.rawValue))\n")
+            Std.out(r.text + "\n")
+        }
+        if results.contains(where: \.stats.contextFull) {
+            stderrLine("wren: the context of \(session.contextLength) tokens filled up in some samples; they stopped (use -c to enlarge it)")
+        }
+        if verbose {
+            let tokens = results.map(\.tokens.count).reduce(0, +)
+            stderrLine(String(format: "samples: %d × %d prompt tokens, %d generated tokens in %.3f s (prompt included), %.1f tokens/s%@",
+                              samples, prompt.count, tokens, seconds, Double(tokens) / seconds, sequential ? " (sequential)" : " (batched)"))
+            if let p = session.profile {
+                let forward = Double(p.totalNs) / 1e9
+                stderrLine(String(format: "forward passes %.3f s, the rest (sampling, text) %.3f s", forward, seconds - forward))
+                p.lines(threads: session.threads, what: "the forward passes").forEach { stderrLine($0) }
+            }
+        }
     }
 
     func printStats(_ r: GenerationResult) {

@@ -15,10 +15,13 @@ public struct GenerationOptions: Sendable {
     public var sampling = SamplingParameters()
     /// Parse special tokens (e.g. `<|im_start|>`) in the prompt.
     public var parseSpecial = true
-    public init(maxTokens: Int? = 128, stop: [String] = [], sampling: SamplingParameters = SamplingParameters()) {
+    /// End-of-generation tokens are not sampled before this many tokens (RAFT's min-new-tokens).
+    public var minTokens = 0
+    public init(maxTokens: Int? = 128, stop: [String] = [], sampling: SamplingParameters = SamplingParameters(), minTokens: Int = 0) {
         self.maxTokens = maxTokens
         self.stop = stop
         self.sampling = sampling
+        self.minTokens = minTokens
     }
 }
 
@@ -100,12 +103,17 @@ public final class Generator: @unchecked Sendable {
     public init(model: LlamaModel, session: InferenceSession? = nil, contextLength: Int? = nil, threads: Int? = nil) throws {
         self.model = model
         self.session = try session ?? InferenceSession(model: model, contextLength: contextLength, threads: threads)
+        endTokens = Self.endTokens(of: model)
+    }
+
+    /// EOS and the end-of-turn control tokens of the common chat formats that the vocabulary has.
+    public static func endTokens(of model: LlamaModel) -> Set<Int32> {
         var ends = Set<Int32>()
         if let e = model.tokenizer.eosID { ends.insert(e) }
         for name in ["<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end_of_text|>", "<|end|>", "</s>", "<end_of_turn>"] {
             if let i = model.tokenizer.pieces.firstIndex(of: name), model.tokenizer.isControl(Int32(i)) { ends.insert(Int32(i)) }
         }
-        endTokens = ends
+        return ends
     }
 
     /// Tokenizes `prompt` as the model expects (BOS per its flags, special tokens parsed).
@@ -124,6 +132,9 @@ public final class Generator: @unchecked Sendable {
                          onPiece: (String, Int32) -> Bool = { _, _ in true }) throws -> GenerationResult {
         try options.sampling.validate(vocabSize: model.config.vocabSize)
         if let m = options.maxTokens, m < 0 { throw EngineError.invalidParameter("the number of tokens to predict must be >= 0 (got \(m))") }
+        if options.minTokens > 0 && speculation != nil {
+            throw EngineError.invalidParameter("a minimum number of new tokens does not combine with speculative decoding")
+        }
         guard !prompt.isEmpty else { throw EngineError.emptyPrompt }
         guard prompt.count <= session.contextLength else {
             throw EngineError.promptTooLong(tokens: prompt.count, context: session.contextLength)
@@ -161,6 +172,7 @@ public final class Generator: @unchecked Sendable {
         let V = model.config.vocabSize
         loop: while true {
             if let m = options.maxTokens, out.count >= m { reason = .length; break }
+            if out.count < options.minTokens { for e in endTokens { logits[Int(e)] = -.infinity } }
             let tok = queue.isEmpty ? sampler.sample(logits, history: history[...]) : queue.removeFirst()
             if out.isEmpty { stats.timeToFirstToken = now() }
             out.append(tok)

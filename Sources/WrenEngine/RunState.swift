@@ -1,17 +1,20 @@
 // Every buffer an inference session writes, allocated once (after llama2.c's
 // RunState). B = the session's maxBatch (rows of a prompt chunk), dim =
 // embeddingLength, qDim = heads·headDim, kvDim = kvHeads·headDim, ff =
-// feedForwardLength, ctx = the context length. Activation buffers are written
-// before they are read and left unzeroed, so pages a short chunk never uses
-// never become resident; the cache is zeroed.
+// feedForwardLength, ctx = the context length. Every buffer, the cache too, is
+// written before it is read (attention reads a sequence's rows below its
+// position only) and left unzeroed, so pages that a short chunk or a short
+// sequence never uses never become resident.
 
 import WrenFormat
 import WrenKernels
 
 final class RunState {
-    /// [layers][ctx][kvDim] keys in the cache type (a position's row is `kvType.bytes(kvDim)` bytes).
+    /// [layers][sequences][ctx][kvDim] keys in the cache type (a position's row is
+    /// `kvType.bytes(kvDim)` bytes): each sequence of a multi-sequence session has
+    /// its own `ctx` rows in every layer.
     let keyCache: UnsafeMutableRawPointer
-    /// [layers][ctx][kvDim] values, likewise.
+    /// [layers][sequences][ctx][kvDim] values, likewise.
     let valueCache: UnsafeMutableRawPointer
     /// [B][dim] the residual stream.
     let x: UnsafeMutablePointer<Float>
@@ -49,14 +52,12 @@ final class RunState {
     }
 
     /// Sizes were checked by the session (the cache against the machine's memory).
-    init(model: LlamaModel, maxBatch B: Int, context ctx: Int, layers: Int, kvType: KVCacheType) {
+    init(model: LlamaModel, maxBatch B: Int, context ctx: Int, sequences: Int, layers: Int, kvType: KVCacheType) {
         let c = model.config
         let dim = c.embeddingLength, qDim = c.headCount * c.headDim, kvDim = c.headCountKV * c.headDim
-        let cacheBytes = max(1, layers * ctx * kvType.bytes(kvDim))
+        let cacheBytes = max(1, layers * sequences * ctx * kvType.bytes(kvDim))
         keyCache = UnsafeMutableRawPointer.allocate(byteCount: cacheBytes, alignment: 64)
         valueCache = UnsafeMutableRawPointer.allocate(byteCount: cacheBytes, alignment: 64)
-        keyCache.initializeMemory(as: UInt8.self, repeating: 0, count: cacheBytes)
-        valueCache.initializeMemory(as: UInt8.self, repeating: 0, count: cacheBytes)
         func alloc(_ n: Int) -> UnsafeMutablePointer<Float> { .allocate(capacity: max(n, 1)) }
         x = alloc(B * dim); normed = alloc(B * max(dim, qDim)); q = alloc(B * qDim)
         k = alloc(B * kvDim); v = alloc(B * kvDim); attention = alloc(B * qDim); projected = alloc(B * dim)

@@ -1,8 +1,16 @@
-// An inference session: one sequence's KV cache and buffers (`RunState`), and
-// the forward pass over a chunk of tokens (a prompt chunk or one decode
-// token): embedding, the blocks (Forward.swift's `LlamaBlock`, run here with
-// `CacheOps`: products on the decode kernels or OpenBLAS, attention over the
-// cache), final norm and output head.
+// An inference session: the KV cache of one or more sequences and the buffers
+// (`RunState`), and the forward pass over a chunk of tokens (a prompt chunk or
+// one decode token): embedding, the blocks (Forward.swift's `LlamaBlock`, run
+// here with `CacheOps`: products on the decode kernels or OpenBLAS, attention
+// over the cache), final norm and output head.
+//
+// Several sequences: each has its own `contextLength` rows of the cache and its
+// own position. `decode` runs one token of each of several sequences in one
+// pass: the weights are read once for all of them, and each row attends over
+// its own sequence's cache. `copySequence` gives a sequence another's cache
+// (a shared prompt evaluated once). A row's arithmetic does not depend on the
+// other rows of its pass, so a sequence's logits are the same bits whether it
+// is decoded alone or in a batch (BatchSampling.swift relies on this).
 
 import CBLAS
 import CWrenKernels
@@ -30,8 +38,12 @@ public final class InferenceSession: @unchecked Sendable {
     public let model: LlamaModel
     public let contextLength: Int
     public let threads: Int
-    /// Tokens evaluated so far (the next token's position).
-    public private(set) var position = 0
+    /// Tokens evaluated so far in sequence 0 (the next token's position).
+    public var position: Int { positions[0] }
+    /// The same for every sequence.
+    public private(set) var positions: [Int]
+    /// Sequences whose caches this session holds (each `contextLength` tokens).
+    public let sequences: Int
     /// Prompt tokens are evaluated in chunks of at most this many, bounding memory.
     public let maxBatch: Int
     public let kvType: KVCacheType
@@ -57,9 +69,15 @@ public final class InferenceSession: @unchecked Sendable {
     ///     quantized weights (q4_0 … q8_0 and the k-quants; llama.cpp's scheme); `.f32` keeps them exact.
     ///   - beyondTrainedContext: allow a context past the trained length × RoPE scale
     ///     (plain RoPE at positions the model never saw; for measuring that failure).
+    ///   - sequences: independent sequences, each with a cache of `contextLength` tokens (see `decode`).
     public init(model: LlamaModel, contextLength: Int? = nil, threads: Int? = nil, maxBatch: Int = 512, kvType: KVCacheType = .f16,
-                activations: Activations = .q8, layers: Int? = nil, beyondTrainedContext: Bool = false) throws {
+                activations: Activations = .q8, layers: Int? = nil, beyondTrainedContext: Bool = false, sequences: Int = 1) throws {
         self.kvType = kvType
+        guard sequences >= 1, sequences <= maxBatch else {
+            throw EngineError.invalidParameter("the number of sequences must be in 1...\(maxBatch) (got \(sequences))")
+        }
+        self.sequences = sequences
+        positions = Array(repeating: 0, count: sequences)
         let nl = layers ?? model.config.blockCount
         guard nl >= 1, nl <= model.config.blockCount else {
             throw EngineError.invalidParameter("the number of layers must be in 1...\(model.config.blockCount) (got \(nl))")
@@ -85,23 +103,65 @@ public final class InferenceSession: @unchecked Sendable {
         // The cache is sized from numbers a file (and -c) chose: checked, and refused past
         // the machine's memory with the figure rather than left to a failed allocation.
         let (perToken, o1) = kvType.bytes(kvDim).multipliedReportingOverflow(by: 2 * nl)
-        let (cacheBytes, o2) = perToken.multipliedReportingOverflow(by: ctx)
+        let (cacheBytes, o2) = perToken.multipliedReportingOverflow(by: ctx * sequences)
         let physical = Double(sysconf(Int32(_SC_PHYS_PAGES))) * Double(sysconf(Int32(_SC_PAGESIZE)))
         guard !o1, !o2, physical <= 0 || Double(cacheBytes) < physical else {
-            throw EngineError.invalidParameter(String(format: "a KV cache of %d tokens needs %.1f GB (%d layers, %d values per token, %@) but the machine has %.1f GB; use a smaller context length",
-                                                      ctx, Double(perToken) * Double(ctx) / 1e9, nl, 2 * kvDim, kvType.rawValue, physical / 1e9))
+            let what = sequences == 1 ? "\(ctx) tokens" : "\(ctx) tokens × \(sequences) sequences"
+            throw EngineError.invalidParameter(String(format: "a KV cache of %@ needs %.1f GB (%d layers, %d values per token, %@) but the machine has %.1f GB; use a smaller context length",
+                                                      what, Double(perToken) * Double(ctx) * Double(sequences) / 1e9, nl, 2 * kvDim, kvType.rawValue,
+                                                      physical / 1e9))
         }
-        state = RunState(model: model, maxBatch: maxBatch, context: ctx, layers: nl, kvType: kvType)
+        state = RunState(model: model, maxBatch: maxBatch, context: ctx, sequences: sequences, layers: nl, kvType: kvType)
         openblas_set_num_threads_wrapper(self.threads)
     }
 
-    /// Forgets every evaluated token.
-    public func reset() { position = 0 }
+    /// Forgets every evaluated token of every sequence.
+    public func reset() { positions = Array(repeating: 0, count: sequences) }
 
-    /// Rolls the cache back to `n` tokens (n ≤ position).
-    public func truncate(to n: Int) {
-        precondition(n >= 0 && n <= position)
-        position = n
+    /// Rolls sequence `sequence`'s cache back to `n` tokens (n ≤ its position).
+    public func truncate(to n: Int, sequence: Int = 0) {
+        precondition(n >= 0 && n <= positions[sequence])
+        positions[sequence] = n
+    }
+
+    /// Makes sequence `to` hold what sequence `from` holds (its cached tokens, and its position):
+    /// a prompt evaluated once, then continued by several sequences.
+    public func copySequence(from: Int, to: Int) {
+        precondition(from >= 0 && from < sequences && to >= 0 && to < sequences)
+        guard from != to else { return }
+        let rowBytes = kvType.bytes(kvDim), n = positions[from] * rowBytes
+        for l in 0..<layerCount {
+            for cache in [state.keyCache, state.valueCache] {
+                (cache + cacheRow(layer: l, sequence: to) * rowBytes).copyMemory(from: cache + cacheRow(layer: l, sequence: from) * rowBytes,
+                                                                                  byteCount: n)
+            }
+        }
+        positions[to] = positions[from]
+    }
+
+    /// The row of the cache where layer `layer`'s part of sequence `sequence` starts.
+    func cacheRow(layer: Int, sequence: Int) -> Int { (layer * sequences + sequence) * contextLength }
+
+    /// Evaluates one token of each of several distinct sequences in one pass (each at
+    /// its sequence's next position) and returns their logits, row i for `steps[i]`
+    /// (steps.count × vocab floats). Every row runs on the decode kernels, so its
+    /// logits are bit for bit those of `evaluate([token], sequence:)` alone.
+    /// - Throws: `EngineError.contextFull` when a sequence is full; `.invalidToken`.
+    public func decode(_ steps: [(sequence: Int, token: Int32)]) throws -> [Float] {
+        let c = model.config
+        guard !steps.isEmpty else { throw EngineError.emptyPrompt }
+        guard steps.count <= maxBatch else { throw EngineError.invalidParameter("\(steps.count) sequences in one pass exceed the batch size \(maxBatch)") }
+        var seen = Set<Int>()
+        for (s, t) in steps {
+            guard s >= 0, s < sequences, seen.insert(s).inserted else {
+                throw EngineError.invalidParameter("sequence \(s) is not one of 0..<\(sequences), or appears twice in one pass")
+            }
+            guard positions[s] < contextLength else { throw EngineError.contextFull(context: contextLength) }
+            guard t >= 0, Int(t) < c.vocabSize else { throw EngineError.invalidToken(t, vocabularySize: c.vocabSize) }
+        }
+        forward(steps.map(\.token), sequences: steps.map(\.sequence), positions: steps.map { positions[$0.sequence] }, batched: false)
+        for (s, _) in steps { positions[s] += 1 }
+        return logits(rows: 0..<steps.count)
     }
 
     /// Evaluates `tokens` at the next positions and returns the logits of the last
@@ -112,7 +172,10 @@ public final class InferenceSession: @unchecked Sendable {
     /// the batch size, so each token's logits are bit for bit those of evaluating
     /// it alone (speculative verification relies on this).
     /// - Throws: `EngineError.contextFull` when the tokens do not fit; `.invalidToken`.
-    public func evaluate(_ tokens: [Int32], allLogits: Bool = false, logitsFrom: Int? = nil, decodeKernels: Bool = false) throws -> [Float] {
+    public func evaluate(_ tokens: [Int32], sequence: Int = 0, allLogits: Bool = false, logitsFrom: Int? = nil,
+                         decodeKernels: Bool = false) throws -> [Float] {
+        precondition(sequence >= 0 && sequence < sequences, "sequence \(sequence) outside 0..<\(sequences)")
+        let position = positions[sequence]
         let from = allLogits ? 0 : logitsFrom
         if let from { precondition(from >= 0 && from < tokens.count, "logitsFrom \(from) outside 0..<\(tokens.count)") }
         let c = model.config
@@ -125,7 +188,10 @@ public final class InferenceSession: @unchecked Sendable {
         var i = 0
         while i < tokens.count {
             let chunk = Array(tokens[i..<min(tokens.count, i + maxBatch)])
-            forwardChunk(chunk, batched: !decodeKernels && chunk.count >= Self.blasMinTokens)
+            let start = positions[sequence]
+            forward(chunk, sequences: Array(repeating: sequence, count: chunk.count), positions: Array(start..<(start + chunk.count)),
+                    batched: !decodeKernels && chunk.count >= Self.blasMinTokens)
+            positions[sequence] += chunk.count
             let isLastChunk = i + chunk.count == tokens.count
             if let from {
                 if from < i + chunk.count { all += logits(rows: max(0, from - i)..<chunk.count) }
@@ -176,21 +242,30 @@ public final class InferenceSession: @unchecked Sendable {
 
     @inline(__always) func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-    /// Runs `tokens` (a chunk of at most maxBatch) at the next positions through
-    /// every layer; the stream's last rows are left in `state.x` for the head.
-    func forwardChunk(_ tokens: [Int32], batched: Bool) {
+    /// Runs `tokens` (at most maxBatch), row t in sequence `sequences[t]` at position
+    /// `positions[t]`, through every layer; the stream's last rows are left in
+    /// `state.x` for the head. `batched` (the row-block attention) needs one
+    /// sequence at consecutive positions: a prompt chunk.
+    func forward(_ tokens: [Int32], sequences seqs: [Int], positions pos: [Int], batched: Bool) {
         let c = model.config, T = tokens.count
         let t0 = profile != nil ? now() : 0
         model.embedding.gatherRows(tokens, into: state.x)
         if c.embeddingScale != 1 { for i in 0..<(T * c.embeddingLength) { state.x[i] *= c.embeddingScale } }
-        model.rope.tables(positions: position..<(position + T), into: state.rope)
-        if let r = model.ropeLocal, let table = state.ropeLocal { r.tables(positions: position..<(position + T), into: table) }
-        var ops = CacheOps(session: self, start: position, batched: batched, timed: profile != nil)
+        let consecutive = Set(seqs).count == 1 && zip(pos, pos.dropFirst()).allSatisfy { $1 == $0 + 1 }
+        precondition(consecutive || !batched)
+        // One table per row, each as for that row's sequence alone (dynamic NTK reads the sequence's length).
+        let rows: [Range<Int>] = consecutive ? [pos[0]..<(pos[0] + T)] : pos.map { $0..<($0 + 1) }
+        let width = model.rope.dimensions
+        for (i, r) in rows.enumerated() {
+            let at = consecutive ? 0 : i * width
+            model.rope.tables(positions: r, into: state.rope + at)
+            if let local = model.ropeLocal, let table = state.ropeLocal { local.tables(positions: r, into: table + at) }
+        }
+        var ops = CacheOps(session: self, sequences: seqs, positions: pos, batched: batched, timed: profile != nil)
         let buffers = state.block
         for l in 0..<layerCount {
             LlamaBlock.forward(&ops, layer: l, tokens: T, config: c, rotary: model.rope.dimensions, buffers, threads: threads)
         }
-        position += T
         if profile != nil {
             let total = now() - t0
             profile!.matmulNs += ops.matmulNs; profile!.attentionNs += ops.attentionNs
@@ -211,15 +286,15 @@ public final class InferenceSession: @unchecked Sendable {
 /// wall time of products and attention is summed for the profiler.
 struct CacheOps: BlockOps {
     let session: InferenceSession
-    /// Position of the chunk's first row.
-    let start: Int
+    /// Row t's sequence and position.
+    let sequences: [Int], positions: [Int]
     /// A prompt chunk: the row-block attention, and OpenBLAS for products without 8-bit tiles; else the decode kernels.
     let batched: Bool
     let timed: Bool
     var matmulNs: UInt64 = 0, attentionNs: UInt64 = 0
 
-    init(session: InferenceSession, start: Int, batched: Bool, timed: Bool) {
-        self.session = session; self.start = start; self.batched = batched; self.timed = timed
+    init(session: InferenceSession, sequences: [Int], positions: [Int], batched: Bool, timed: Bool) {
+        self.session = session; self.sequences = sequences; self.positions = positions; self.batched = batched; self.timed = timed
     }
 
     func withNormWeight(_ norm: BlockNorm, layer: Int, _ body: (UnsafePointer<Float>) -> Void) {
@@ -260,16 +335,21 @@ struct CacheOps: BlockOps {
     mutating func attend(layer l: Int, q: UnsafeMutablePointer<Float>, k: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>,
                          out: UnsafeMutablePointer<Float>, tokens T: Int) {
         let s = session, c = s.model.config, kvType = s.kvType
-        let hd = c.headDim, heads = c.headCount, group = heads / c.headCountKV, qDim = s.qDim, start = self.start
-        let rowBytes = kvType.bytes(s.kvDim), headBytes = kvType.bytes(hd)
-        let kc = s.state.keyCache + l * s.contextLength * rowBytes, vc = s.state.valueCache + l * s.contextLength * rowBytes
-        Quant.quantize(kvType.dtype, k, kc + start * rowBytes, count: T * s.kvDim)
-        Quant.quantize(kvType.dtype, v, vc + start * rowBytes, count: T * s.kvDim)
+        let hd = c.headDim, heads = c.headCount, group = heads / c.headCountKV, qDim = s.qDim, kvDim = s.kvDim
+        let rowBytes = kvType.bytes(kvDim), headBytes = kvType.bytes(hd)
+        // Row t's sequence's cache in this layer, and where its own key and value go.
+        let base = sequences.map { s.cacheRow(layer: l, sequence: $0) }, positions = self.positions
+        let kc = s.state.keyCache, vc = s.state.valueCache
+        for t in 0..<T {
+            Quant.quantize(kvType.dtype, k + t * kvDim, kc + (base[t] + positions[t]) * rowBytes, count: kvDim)
+            Quant.quantize(kvType.dtype, v + t * kvDim, vc + (base[t] + positions[t]) * rowBytes, count: kvDim)
+        }
         let t0 = timed ? s.now() : 0
         let scale = c.attentionScale ?? 1 / Float(hd).squareRoot()
         let window = c.isWindowed(layer: l) ? c.slidingWindow : 0
         if batched {
-            attendRowBlocks(kc: kc, vc: vc, q: q, out: out, T: T, scale: scale, window: window)
+            attendRowBlocks(kc: kc + base[0] * rowBytes, vc: vc + base[0] * rowBytes, q: q, out: out, T: T, start: positions[0], scale: scale,
+                            window: window)
         } else {
             // One job per (token, head) over the cache with an online softmax.
             let decode = Attention.decode(over: kvType.dtype)
@@ -278,9 +358,9 @@ struct CacheOps: BlockOps {
             WorkerPool.shared(s.threads).run(T * heads) { job in
                 let t = job / heads, h = job % heads, kvh = h / group
                 // A windowed layer sees the last `window` positions up to its own.
-                let end = start + t + 1, first = window > 0 ? max(0, end - window) : 0
-                decode(Q.p + t * qDim + h * hd, KC.p + first * rowBytes + kvh * headBytes, VC.p + first * rowBytes + kvh * headBytes,
-                       rowBytes, end - first, hd, scale, A.p + t * qDim + h * hd)
+                let end = positions[t] + 1, first = window > 0 ? max(0, end - window) : 0
+                let row = (base[t] + first) * rowBytes + kvh * headBytes
+                decode(Q.p + t * qDim + h * hd, KC.p + row, VC.p + row, rowBytes, end - first, hd, scale, A.p + t * qDim + h * hd)
             }
         }
         if timed { attentionNs += s.now() - t0 }
@@ -290,8 +370,9 @@ struct CacheOps: BlockOps {
     /// block of WrenKernels/Attention.swift (S = Q·Kᵀ, softmax, S·V through
     /// OpenBLAS) over one kv head's keys and values, widened to f32 unless the
     /// cache is f32. Memory: one head's scores and one kv head's keys and values.
+    /// kc, vc: the sequence's cache in this layer; start: the chunk's first position.
     func attendRowBlocks(kc: UnsafeMutableRawPointer, vc: UnsafeMutableRawPointer, q: UnsafeMutablePointer<Float>,
-                         out: UnsafeMutablePointer<Float>, T: Int, scale: Float, window: Int) {
+                         out: UnsafeMutablePointer<Float>, T: Int, start: Int, scale: Float, window: Int) {
         let s = session, c = s.model.config, kvType = s.kvType, state = s.state
         let hd = c.headDim, group = c.headCount / c.headCountKV
         let n = start + T, kvDim = s.kvDim, qDim = s.qDim
