@@ -18,106 +18,35 @@ struct Finetune: ParsableCommand {
         checkpoint.safetensors. Every instance is checked before training starts.
         """)
 
-    @Option(name: .shortAndLong, help: "Base model (.wren). Quantized bases (q4_0 … q8_0, the k-quants) stay quantized: QLoRA.")
-    var model: String
-
-    @Option(help: "Dataset directory or file (LMFlow JSON / JSONL).")
-    var data: String
-
-    @Option(name: .shortAndLong, help: "Output directory.")
-    var output: String
-
-    @Option(name: .customLong("eval-data"), help: "Validation dataset (same formats).")
-    var evalData: String?
-
-    @Option(name: .customLong("validation-split"), help: "Hold out this fraction of the instances for validation (0 = none).")
-    var validationSplit: Double = 0
-
-    @Option(name: .customLong("lora-r"), help: "LoRA rank.")
-    var loraR = 8
-
-    @Option(name: .customLong("lora-alpha"), help: "LoRA alpha (the update is scaled by alpha/r).")
-    var loraAlpha: Float = 16
-
-    @Option(name: .customLong("lora-dropout"), help: "Dropout on the LoRA branch's input, in [0, 1).")
-    var loraDropout: Float = 0
-
-    @Option(name: .customLong("lora-targets"), help: "Comma-separated projections: q,k,v,o,gate,up,down (or q_proj,...; 'all').")
-    var loraTargets = "q,v"
-
-    @Flag(name: .customLong("use-rslora"), help: "Scale by alpha/sqrt(r) (rsLoRA).")
-    var rsLoRA = false
+    @OptionGroup var training: TrainingFlags
 
     @Flag(help: "Train every weight (f32 copies; small models) instead of LoRA.")
     var full = false
 
+
     @Option(name: .customLong("lisa-layers"), help: "With --full: LISA, train only this many randomly sampled layers at a time (plus embedding, head and final norm).")
     var lisaLayers: Int?
+
 
     @Option(name: .customLong("lisa-interval"), help: "With --lisa-layers: sample new layers every this many steps.")
     var lisaInterval = 20
 
-    @Option(help: "Epochs over the training data.")
-    var epochs = 3
-
-    @Option(name: .customLong("max-steps"), help: "Stop after this many optimizer steps in all.")
-    var maxSteps: Int?
-
-    @Option(help: "Peak learning rate.")
-    var lr: Float?
-
-    @Option(name: .customLong("batch-size"), help: "Sequences per micro-batch.")
-    var batchSize = 4
-
-    @Option(name: .customLong("grad-accum"), help: "Micro-batches per optimizer step.")
-    var gradAccum = 1
-
-    @Option(name: .customLong("block-size"), help: "Tokens per sequence (packing block, or the longest instance allowed).")
-    var blockSize = 512
 
     @Flag(inversion: .prefixedNo, help: "text_only: concatenate instances and cut into blocks (default on for text_only, off otherwise).")
     var pack: Bool?
 
-    @Flag(help: "Cut instances longer than --block-size instead of stopping with an error.")
-    var truncate = false
 
     @Flag(name: .customLong("train-on-prompt"), help: "Train on inputs and user turns too (no masking).")
     var trainOnPrompt = false
 
-    @Option(help: "Warm-up steps (linear from 0).")
-    var warmup = 0
-
-    @Option(help: "Learning-rate schedule after warm-up: cosine, linear or constant.")
-    var schedule = "linear"
-
-    @Option(name: .customLong("weight-decay"), help: "AdamW decoupled weight decay.")
-    var weightDecay: Float = 0
-
-    @Option(help: "Clip the global gradient norm to this (0 = off).")
-    var clip: Float = 1
-
-    @Flag(name: .customLong("grad-checkpointing"), help: "Keep only each layer's input and recompute the rest in the backward pass (less memory, ~1/3 more compute).")
-    var gradCheckpointing = false
 
     @Option(name: .customLong("save-every"), help: "Write a checkpoint every N steps (0 = at the end only).")
     var saveEvery = 0
 
-    @Option(name: .customLong("eval-every"), help: "Validation loss every N steps (0 = at each checkpoint).")
-    var evalEvery = 0
 
     @Flag(help: "Continue from OUT/checkpoint.safetensors (same settings and data).")
     var resume = false
 
-    @Flag(help: "Start afresh even if OUT already holds a trained adapter or model (it is replaced at the end).")
-    var force = false
-
-    @Option(help: "Random seed (LoRA init, data order, dropout).")
-    var seed: UInt64 = 42
-
-    @OptionGroup var threadOptions: ThreadOptions
-
-    @Option(name: .customLong("chat-template"), help: "Named chat template for conversation data instead of the model's.")
-    var chatTemplate: String?
 
     @Option(name: .customLong("save-type"), help: "Element type of model.wren written by --full: f32, f16, bf16, q8_0, q4_1, q4_0.")
     var saveType = "f32"
@@ -125,53 +54,18 @@ struct Finetune: ParsableCommand {
     /// Only what is about flags themselves (names that must parse); values are checked by
     /// `Finetuner`, whose errors name the setting and reach the user as its flag.
     func validate() throws {
-        guard Schedule(rawValue: schedule) != nil else { throw ValidationError("--schedule must be cosine, linear or constant (got \(schedule))") }
-        _ = try targets()
         guard DType(name: saveType) != nil else { throw ValidationError("--save-type: unknown type \(saveType)") }
-    }
-
-    func targets() throws -> [Projection] {
-        if loraTargets == "all" { return Projection.allCases }
-        var out: [Projection] = []
-        for s in loraTargets.split(separator: ",") {
-            let name = s.trimmingCharacters(in: .whitespaces)
-            guard let p = Projection(name: name) else {
-                throw ValidationError("--lora-targets: unknown projection \"\(name)\" (q, k, v, o, gate, up, down, or all)")
-            }
-            if !out.contains(p) { out.append(p) }
-        }
-        guard !out.isEmpty else { throw ValidationError("--lora-targets is empty") }
-        return out
     }
 
     func run() throws {
         Std.removeTemporaryFilesOnSignals()
         do {
-            var o = FinetuneOptions(modelPath: model, dataPath: data, outputDir: output)
-            o.evalDataPath = evalData
-            o.validationSplit = validationSplit
-            o.mode = full ? .full : .lora(LoRAConfig(rank: loraR, alpha: loraAlpha, dropout: loraDropout, targets: try targets(), rsLoRA: rsLoRA))
-            o.epochs = epochs
-            o.maxSteps = maxSteps
-            o.learningRate = lr ?? (full ? 2e-5 : 2e-4)
-            o.batchSize = batchSize
-            o.gradAccum = gradAccum
-            o.blockSize = blockSize
+            var o = try training.options(defaultLearningRate: full ? 2e-5 : 2e-4)
+            if full { o.mode = .full }
             o.pack = pack
-            o.truncate = truncate
             o.trainOnPrompt = trainOnPrompt
-            o.warmup = warmup
-            o.schedule = Schedule(rawValue: schedule) ?? .linear
-            o.weightDecay = weightDecay
-            o.clip = clip
-            o.checkpointing = gradCheckpointing
             o.saveEvery = saveEvery
-            o.evalEvery = evalEvery
             o.resume = resume
-            o.force = force
-            o.seed = seed
-            if let t = threadOptions.threads { o.threads = t }
-            o.chatTemplate = chatTemplate
             o.saveType = DType(name: saveType) ?? .f32
             o.lisaLayers = lisaLayers ?? 0
             o.lisaInterval = lisaInterval
@@ -201,6 +95,7 @@ struct Finetune: ParsableCommand {
                     Std.err(((tty ? "\r\u{1b}[K" : "") + line + "\n"))
                 }
             }
+            let output = training.output
             stderrLine("wren finetune: wrote \(full ? output + "/model.wren" : output + "/adapter_model.safetensors"), \(output)/loss.csv, \(output)/loss.svg"
                 + String(format: " in %.1f s", Date().timeIntervalSince(t0)))
         } catch {

@@ -195,7 +195,7 @@ public final class LlamaModel: @unchecked Sendable {
     }
     private var tokenizerStorage: Tokenizer?
     private let tokenizerLock = NSLock()
-    let tokenizerMetadata: TokenizerMetadata
+    public let tokenizerMetadata: TokenizerMetadata
     public let embedding: WeightMatrix
     public let output: WeightMatrix
     public let outputNorm: [Float]

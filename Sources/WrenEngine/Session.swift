@@ -203,6 +203,21 @@ public final class InferenceSession: @unchecked Sendable {
         return from != nil ? all : last
     }
 
+    /// The final normed hidden state (embeddingLength floats) of the last token evaluated:
+    /// what a reward model's head reads.
+    public func lastHidden() -> [Float] {
+        precondition(lastChunkRows > 0, "nothing evaluated yet")
+        let c = model.config, dim = c.embeddingLength
+        var out = [Float](repeating: 0, count: dim)
+        model.outputNorm.withUnsafeBufferPointer { w in
+            out.withUnsafeMutableBufferPointer { Ops.rmsNorm(state.x + (lastChunkRows - 1) * dim, w.baseAddress!, $0.baseAddress!, n: dim, eps: c.rmsNormEps) }
+        }
+        return out
+    }
+
+    /// Rows of the last forward pass (their stream is in `state.x`).
+    private(set) var lastChunkRows = 0
+
     /// Final norm and output head for row `t` of the current chunk.
     func logits(forRow t: Int) -> [Float] {
         let c = model.config
@@ -261,6 +276,7 @@ public final class InferenceSession: @unchecked Sendable {
             model.rope.tables(positions: r, into: state.rope + at)
             if let local = model.ropeLocal, let table = state.ropeLocal { local.tables(positions: r, into: table + at) }
         }
+        lastChunkRows = T
         var ops = CacheOps(session: self, sequences: seqs, positions: pos, batched: batched, timed: profile != nil)
         let buffers = state.block
         for l in 0..<layerCount {

@@ -49,6 +49,10 @@ public struct PEFTAdapter: Sendable {
     public var config: PEFTConfig
     /// [layer][module name (q_proj, ...)]
     public var factors: [Int: [String: PEFTFactor]]
+    /// A reward model's head (`modules_to_save` "score" of a SEQ_CLS adapter): one row of
+    /// embeddingLength values, the reward being score · (final normed hidden state).
+    public var score: [Float]?
+    static let scoreKey = "base_model.model.score.weight"
 
     public init(config: PEFTConfig, factors: [Int: [String: PEFTFactor]]) {
         self.config = config; self.factors = factors
@@ -82,7 +86,9 @@ public struct PEFTAdapter: Sendable {
         }
         if let b = d["bias"] as? String, b != "none" { throw FormatError.invalid(path: cfgPath, field: "bias", reason: "\"\(b)\" is not supported (\"none\" is)") }
         if let m = d["modules_to_save"], !(m is NSNull), !((m as? [Any])?.isEmpty ?? false) {
-            throw FormatError.invalid(path: cfgPath, field: "modules_to_save", reason: "fully trained extra modules are not supported")
+            guard let names = m as? [String], Set(names).isSubset(of: ["score", "classifier"]) else {
+                throw FormatError.invalid(path: cfgPath, field: "modules_to_save", reason: "fully trained extra modules other than a reward head (\"score\") are not supported")
+            }
         }
         guard let r = Checked.jsonInt(d["r"]), r > 0 else { throw FormatError.invalid(path: cfgPath, field: "r", reason: "missing or not a positive integer") }
         guard let alpha = Checked.jsonNumber(d["lora_alpha"]) else { throw FormatError.invalid(path: cfgPath, field: "lora_alpha", reason: "missing or not a finite number") }
@@ -133,7 +139,19 @@ public struct PEFTAdapter: Sendable {
         }
         let st = try SafetensorsFile(path: stPath)
         var halves: [Int: [String: (a: SafetensorInfo?, b: SafetensorInfo?)]] = [:]
+        var score: [Float]?
         for t in st.tensors {
+            if t.name == scoreKey || t.name == "base_model.model.score.modules_to_save.default.weight" {
+                guard t.shape.count == 2, t.shape[0] == 1, t.shape[1] > 0 else {
+                    throw FormatError.invalid(path: stPath, field: "tensor \(t.name) shape", reason: "\(t.shape) is not one row (a reward head has one label)")
+                }
+                let v = try floats(st, t)
+                if let i = v.firstIndex(where: { !$0.isFinite }) {
+                    throw FormatError.invalid(path: stPath, field: "tensor \(t.name)", reason: "element \(i) is \(v[i]) (NaN or infinite)")
+                }
+                score = v
+                continue
+            }
             // base_model.model.model.layers.N.<attn|mlp>.<module>.lora_<A|B>[.adapter].weight
             let parts = t.name.split(separator: ".").map(String.init)
             guard let li = parts.firstIndex(of: "layers"), li + 4 < parts.count, let layer = Int(parts[li + 1]),
@@ -185,7 +203,9 @@ public struct PEFTAdapter: Sendable {
         if let bad = factors.flatMap({ l, m in m.keys.map { (l, $0) } }).first(where: { !config.scale(forKey: key(layer: $0.0, module: $0.1, factor: "A"), rank: r).isFinite }) {
             throw FormatError.invalid(path: cfgPath, field: "lora_alpha", reason: "gives a non-finite scale for layer \(bad.0) \(bad.1)")
         }
-        return PEFTAdapter(config: config, factors: factors)
+        var adapter = PEFTAdapter(config: config, factors: factors)
+        adapter.score = score
+        return adapter
     }
 
     public static func floats(_ st: SafetensorsFile, _ t: SafetensorInfo) throws -> [Float] {
@@ -214,12 +234,15 @@ public struct PEFTAdapter: Sendable {
                                      bytes: f.b.withUnsafeBytes { Array($0) }))
             }
         }
+        if let score {
+            entries.append(.init(name: Self.scoreKey, dtype: "F32", shape: [1, score.count], bytes: score.withUnsafeBytes { Array($0) }))
+        }
         try writeAtomically(SafetensorsWriter.encode(entries, metadata: ["format": "pt"]), to: dir + "/adapter_model.safetensors")
         let cfg: [String: Any] = [
-            "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": config.baseModel,
+            "peft_type": "LORA", "task_type": score == nil ? "CAUSAL_LM" : "SEQ_CLS", "base_model_name_or_path": config.baseModel,
             "r": config.rank, "lora_alpha": config.alpha, "lora_dropout": config.dropout,
             "target_modules": config.targetModules, "bias": "none", "fan_in_fan_out": false, "inference_mode": true,
-            "use_rslora": config.useRSLoRA, "use_dora": false, "modules_to_save": NSNull(), "init_lora_weights": true,
+            "use_rslora": config.useRSLoRA, "use_dora": false, "modules_to_save": score == nil ? NSNull() : ["score"] as Any, "init_lora_weights": true,
             "rank_pattern": config.rankPattern, "alpha_pattern": config.alphaPattern, "layers_to_transform": NSNull(),
             "revision": NSNull(), "library": "wren",
         ]

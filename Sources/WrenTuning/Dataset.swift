@@ -1,6 +1,8 @@
 // Datasets in LMFlow's JSON format (formats/datasets.md): a directory of .json
 // files, each {"type": ..., "instances": [...]}, all of one type — text_only,
-// text2text or conversation — or JSONL files with one instance per line.
+// text2text or conversation for finetuning; paired_conversation or
+// paired_text_to_text (a chosen and a rejected side) for reward models and
+// DPO — or JSONL files with one instance per line.
 // Instances are checked completely (file, instance index, key) before any
 // training starts, then tokenized into ids with a per-token "trained" mask.
 
@@ -13,6 +15,13 @@ public enum DatasetType: String, Sendable, CaseIterable {
     case textOnly = "text_only"
     case text2text
     case conversation
+    /// {"chosen": {"messages", "system"}, "rejected": {...}}: each side a conversation.
+    case pairedConversation = "paired_conversation"
+    /// {"prompt", "chosen", "rejected"}: each side prompt + response.
+    case pairedTextToText = "paired_text_to_text"
+
+    /// Whether instances are preference pairs (reward models, DPO).
+    public var isPaired: Bool { self == .pairedConversation || self == .pairedTextToText }
 }
 
 public struct DatasetError: Error, CustomStringConvertible {
@@ -31,6 +40,8 @@ public enum RawInstance: Sendable, Equatable {
     case text(String)
     case text2text(input: String, output: String)
     case conversation(system: String?, messages: [ChatMessage])
+    /// A preference pair: each side a text2text (prompt, response) or a conversation.
+    indirect case pair(chosen: RawInstance, rejected: RawInstance)
 }
 
 /// Where an instance came from (for error messages).
@@ -107,10 +118,12 @@ public struct RawDataset: Sendable {
         }
         guard let first = items.first as? [String: Any] else { throw DatasetError(file, instance: 0, "must be an object") }
         let t: DatasetType
-        if first["messages"] != nil { t = .conversation } else if first["input"] != nil || first["output"] != nil { t = .text2text } else if first["text"] != nil {
+        if first["chosen"] != nil || first["rejected"] != nil {
+            t = first["prompt"] != nil ? .pairedTextToText : .pairedConversation
+        } else if first["messages"] != nil { t = .conversation } else if first["input"] != nil || first["output"] != nil { t = .text2text } else if first["text"] != nil {
             t = .textOnly
         } else {
-            throw DatasetError(file, instance: 0, "has none of the keys \"text\", \"input\"/\"output\", \"messages\"")
+            throw DatasetError(file, instance: 0, "has none of the keys \"text\", \"input\"/\"output\", \"messages\", \"chosen\"/\"rejected\"")
         }
         return (t, items)
     }
@@ -128,6 +141,33 @@ public struct RawDataset: Sendable {
             return s
         }
         switch type {
+        case .pairedTextToText:
+            let prompt = try string("prompt")
+            var sides: [RawInstance] = []
+            for key in ["chosen", "rejected"] {
+                let r = try string(key)
+                guard !r.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                    throw DatasetError(file, instance: i, key: key, "is an empty response")
+                }
+                sides.append(.text2text(input: prompt, output: r))
+            }
+            return .pair(chosen: sides[0], rejected: sides[1])
+        case .pairedConversation:
+            var sides: [RawInstance] = []
+            for key in ["chosen", "rejected"] {
+                guard let side = d[key] else { throw DatasetError(file, instance: i, key: key, "missing (a pair needs both sides)") }
+                guard side is [String: Any] else { throw DatasetError(file, instance: i, key: key, "must be an object with \"messages\" (and \"system\")") }
+                let conv: RawInstance
+                do { conv = try parseInstance(side, type: .conversation, file: file, index: i) } catch let e as DatasetError {
+                    throw DatasetError(file, instance: i, key: key, e.message.replacingOccurrences(of: "\(file): instance \(i), ", with: ""))
+                }
+                guard case let .conversation(_, msgs) = conv, let last = msgs.last, last.role == "assistant",
+                      !last.content.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
+                    throw DatasetError(file, instance: i, key: key, "must end with a non-empty assistant response")
+                }
+                sides.append(conv)
+            }
+            return .pair(chosen: sides[0], rejected: sides[1])
         case .textOnly:
             return .text(try string("text"))
         case .text2text:
@@ -189,6 +229,8 @@ public enum DatasetTokenizer {
             var ids: [Int32] = [], trained: [Bool] = []
             func add(_ t: [Int32], _ tr: Bool) { ids += t; trained += Array(repeating: tr || options.trainOnPrompt, count: t.count) }
             switch inst {
+            case .pair:
+                throw DatasetError(src.file, instance: src.index, "is a preference pair (\(ds.type.rawValue)): pairs train reward models and DPO, not finetune")
             case let .text(s):
                 add(bos, false); add(tok.encode(s, addSpecial: false, parseSpecial: false) + eos, true)
             case let .text2text(input, output):
@@ -219,6 +261,30 @@ public enum DatasetTokenizer {
             }
             guard trained.contains(true) else { throw DatasetError(src.file, instance: src.index, "tokenizes to no trained tokens") }
             out.append(Example(ids: ids, trained: trained, source: src))
+        }
+        return out
+    }
+}
+
+/// A tokenized preference pair: each side's ids with its trained (response) mask.
+public struct ExamplePair: Sendable, Equatable {
+    public var chosen: Example
+    public var rejected: Example
+}
+
+extension DatasetTokenizer {
+    /// Tokenizes every pair, each side as its single-sided type would be (the prompt
+    /// or user turns masked, the response trained).
+    public static func tokenizePairs(_ ds: RawDataset, model: LlamaModel, chat: ChatFormatter?) throws -> [ExamplePair] {
+        guard ds.type.isPaired else {
+            throw DatasetError(ds.sources.first?.file ?? "dataset", "is \(ds.type.rawValue); reward models and DPO need paired_conversation or paired_text_to_text")
+        }
+        var out: [ExamplePair] = []
+        for (inst, src) in zip(ds.instances, ds.sources) {
+            guard case let .pair(c, r) = inst else { continue }
+            let sideType: DatasetType = ds.type == .pairedConversation ? .conversation : .text2text
+            let both = try tokenize(RawDataset(type: sideType, instances: [c, r], sources: [src, src]), model: model, chat: chat)
+            out.append(ExamplePair(chosen: both[0], rejected: both[1]))
         }
         return out
     }

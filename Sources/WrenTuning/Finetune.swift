@@ -119,8 +119,21 @@ public final class Finetuner: @unchecked Sendable {
         return h
     }
 
-    public init(_ o: FinetuneOptions) throws {
-        options = o
+    /// A seeded choice of `validationSplit` of the instances for evaluation, at least one,
+    /// never all: (the rest, the chosen), each in the original order.
+    static func split<T>(_ items: [T], _ o: FinetuneOptions) throws -> ([T], [T]) {
+        var rng = TrainRNG(seed: o.seed ^ 0x5EED_5EED)
+        let n = items.count
+        let k = min(n - 1, max(1, Int((Double(n) * o.validationSplit).rounded())))
+        guard k >= 1 else { throw Self.invalid("validationSplit", "needs at least two instances") }
+        var idx = Array(0..<n)
+        for i in stride(from: n - 1, to: 0, by: -1) { idx.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
+        let chosen = Set(idx.prefix(k))
+        return ((0..<n).filter { !chosen.contains($0) }.map { items[$0] }, chosen.sorted().map { items[$0] })
+    }
+
+    /// The settings' ranges, checked before anything is loaded (finetune, reward models, DPO).
+    static func validate(_ o: FinetuneOptions) throws {
         for (name, value, least) in [("batchSize", o.batchSize, 1), ("gradAccum", o.gradAccum, 1), ("epochs", o.epochs, 1), ("blockSize", o.blockSize, 2),
                                      ("warmup", o.warmup, 0), ("saveEvery", o.saveEvery, 0), ("evalEvery", o.evalEvery, 0),
                                      ("maxSteps", o.maxSteps ?? 1, 1), ("lisaInterval", o.lisaInterval, 1), ("lisaLayers", o.lisaLayers, 0)] where value < least {
@@ -138,6 +151,11 @@ public final class Finetuner: @unchecked Sendable {
             guard !c.targets.isEmpty else { throw Self.invalid("loraTargets", "is empty") }
             guard o.lisaLayers == 0 else { throw Self.invalid("lisaLayers", "samples layers for full finetuning; this run is LoRA") }
         }
+    }
+
+    public init(_ o: FinetuneOptions) throws {
+        options = o
+        try Self.validate(o)
         model = try LlamaModel(path: o.modelPath)
         try Self.checkMemory(o, model)
         guard o.blockSize <= model.config.contextLength * max(1, Int(model.rope.factor)) else {
@@ -153,16 +171,7 @@ public final class Finetuner: @unchecked Sendable {
             let er = try RawDataset.load(e)
             evalExamples = try DatasetTokenizer.tokenize(er, model: model, chat: chat, options: TokenizeOptions(trainOnPrompt: o.trainOnPrompt))
         } else if o.validationSplit > 0 {
-            // A seeded choice of instances, at least one, never all.
-            var rng = TrainRNG(seed: o.seed ^ 0x5EED_5EED)
-            let n = examples.count
-            let k = min(n - 1, max(1, Int((Double(n) * o.validationSplit).rounded())))
-            guard k >= 1 else { throw Self.invalid("validationSplit", "needs at least two instances") }
-            var idx = Array(0..<n)
-            for i in stride(from: n - 1, to: 0, by: -1) { idx.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
-            let chosen = Set(idx.prefix(k))
-            evalExamples = chosen.sorted().map { examples[$0] }
-            examples = (0..<n).filter { !chosen.contains($0) }.map { examples[$0] }
+            (examples, evalExamples) = try Self.split(examples, o)
         }
         let pack = o.pack ?? (raw.type == .textOnly)
         func blocks(_ ex: [Example]) throws -> [TrainSequence] {
@@ -321,18 +330,7 @@ public final class Finetuner: @unchecked Sendable {
     /// The adapter as PEFT factors (HF row order).
     public func peftAdapter() -> PEFTAdapter? {
         guard case let .lora(c) = options.mode else { return nil }
-        var factors: [Int: [String: PEFTFactor]] = [:]
-        for l in 0..<model.config.blockCount {
-            for p in c.targets {
-                guard let m = trainModel.loraModule(l, p) else { continue }
-                factors[l, default: [:]][p.hfModule] = PEFTFactor(a: m.a.values, b: model.hfOrderB(m.b.values, projection: p, rank: m.rank),
-                                                                  rank: m.rank, inFeatures: m.inFeatures, outFeatures: m.outFeatures)
-            }
-        }
-        let name = model.file.metadata["general.name"]?.string ?? (options.modelPath as NSString).lastPathComponent
-        let cfg = PEFTConfig(rank: c.rank, alpha: Double(c.alpha), dropout: Double(c.dropout), targetModules: c.targets.sorted().map(\.hfModule),
-                             useRSLoRA: c.rsLoRA, baseModel: name)
-        return PEFTAdapter(config: cfg, factors: factors)
+        return trainModel.peftAdapter(c, modelPath: options.modelPath)
     }
 
     func saveResult() throws {
@@ -347,5 +345,23 @@ public final class Finetuner: @unchecked Sendable {
             try ModelWriter.write(base: model.file, replacing: values, type: options.saveType, to: options.outputDir + "/model.wren",
                                   overwrite: true)
         }
+    }
+}
+
+extension TrainModel {
+    /// The LoRA factors as a PEFT adapter (HF row order), named after the base.
+    func peftAdapter(_ c: LoRAConfig, modelPath: String) -> PEFTAdapter {
+        var factors: [Int: [String: PEFTFactor]] = [:]
+        for l in 0..<config.blockCount {
+            for p in c.targets {
+                guard let m = loraModule(l, p) else { continue }
+                factors[l, default: [:]][p.hfModule] = PEFTFactor(a: m.a.values, b: base.hfOrderB(m.b.values, projection: p, rank: m.rank),
+                                                                  rank: m.rank, inFeatures: m.inFeatures, outFeatures: m.outFeatures)
+            }
+        }
+        let name = base.file.metadata["general.name"]?.string ?? (modelPath as NSString).lastPathComponent
+        let cfg = PEFTConfig(rank: c.rank, alpha: Double(c.alpha), dropout: Double(c.dropout), targetModules: c.targets.sorted().map(\.hfModule),
+                             useRSLoRA: c.rsLoRA, baseModel: name)
+        return PEFTAdapter(config: cfg, factors: factors)
     }
 }

@@ -249,18 +249,10 @@ public final class TrainModel: @unchecked Sendable {
                      maskKey: UInt64 = 0) -> (lossSum: Double, count: Int) {
         let c = config
         let T = B * L
-        precondition(tokens.count == T && labels.count == T && T <= maxTokens, "batch larger than the trainer was sized for")
-        for t in tokens { precondition(t >= 0 && Int(t) < c.vocabSize, "token id \(t) outside the vocabulary") }
-        openblas_set_num_threads(1)   // products are split across the worker pool instead
-        ctx.training = backward
-        ctx.maskKey = maskKey
+        precondition(labels.count == T, "one label per token")
+        forwardHidden(tokens: tokens, batch: B, length: L, backward: backward, maskKey: maskKey)
         let dim = c.embeddingLength
-        embedding.gatherRows(tokens, into: xs[0])
-        base.rope.tables(positions: (0..<T).lazy.map { $0 % L }, into: ropeTab)   // row t sits at position t mod L
-        for l in 0..<layers.count { layerForward(l, T: T, B: B, L: L) }
         // Head over the labelled rows only.
-        let xL = xs[layers.count]
-        Ops.rmsNorm(xL, outputNorm.value, n, rows: T, n: dim, eps: c.rmsNormEps, threads: threads)
         let rows = (0..<T).filter { labels[$0] != ignoreLabel }
         for r in rows where Int(labels[r]) >= c.vocabSize || labels[r] < 0 {
             preconditionFailure("label \(labels[r]) outside the vocabulary")
@@ -292,6 +284,38 @@ public final class TrainModel: @unchecked Sendable {
             i0 += m
         }
         guard backward else { return (lossSum, rows.count) }
+        backwardFromHidden(tokens: tokens, batch: B, length: L)
+        return (lossSum, rows.count)
+    }
+
+    /// Every layer and the final norm over B sequences of L tokens: row t's final
+    /// normed hidden state is left at `n + t·dim` (`hidden(row:)`).
+    func forwardHidden(tokens: [Int32], batch B: Int, length L: Int, backward: Bool, maskKey: UInt64) {
+        let c = config
+        let T = B * L
+        precondition(tokens.count == T && T <= maxTokens, "batch larger than the trainer was sized for")
+        for t in tokens { precondition(t >= 0 && Int(t) < c.vocabSize, "token id \(t) outside the vocabulary") }
+        openblas_set_num_threads(1)   // products are split across the worker pool instead
+        ctx.training = backward
+        ctx.maskKey = maskKey
+        embedding.gatherRows(tokens, into: xs[0])
+        if c.embeddingScale != 1 { for i in 0..<(T * c.embeddingLength) { xs[0][i] *= c.embeddingScale } }
+        base.rope.tables(positions: (0..<T).lazy.map { $0 % L }, into: ropeTab)   // row t sits at position t mod L
+        for l in 0..<layers.count { layerForward(l, T: T, B: B, L: L) }
+        Ops.rmsNorm(xs[layers.count], outputNorm.value, n, rows: T, n: c.embeddingLength, eps: c.rmsNormEps, threads: threads)
+    }
+
+    /// Row t's final normed hidden state after `forwardHidden` (embeddingLength floats).
+    func hidden(row t: Int) -> UnsafeMutablePointer<Float> { n + t * config.embeddingLength }
+
+    /// The gradient of the final normed hidden states, [T][dim], to fill before `backwardFromHidden`.
+    var hiddenGradient: UnsafeMutablePointer<Float> { dn }
+
+    /// Backward from `hiddenGradient` through the final norm, every layer and the
+    /// embedding, adding into the trainable parameters' gradients.
+    func backwardFromHidden(tokens: [Int32], batch B: Int, length L: Int) {
+        let c = config, T = B * L, dim = c.embeddingLength
+        let xL = xs[layers.count]
         dx.update(repeating: 0, count: T * dim)
         Ops.rmsNormBackward(xL, outputNorm.value, dy: dn, dx: dx, dw: outputNorm.param?.grad, rows: T, n: dim, eps: c.rmsNormEps,
                             threads: threads)
@@ -305,7 +329,6 @@ public final class TrainModel: @unchecked Sendable {
                 for e in 0..<dim { g[e] += s[e] }
             }
         }
-        return (lossSum, rows.count)
     }
 
     func activations(_ l: Int) -> LayerActivations { acts[checkpointing ? 0 : l] }
