@@ -39,15 +39,7 @@ struct RewardTrain: ParsableCommand {
                        + "; \(trainable) trainable parameters (LoRA and the head); \(rt.totalSteps) steps; prepared in "
                        + String(format: "%.1f s", Date().timeIntervalSince(t0)))
             let tty = isatty(2) == 1
-            var lastPrint = Date.distantPast
-            try rt.run(progress: { p in
-                let now = Date()
-                guard p.step == p.totalSteps || now.timeIntervalSince(lastPrint) > (tty ? 0.2 : 5) else { return }
-                lastPrint = now
-                let line = String(format: "step %d/%d  epoch %.2f  loss %.4f  lr %.2e  %.0f tok/s  ETA %@", p.step, p.totalSteps, p.row.epoch,
-                                  p.row.loss, Double(p.row.lr), p.tokensPerSecond, Finetune.duration(p.etaSeconds))
-                Std.err(tty ? "\r\u{1b}[K" + line + (p.step == p.totalSteps ? "\n" : "") : line + "\n")
-            }, onEval: { step, e in
+            try rt.run(progress: progressPrinter(), onEval: { step, e in
                 if tty { Std.err("\r\u{1b}[K") }
                 stderrLine(String(format: "step %d: held-out loss %.4f, pair accuracy %.1f%%, mean margin %.3f", step, e.loss, 100 * e.accuracy, e.margin))
             })

@@ -161,3 +161,18 @@ struct TrainingFlags: ParsableArguments {
         return o
     }
 }
+
+/// A progress printer for a training loop: one line rewritten in place on a terminal
+/// (at most 5 a second), else a line every 5 s, always the last step.
+func progressPrinter() -> (TrainProgress) -> Void {
+    let tty = isatty(2) == 1
+    var lastPrint = Date.distantPast
+    return { p in
+        let now = Date()
+        guard p.step == p.totalSteps || now.timeIntervalSince(lastPrint) > (tty ? 0.2 : 5) else { return }
+        lastPrint = now
+        let line = String(format: "step %d/%d  epoch %.2f  loss %.4f  lr %.2e  %.0f tok/s  ETA %@", p.step, p.totalSteps, p.row.epoch,
+                          p.row.loss, Double(p.row.lr), p.tokensPerSecond, Finetune.duration(p.etaSeconds))
+        Std.err(tty ? "\r\u{1b}[K" + line + (p.step == p.totalSteps ? "\n" : "") : line + "\n")
+    }
+}

@@ -106,9 +106,12 @@ enum Layers {
     /// For each of `n` rows of logits (vocab wide) with label `labels[i]` (never the
     /// ignore label here): returns Σ (logsumexp − logit[label]) in Double and
     /// overwrites the logits with `gradScale`·(softmax − onehot) when `backward`.
+    /// `scales`: per row, multiplies gradScale (DPO weighs each sequence); `rowLosses`: receives each row's loss.
     static func crossEntropy(_ logits: UnsafeMutablePointer<Float>, labels: UnsafePointer<Int32>, n: Int, vocab: Int, gradScale: Float,
-                             backward: Bool, threads: Int) -> Double {
+                             backward: Bool, threads: Int, scales: UnsafePointer<Float>? = nil,
+                             rowLosses: UnsafeMutablePointer<Double>? = nil) -> Double {
         var losses = [Double](repeating: 0, count: n)
+        let S = scales.map { SendablePointer(UnsafeMutablePointer(mutating: $0)) }
         losses.withUnsafeMutableBufferPointer { lb in
             let Lg = SendablePointer(logits), Lb = SendableRawPointer(labels), Out = SendablePointer(lb.baseAddress!)
             WorkerPool.shared(threads).forEachRow(n) { i in
@@ -118,8 +121,9 @@ enum Layers {
                     // softmax in place (vectorised exp); loss = −log p[label].
                     Ops.softmax(row, vocab)
                     Out.p[i] = -Foundation.log(max(Double(row[label]), Double(Float.leastNonzeroMagnitude)))
-                    for j in 0..<vocab { row[j] *= gradScale }
-                    row[label] -= gradScale
+                    let g = S.map { gradScale * $0.p[i] } ?? gradScale
+                    for j in 0..<vocab { row[j] *= g }
+                    row[label] -= g
                 } else {
                     var m = -Float.infinity
                     for j in 0..<vocab { m = max(m, row[j]) }
@@ -129,6 +133,7 @@ enum Layers {
                 }
             }
         }
+        if let rowLosses { for i in 0..<n { rowLosses[i] = losses[i] } }
         return losses.reduce(0, +)
     }
 }

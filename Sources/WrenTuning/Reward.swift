@@ -28,7 +28,7 @@ public struct RewardEval: Sendable {
     public var margin: Double
 }
 
-public final class RewardTrainer: @unchecked Sendable {
+public final class RewardTrainer: PairTraining, @unchecked Sendable {
     public let options: FinetuneOptions
     public let model: LlamaModel
     public let trainModel: TrainModel
@@ -39,8 +39,8 @@ public final class RewardTrainer: @unchecked Sendable {
     let optimizer: AdamW
     public let stepsPerEpoch: Int
     public let totalSteps: Int
-    public private(set) var step = 0
-    public private(set) var log: [LogRow] = []
+    public internal(set) var step = 0
+    public internal(set) var log: [LogRow] = []
     public private(set) var evalHistory: [(step: Int, eval: RewardEval)] = []
     let pad: Int32?
 
@@ -50,27 +50,7 @@ public final class RewardTrainer: @unchecked Sendable {
         guard case .lora = o.mode else { throw Finetuner.invalid("mode", "reward models train with LoRA (full finetuning is not supported for them)") }
         model = try LlamaModel(path: o.modelPath)
         try Finetuner.checkMemory(o, model)
-        let raw = try RawDataset.load(o.dataPath)
-        let chat = raw.type == .pairedConversation || o.chatTemplate != nil ? try ChatFormatter(model: model, name: o.chatTemplate) : nil
-        var pairs = try DatasetTokenizer.tokenizePairs(raw, model: model, chat: chat)
-        var held: [ExamplePair] = []
-        if let e = o.evalDataPath {
-            let er = try RawDataset.load(e)
-            let echat = er.type == .pairedConversation ? try chat ?? ChatFormatter(model: model, name: o.chatTemplate) : chat
-            held = try DatasetTokenizer.tokenizePairs(er, model: model, chat: echat)
-        } else if o.validationSplit > 0 {
-            (pairs, held) = try Finetuner.split(pairs, o)
-        }
-        func fit(_ e: Example) throws -> Example {
-            guard e.ids.count > o.blockSize else { return e }
-            guard o.truncate else {
-                throw DatasetError(e.source.file, instance: e.source.index,
-                                   "is \(e.ids.count) tokens, longer than the block size \(o.blockSize) (raise the block size or allow truncation)")
-            }
-            return Example(ids: Array(e.ids.prefix(o.blockSize)), trained: Array(e.trained.prefix(o.blockSize)), source: e.source)
-        }
-        train = try pairs.map { ExamplePair(chosen: try fit($0.chosen), rejected: try fit($0.rejected)) }
-        eval = try held.map { ExamplePair(chosen: try fit($0.chosen), rejected: try fit($0.rejected)) }
+        (train, eval) = try PairData.load(o, model: model)
         let maxLen = (train + eval).flatMap { [$0.chosen.ids.count, $0.rejected.ids.count] }.max() ?? 2
         pad = model.tokenizerMetadata.padID.map(Int32.init)
         trainModel = try TrainModel(model: model, mode: o.mode, maxTokens: 2 * o.batchSize * maxLen, maxLength: maxLen, threads: o.threads,
@@ -141,21 +121,10 @@ public final class RewardTrainer: @unchecked Sendable {
         return RewardEval(loss: loss / n, accuracy: Double(right) / n, margin: margin / n)
     }
 
-    func order(epoch: Int) -> [Int] {
-        var idx = Array(0..<train.count)
-        var rng = TrainRNG(seed: options.seed &+ UInt64(epoch) &* 0x9E37_79B9)
-        for i in stride(from: idx.count - 1, to: 0, by: -1) { idx.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
-        return idx
-    }
-
     /// One optimizer step over gradAccum micro-batches of pairs.
     func trainStep() -> LogRow {
         let o = options
-        let epoch = step / stepsPerEpoch, k = step % stepsPerEpoch
-        let ord = order(epoch: epoch)
-        let micro = (train.count + o.batchSize - 1) / o.batchSize
-        let mb0 = k * o.gradAccum, mb1 = min(micro, mb0 + o.gradAccum)
-        let batches = (mb0..<mb1).map { mb in ord[(mb * o.batchSize)..<min(train.count, (mb + 1) * o.batchSize)].map { train[$0] } }
+        let batches = microBatches().map { $0.map { train[$0] } }
         let count = batches.reduce(0) { $0 + $1.count }
         let params = trainModel.parameters + [head]
         for p in params { p.zeroGrad() }
@@ -174,49 +143,28 @@ public final class RewardTrainer: @unchecked Sendable {
 
     /// Trains to the end; writes loss.csv, eval.csv (loss, accuracy, margin), loss.svg and the adapter with its head.
     public func run(progress: ((TrainProgress) -> Void)? = nil, onEval: ((Int, RewardEval) -> Void)? = nil) throws {
-        let o = options
-        try checkOutputPath(o.outputDir, overwrite: true, directory: true)
-        try FileManager.default.createDirectory(atPath: o.outputDir, withIntermediateDirectories: true)
-        let lock = try DirectoryLock(o.outputDir)
-        defer { lock.release() }
-        if !o.force, let done = ["adapter_model.safetensors", "adapter_config.json"].first(where: {
-            FileManager.default.fileExists(atPath: o.outputDir + "/" + $0)
-        }) {
-            throw Finetuner.invalid("force", "is not set, but \(o.outputDir) already holds a trained result (\(done)): force its replacement or choose another output directory")
-        }
-        func evaluateNow() throws {
-            guard let e = evaluate() else { return }
-            evalHistory.append((step, e))
-            onEval?(step, e)
-            let text = "step,eval_loss,accuracy,margin\n" + evalHistory.map {
-                "\($0.step),\(String(format: "%.6f", $0.eval.loss)),\(String(format: "%.4f", $0.eval.accuracy)),\(String(format: "%.4f", $0.eval.margin))\n"
-            }.joined()
-            try writeAtomically(Array(text.utf8), to: o.outputDir + "/eval.csv")
-        }
-        try evaluateNow()
-        let last = min(totalSteps, o.maxSteps ?? totalSteps)
-        let start = Date()
-        var tokensSoFar = 0
-        while step < last {
-            var row = trainStep()
-            tokensSoFar += row.tokens
-            row.seconds = Date().timeIntervalSince(start)
-            let evaluating = o.evalEvery > 0 ? (step % o.evalEvery == 0 || step == last) : step == last
-            if evaluating {
-                try evaluateNow()
-                row.evalLoss = evalHistory.last?.eval.loss
-            }
-            log.append(row)
-            try writeAtomically(Array((Finetuner.csvHeader + log.map(Finetuner.csvLine).joined()).utf8), to: o.outputDir + "/loss.csv")
-            let elapsed = Date().timeIntervalSince(start)
-            progress?(TrainProgress(step: step, totalSteps: last, row: row, tokensPerSecond: Double(tokensSoFar) / max(elapsed, 1e-9),
-                                    etaSeconds: elapsed / Double(step) * Double(last - step)))
-        }
-        let svg = LossCurve.svg(log, eval: evalHistory.map { ($0.step, $0.eval.loss) },
-                                title: "reward model: \((o.modelPath as NSString).lastPathComponent) — \((o.dataPath as NSString).lastPathComponent)")
-        try writeAtomically(Array(svg.utf8), to: o.outputDir + "/loss.svg")
-        try adapter().save(to: o.outputDir)
+        self.onEval = onEval
+        try runLoop(progress: progress)
     }
+
+    var onEval: ((Int, RewardEval) -> Void)?
+
+    func evaluateAndRecord() throws -> Double? {
+        guard let e = evaluate() else { return nil }
+        evalHistory.append((step, e))
+        onEval?(step, e)
+        let text = "step,eval_loss,accuracy,margin\n" + evalHistory.map {
+            String(format: "%d,%.6f,%.4f,%.4f\n", $0.step, $0.eval.loss, $0.eval.accuracy, $0.eval.margin)
+        }.joined()
+        try writeAtomically(Array(text.utf8), to: options.outputDir + "/eval.csv")
+        return e.loss
+    }
+
+    var curveTitle: String {
+        "reward model: \((options.modelPath as NSString).lastPathComponent) — \((options.dataPath as NSString).lastPathComponent)"
+    }
+
+    func saveResult() throws { try adapter().save(to: options.outputDir) }
 
     /// The LoRA factors (HF order) and the head, as a SEQ_CLS PEFT adapter.
     public func adapter() -> PEFTAdapter {
@@ -224,6 +172,37 @@ public final class RewardTrainer: @unchecked Sendable {
         var a = trainModel.peftAdapter(c, modelPath: options.modelPath)
         a.score = head.values
         return a
+    }
+}
+
+
+/// The preference pairs of a reward-model or DPO run: the training pairs and the
+/// held-out ones (--eval-data, or a seeded --validation-split), each side within
+/// the block size (cut with --truncate, else an error naming the instance).
+enum PairData {
+    static func load(_ o: FinetuneOptions, model: LlamaModel) throws -> (train: [ExamplePair], eval: [ExamplePair]) {
+        let raw = try RawDataset.load(o.dataPath)
+        let chat = raw.type == .pairedConversation || o.chatTemplate != nil ? try ChatFormatter(model: model, name: o.chatTemplate) : nil
+        var pairs = try DatasetTokenizer.tokenizePairs(raw, model: model, chat: chat)
+        var held: [ExamplePair] = []
+        if let e = o.evalDataPath {
+            let er = try RawDataset.load(e)
+            let echat = er.type == .pairedConversation ? try chat ?? ChatFormatter(model: model, name: o.chatTemplate) : chat
+            held = try DatasetTokenizer.tokenizePairs(er, model: model, chat: echat)
+        } else if o.validationSplit > 0 {
+            (pairs, held) = try Finetuner.split(pairs, o)
+        }
+        func fit(_ e: Example) throws -> Example {
+            guard e.ids.count > o.blockSize else { return e }
+            guard o.truncate else {
+                throw DatasetError(e.source.file, instance: e.source.index,
+                                   "is \(e.ids.count) tokens, longer than the block size \(o.blockSize) (raise the block size or allow truncation)")
+            }
+            return Example(ids: Array(e.ids.prefix(o.blockSize)), trained: Array(e.trained.prefix(o.blockSize)), source: e.source)
+        }
+        let train = try pairs.map { ExamplePair(chosen: try fit($0.chosen), rejected: try fit($0.rejected)) }
+        let eval = try held.map { ExamplePair(chosen: try fit($0.chosen), rejected: try fit($0.rejected)) }
+        return (train, eval)
     }
 }
 

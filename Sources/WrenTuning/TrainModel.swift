@@ -245,8 +245,11 @@ public final class TrainModel: @unchecked Sendable {
     ///   - gradScale: multiplies every per-token gradient (1 / tokens in the optimizer step).
     ///   - maskKey: selects the dropout masks (vary per micro-batch).
     /// - Returns: the summed loss over labelled positions, and their count.
+    ///   - rowScales: per token, multiplies gradScale (a weight per sequence: DPO).
+    /// - Returns also each sequence's summed loss (−log-likelihood of its labelled tokens).
+    @discardableResult
     public func step(tokens: [Int32], labels: [Int32], batch B: Int, length L: Int, gradScale: Float, backward: Bool,
-                     maskKey: UInt64 = 0) -> (lossSum: Double, count: Int) {
+                     maskKey: UInt64 = 0, rowScales: [Float]? = nil) -> (lossSum: Double, count: Int, perSequence: [Double]) {
         let c = config
         let T = B * L
         precondition(labels.count == T, "one label per token")
@@ -259,16 +262,22 @@ public final class TrainModel: @unchecked Sendable {
         }
         if backward { dn.update(repeating: 0, count: T * dim) }
         var lossSum: Double = 0
+        var perSequence = [Double](repeating: 0, count: B)
+        var rowLoss = [Double](repeating: 0, count: Self.headChunk)
         var i0 = 0
         while i0 < rows.count {
             let m = min(Self.headChunk, rows.count - i0)
             for j in 0..<m { (headIn + j * dim).update(from: n + rows[i0 + j] * dim, count: dim) }
             Layers.linearForward(output, x: headIn, T: m, y: logits, scratch: ctx.scratch, threads: threads)
             let lab = (0..<m).map { labels[rows[i0 + $0]] }
+            let scales = rowScales.map { rs in (0..<m).map { rs[rows[i0 + $0]] } }
             lossSum += lab.withUnsafeBufferPointer { lb in
-                Layers.crossEntropy(logits, labels: lb.baseAddress!, n: m, vocab: c.vocabSize, gradScale: gradScale, backward: backward,
-                                    threads: threads)
+                rowLoss.withUnsafeMutableBufferPointer { rl in
+                    Layers.crossEntropy(logits, labels: lb.baseAddress!, n: m, vocab: c.vocabSize, gradScale: gradScale, backward: backward,
+                                        threads: threads, scales: scales, rowLosses: rl.baseAddress!)
+                }
             }
+            for j in 0..<m { perSequence[rows[i0 + j] / L] += rowLoss[j] }
             if backward {
                 // dHeadIn = dLogits·E, scattered back to the rows.
                 dHeadIn.update(repeating: 0, count: m * dim)
@@ -283,9 +292,9 @@ public final class TrainModel: @unchecked Sendable {
             }
             i0 += m
         }
-        guard backward else { return (lossSum, rows.count) }
+        guard backward else { return (lossSum, rows.count, perSequence) }
         backwardFromHidden(tokens: tokens, batch: B, length: L)
-        return (lossSum, rows.count)
+        return (lossSum, rows.count, perSequence)
     }
 
     /// Every layer and the final norm over B sequences of L tokens: row t's final
