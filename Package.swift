@@ -31,8 +31,9 @@ let package = Package(
         .target(name: "WrenEngine", dependencies: ["WrenKernels", "WrenFormat", "WrenTokenizer", "CBLAS"]),
         .target(name: "WrenTuning", dependencies: ["WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "CBLAS", "CWrenKernels"]),
         .target(name: "WrenEval", dependencies: ["WrenEngine", "WrenKernels", "WrenTokenizer", "WrenTuning"]),
+        .target(name: "WrenAlign", dependencies: ["WrenEngine", "WrenFormat", "WrenTokenizer", "WrenTuning", "WrenEval"]),
         .executableTarget(name: "WrenCLI", dependencies: [
-            "WrenFormat", "WrenEngine", "WrenTokenizer", "WrenTuning", "WrenEval",
+            "WrenFormat", "WrenEngine", "WrenTokenizer", "WrenTuning", "WrenEval", "WrenAlign",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .target(name: "TestSupport", dependencies: ["WrenKernels", "WrenFormat"], path: "Tests/TestSupport"),
@@ -42,6 +43,7 @@ let package = Package(
         .testTarget(name: "WrenEngineTests", dependencies: ["WrenEngine", "WrenFormat", "WrenKernels", "CWrenKernels", "TestSupport"], exclude: ["Fixtures"]),
         .testTarget(name: "WrenTuningTests", dependencies: ["WrenTuning", "WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "TestSupport"]),
         .testTarget(name: "WrenEvalTests", dependencies: ["WrenEval", "WrenEngine", "WrenTuning", "WrenTokenizer", "TestSupport"]),
+        .testTarget(name: "WrenAlignTests", dependencies: ["WrenAlign", "WrenTuning", "WrenEngine", "WrenFormat", "TestSupport"]),
         .testTarget(name: "WrenCLITests", dependencies: ["WrenCLI", "WrenFormat", "TestSupport"]),
         .testTarget(name: "WrenFuzzTests", dependencies: ["WrenTuning", "WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "TestSupport"]),
     ]

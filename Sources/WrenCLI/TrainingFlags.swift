@@ -12,8 +12,8 @@ struct TrainingFlags: ParsableArguments {
     var model: String
 
 
-    @Option(help: "Dataset directory or file (LMFlow JSON / JSONL).")
-    var data: String
+    @Option(help: "Dataset directory or file (LMFlow JSON / JSONL); RAFT takes --prompts instead.")
+    var data: String?
 
 
     @Option(name: .shortAndLong, help: "Output directory.")
@@ -136,7 +136,9 @@ struct TrainingFlags: ParsableArguments {
 
     /// The options these flags set (LoRA mode); values are checked by the trainer, whose
     /// errors name the setting.
-    func options(defaultLearningRate: Float) throws -> FinetuneOptions {
+    func options(defaultLearningRate: Float, needsData: Bool = true) throws -> FinetuneOptions {
+        guard let data = data ?? (needsData ? nil : "") else { throw ValidationError("--data is required") }
+        if !needsData && !data.isEmpty { throw ValidationError("--data does not apply here (RAFT makes its data from --prompts)") }
         var o = FinetuneOptions(modelPath: model, dataPath: data, outputDir: output)
         o.evalDataPath = evalData
         o.validationSplit = validationSplit

@@ -56,7 +56,8 @@ public struct RawDataset: Sendable {
     public var sources: [InstanceSource]
 
     /// Loads every .json / .jsonl file of a directory (sorted by name), or one file.
-    public static func load(_ path: String) throws -> RawDataset {
+    /// `prompts`: conversations are prompts (they must end with a user turn, not an assistant's).
+    public static func load(_ path: String, prompts: Bool = false) throws -> RawDataset {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDir) else {
             throw DatasetError(path, "no such file or directory")
@@ -82,7 +83,7 @@ public struct RawDataset: Sendable {
             type = t
             typeFile = f
             for (i, inst) in items.enumerated() {
-                instances.append(try parseInstance(inst, type: t, file: f, index: i))
+                instances.append(try parseInstance(inst, type: t, file: f, index: i, prompts: prompts))
                 sources.append(InstanceSource(file: f, index: i))
             }
         }
@@ -133,7 +134,7 @@ public struct RawDataset: Sendable {
         return (ns.userInfo[NSDebugDescriptionErrorKey] as? String) ?? ns.localizedDescription
     }
 
-    static func parseInstance(_ v: Any, type: DatasetType, file: String, index i: Int) throws -> RawInstance {
+    static func parseInstance(_ v: Any, type: DatasetType, file: String, index i: Int, prompts: Bool = false) throws -> RawInstance {
         guard let d = v as? [String: Any] else { throw DatasetError(file, instance: i, "must be an object") }
         func string(_ key: String) throws -> String {
             guard let x = d[key] else { throw DatasetError(file, instance: i, key: key, "missing") }
@@ -193,6 +194,12 @@ public struct RawDataset: Sendable {
                     throw DatasetError(file, instance: i, key: "messages[\(j)].role", "must be \"\(expected)\": turns alternate user, assistant, starting with user")
                 }
                 msgs.append(ChatMessage(role: role, content: content))
+            }
+            if prompts {
+                guard msgs.last?.role == "user" else {
+                    throw DatasetError(file, instance: i, key: "messages", "must end with a user turn (a prompt for the model to answer)")
+                }
+                return .conversation(system: system, messages: msgs)
             }
             guard msgs.contains(where: { $0.role == "assistant" }) else {
                 throw DatasetError(file, instance: i, key: "messages", "has no assistant turn to train on")

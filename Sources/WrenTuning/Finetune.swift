@@ -51,6 +51,9 @@ public struct FinetuneOptions: Sendable {
     public var lisaLayers = 0
     /// LISA: choose new layers every this many optimizer steps.
     public var lisaInterval = 20
+    /// LoRA: start from this PEFT adapter's factors instead of a fresh initialisation
+    /// (same rank and targets; RAFT continues one adapter across its iterations).
+    public var initAdapter: String?
 
     public init(modelPath: String, dataPath: String, outputDir: String) {
         self.modelPath = modelPath; self.dataPath = dataPath; self.outputDir = outputDir
@@ -133,7 +136,7 @@ public final class Finetuner: @unchecked Sendable {
     }
 
     /// The settings' ranges, checked before anything is loaded (finetune, reward models, DPO).
-    static func validate(_ o: FinetuneOptions) throws {
+    public static func validate(_ o: FinetuneOptions) throws {
         for (name, value, least) in [("batchSize", o.batchSize, 1), ("gradAccum", o.gradAccum, 1), ("epochs", o.epochs, 1), ("blockSize", o.blockSize, 2),
                                      ("warmup", o.warmup, 0), ("saveEvery", o.saveEvery, 0), ("evalEvery", o.evalEvery, 0),
                                      ("maxSteps", o.maxSteps ?? 1, 1), ("lisaInterval", o.lisaInterval, 1), ("lisaLayers", o.lisaLayers, 0)] where value < least {
@@ -186,6 +189,7 @@ public final class Finetuner: @unchecked Sendable {
         if o.lisaLayers != 0, !(1...model.config.blockCount).contains(o.lisaLayers) {
             throw Self.invalid("lisaLayers", "must be in 1...\(model.config.blockCount) (the model's layers), not \(o.lisaLayers)")
         }
+        if let path = o.initAdapter { try trainModel.load(adapter: path) }
         optimizer = AdamW(parameters: trainModel.parameters, weightDecay: o.weightDecay)
         dataHash = Self.hash(train + [TrainSequence(ids: [], labels: [])] + eval)
         let micro = (train.count + o.batchSize - 1) / o.batchSize
@@ -363,5 +367,30 @@ extension TrainModel {
         let cfg = PEFTConfig(rank: c.rank, alpha: Double(c.alpha), dropout: Double(c.dropout), targetModules: c.targets.sorted().map(\.hfModule),
                              useRSLoRA: c.rsLoRA, baseModel: name)
         return PEFTAdapter(config: cfg, factors: factors)
+    }
+}
+
+extension TrainModel {
+    /// Sets the LoRA factors from a PEFT adapter directory, which must have exactly the
+    /// trained modules and ranks.
+    func load(adapter path: String) throws {
+        let a = try PEFTAdapter.load(path)
+        let deltas = try base.deltas(from: a, source: path)
+        for l in 0..<config.blockCount {
+            for p in Projection.allCases {
+                let m = loraModule(l, p), d = deltas[l]?[p]
+                guard (m == nil) == (d == nil) else {
+                    throw FormatError.invalid(path: path, field: "layer \(l) \(p.hfModule)",
+                                              reason: m == nil ? "is in the adapter but not among this run's LoRA targets" : "is a LoRA target of this run but not in the adapter")
+                }
+                guard let m, let d else { continue }
+                guard d.rank == m.rank, abs(d.scale - m.scale) <= 1e-6 * abs(m.scale) else {
+                    throw FormatError.invalid(path: path, field: "layer \(l) \(p.hfModule)",
+                                              reason: "rank \(d.rank) and scale \(d.scale), but this run's LoRA has rank \(m.rank) and scale \(m.scale)")
+                }
+                m.a.set(d.a)
+                m.b.set(d.b)
+            }
+        }
     }
 }

@@ -4,7 +4,10 @@
 import Foundation
 
 public enum LossCurve {
-    public static func svg(_ rows: [LogRow], eval: [(step: Int, loss: Double)] = [], title: String, width: Double = 720, height: Double = 420) -> String {
+    /// `labels`: the y axis, the x axis, the line's legend and the points' legend.
+    public static func svg(_ rows: [LogRow], eval: [(step: Int, loss: Double)] = [], title: String, width: Double = 720, height: Double = 420,
+                           labels: (y: String, x: String, line: String, points: String) = ("loss", "optimizer step", "— train loss (moving avg)",
+                                                                                            "● validation loss")) -> String {
         let left = 64.0, right = 20.0, top = 36.0, bottom = 48.0
         let pw = width - left - right, ph = height - top - bottom
         let steps = rows.map { Double($0.step) }
@@ -34,8 +37,8 @@ public enum LossCurve {
             let s = maxStep * Double(i) / 5
             out += "<text x=\"\(f(x(s)))\" y=\"\(f(top + ph + 18))\" text-anchor=\"middle\">\(Int(s.rounded()))</text>\n"
         }
-        out += "<text x=\"\(f(left + pw / 2))\" y=\"\(f(height - 8))\" text-anchor=\"middle\">optimizer step</text>\n"
-        out += "<text transform=\"translate(16 \(f(top + ph / 2))) rotate(-90)\" text-anchor=\"middle\">loss</text>\n"
+        out += "<text x=\"\(f(left + pw / 2))\" y=\"\(f(height - 8))\" text-anchor=\"middle\">\(esc(labels.x))</text>\n"
+        out += "<text transform=\"translate(16 \(f(top + ph / 2))) rotate(-90)\" text-anchor=\"middle\">\(esc(labels.y))</text>\n"
         if !rows.isEmpty {
             let pts = rows.map { "\(f(x(Double($0.step)))),\(f(y($0.loss)))" }.joined(separator: " ")
             out += "<polyline fill=\"none\" stroke=\"#9ecae1\" stroke-width=\"1\" points=\"\(pts)\"/>\n"
@@ -48,8 +51,8 @@ public enum LossCurve {
             out += "<polyline fill=\"none\" stroke=\"#08519c\" stroke-width=\"2\" points=\"\(avg.joined(separator: " "))\"/>\n"
         }
         for e in eval { out += "<circle cx=\"\(f(x(Double(e.step))))\" cy=\"\(f(y(e.loss)))\" r=\"4\" fill=\"#e6550d\"/>\n" }
-        out += "<text x=\"\(f(left + pw - 170))\" y=\"\(f(top + 14))\" fill=\"#08519c\">— train loss (moving avg)</text>\n"
-        out += "<text x=\"\(f(left + pw - 170))\" y=\"\(f(top + 30))\" fill=\"#e6550d\">● validation loss</text>\n"
+        out += "<text x=\"\(f(left + pw - 170))\" y=\"\(f(top + 14))\" fill=\"#08519c\">\(esc(labels.line))</text>\n"
+        out += "<text x=\"\(f(left + pw - 170))\" y=\"\(f(top + 30))\" fill=\"#e6550d\">\(esc(labels.points))</text>\n"
         out += "</svg>\n"
         return out
     }

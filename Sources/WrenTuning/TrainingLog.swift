@@ -17,6 +17,11 @@ public struct LogRow: Sendable, Equatable {
     public var seconds: Double
     public var gradNorm: Float
     public var evalLoss: Double?
+
+    public init(step: Int, epoch: Double, loss: Double, lr: Float, tokens: Int, seconds: Double, gradNorm: Float, evalLoss: Double?) {
+        self.step = step; self.epoch = epoch; self.loss = loss; self.lr = lr; self.tokens = tokens; self.seconds = seconds
+        self.gradNorm = gradNorm; self.evalLoss = evalLoss
+    }
 }
 
 extension Finetuner {
