@@ -154,10 +154,10 @@ public final class Raft: @unchecked Sendable {
     func iterationDir(_ i: Int) -> String { out + "/iter-\(i)" }
     func adapterDir(_ i: Int) -> String { iterationDir(i) + "/sft" }
 
-    /// The policy of iteration `i` (the adapter after i iterations; 0: the base).
+    /// The policy of iteration `i` (the adapter after i iterations; 0: the base, or the adapter RAFT starts from).
     func usePolicy(after i: Int) throws {
         model.detachAdapters()
-        if i > 0 { try model.attachAdapter(path: adapterDir(i)) }
+        if let path = i > 0 ? adapterDir(i) : options.finetune.initAdapter { try model.attachAdapter(path: path) }
     }
 
     /// Generates for `jobs` with the current policy; results in order.
@@ -335,7 +335,7 @@ public final class Raft: @unchecked Sendable {
         f.evalDataPath = data
         f.validationSplit = 0
         f.outputDir = adapterDir(it)
-        f.initAdapter = it > 1 ? adapterDir(it - 1) : nil
+        f.initAdapter = it > 1 ? adapterDir(it - 1) : o.finetune.initAdapter
         f.resume = false
         f.force = true
         f.saveEvery = 0

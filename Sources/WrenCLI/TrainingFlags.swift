@@ -115,6 +115,9 @@ struct TrainingFlags: ParsableArguments {
     var chatTemplate: String?
 
 
+    @Option(name: .customLong("init-adapter"), help: "Start the LoRA factors from this PEFT adapter (same rank and targets) instead of a fresh initialisation.")
+    var initAdapter: String?
+
     func validate() throws {
         guard Schedule(rawValue: schedule) != nil else { throw ValidationError("--schedule must be cosine, linear or constant (got \(schedule))") }
         _ = try targets()
@@ -160,6 +163,7 @@ struct TrainingFlags: ParsableArguments {
         o.seed = seed
         if let t = threadOptions.threads { o.threads = t }
         o.chatTemplate = chatTemplate
+        o.initAdapter = initAdapter
         return o
     }
 }

@@ -1,5 +1,6 @@
 // `wren dpo`: direct preference optimisation (Rafailov et al. 2023) with LoRA.
-// The policy is the base plus the adapter; the reference is the base alone,
+// The policy is the base plus the adapter; the reference is the starting policy
+// (the base alone, or the base with --init-adapter: an SFT adapter),
 // whose log-likelihoods of each pair's responses are computed once before
 // training (the adapter starts at B = 0, so the trainer's own forward then is
 // exactly the base). With h = (log π(y_c) − log π_ref(y_c)) − (log π(y_r) −
@@ -78,11 +79,13 @@ public final class DPOTrainer: PairTraining, @unchecked Sendable {
         let maxLen = (train + eval).flatMap { [$0.chosen.ids.count, $0.rejected.ids.count] }.max() ?? 2
         trainModel = try TrainModel(model: model, mode: o.mode, maxTokens: 2 * o.batchSize * maxLen, maxLength: maxLen, threads: o.threads,
                                     checkpointing: o.checkpointing, seed: o.seed)
+        if let path = o.initAdapter { try trainModel.load(adapter: path) }
         optimizer = AdamW(parameters: trainModel.parameters, weightDecay: o.weightDecay)
         let micro = (train.count + o.batchSize - 1) / o.batchSize
         stepsPerEpoch = (micro + o.gradAccum - 1) / o.gradAccum
         totalSteps = stepsPerEpoch * o.epochs
-        // The reference: the trainer's forward while every LoRA B is zero, i.e. the base.
+        // The reference: the trainer's forward before any step, i.e. the base (every LoRA B is
+        // zero) or, with --init-adapter, the policy DPO starts from (an SFT adapter).
         trainReference = Self.logLikelihoods(trainModel, train, batch: o.batchSize)
         evalReference = Self.logLikelihoods(trainModel, eval, batch: o.batchSize)
     }

@@ -55,6 +55,7 @@ public final class RewardTrainer: PairTraining, @unchecked Sendable {
         pad = model.tokenizerMetadata.padID.map(Int32.init)
         trainModel = try TrainModel(model: model, mode: o.mode, maxTokens: 2 * o.batchSize * maxLen, maxLength: maxLen, threads: o.threads,
                                     checkpointing: o.checkpointing, seed: o.seed)
+        if let path = o.initAdapter { try trainModel.load(adapter: path) }
         // HF initialises the score layer from N(0, 0.02²) (initializer_range).
         head = Parameter(name: "score.weight", shape: [1, model.config.embeddingLength])
         var rng = TrainRNG(seed: o.seed ^ 0x5C0_4E00)
