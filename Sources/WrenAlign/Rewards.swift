@@ -59,7 +59,10 @@ public final class RewardCommand: RewardSource, @unchecked Sendable {
             if self.errorTail.count > 2000 { self.errorTail = self.errorTail.suffix(2000) }
             self.errorLock.unlock()
         }
-        signal(SIGPIPE, SIG_IGN)   // a dead scorer must be an error, not a signal that kills the run
+        // The program starts with SIGPIPE at its default, whatever this process does with it
+        // (the CLI ignores it; an ignored signal would be inherited).
+        let old = signal(SIGPIPE, SIG_DFL)
+        defer { signal(SIGPIPE, old) }
         do { try process.run() } catch { throw RewardError(message: "--reward-cmd: cannot start /bin/sh: \(error)") }
     }
 
@@ -91,6 +94,9 @@ public final class RewardCommand: RewardSource, @unchecked Sendable {
     public func reward(prompt: String, messages: [ChatMessage]?, system: String?, response: String) throws -> Double {
         let line = try JSONSerialization.data(withJSONObject: ["prompt": prompt, "response": response], options: [.sortedKeys]) + Data("\n".utf8)
         let fd = input.fileHandleForWriting.fileDescriptor
+        // A program that has exited must be an error here, not a SIGPIPE that ends the run.
+        let old = signal(SIGPIPE, SIG_IGN)
+        defer { signal(SIGPIPE, old) }
         try line.withUnsafeBytes { raw in
             var off = 0
             while off < raw.count {
