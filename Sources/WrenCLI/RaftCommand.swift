@@ -106,8 +106,10 @@ struct Raft: ParsableCommand {
                 if phase != phaseName { phaseName = phase; phaseStart = now }
                 guard done == total || now.timeIntervalSince(last) > (tty ? 0.2 : 5) else { return }
                 last = now
+                // The first items of a phase arrive before a rate means anything.
                 let el = now.timeIntervalSince(phaseStart), rate = Double(done) / max(el, 1e-9)
-                let line = String(format: "%@: %d/%d  %.1f/s  ETA %@", phase, done, total, rate, Finetune.duration(Double(total - done) / max(rate, 1e-9)))
+                let line = el < 1 ? String(format: "%@: %d/%d", phase, done, total)
+                    : String(format: "%@: %d/%d  %.1f/s  ETA %@", phase, done, total, rate, Finetune.duration(Double(total - done) / rate))
                 Std.err(tty ? "\r\u{1b}[K" + line + (done == total ? "\n" : "") : line + "\n")
             }
             try raft.run()
