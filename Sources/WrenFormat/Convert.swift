@@ -62,17 +62,24 @@ public enum ModelConverter {
         return h.finalizeHex()
     }
 
-    /// Converts `source` into a .wren file at `path`.
-    /// - Throws: `FormatError`; nothing is left at `path` on failure.
-    public static func convert(_ source: ModelSource, to path: String, options: ConvertOptions = .init(),
-                               progress: ((WriteProgress) -> Void)? = nil) throws -> ConvertReport {
-        if !options.overwrite, FileManager.default.fileExists(atPath: path) { throw FormatError.outputExists(path: path) }
+    /// The metadata a conversion of `source` writes: its own plus provenance (the
+    /// input's name, format and SHA-256, and the converter), and that SHA-256.
+    public static func outputMetadata(_ source: ModelSource) throws -> (Metadata, String) {
         var meta = source.metadata
         let sha = try sha256(files: source.sourceFiles)
         meta["general.source.file"] = .string((source.path as NSString).lastPathComponent)
         meta["general.source.format"] = .string(source.kind.rawValue)
         meta["general.source.sha256"] = .string(sha)
         meta["general.converter"] = .string(converterVersion)
+        return (meta, sha)
+    }
+
+    /// Converts `source` into a .wren file at `path`.
+    /// - Throws: `FormatError`; nothing is left at `path` on failure.
+    public static func convert(_ source: ModelSource, to path: String, options: ConvertOptions = .init(),
+                               progress: ((WriteProgress) -> Void)? = nil) throws -> ConvertReport {
+        if !options.overwrite, FileManager.default.fileExists(atPath: path) { throw FormatError.outputExists(path: path) }
+        let (meta, sha) = try outputMetadata(source)
         var pending: [PendingTensor] = []
         var bytesIn = 0
         let context = mixtureContext(source)

@@ -18,6 +18,8 @@ import Darwin
 public enum WrenFormatConstants {
     /// "WREN\r\n\u{1a}\n": catches text-mode and truncation-by-transfer damage, like PNG's.
     public static let magic: [UInt8] = [0x57, 0x52, 0x45, 0x4E, 0x0D, 0x0A, 0x1A, 0x0A]
+    /// "WDLT\r\n\u{1a}\n": a delta (formats/delta.md) in the same container.
+    public static let deltaMagic: [UInt8] = [0x57, 0x44, 0x4C, 0x54, 0x0D, 0x0A, 0x1A, 0x0A]
     public static let version: UInt32 = 1
     public static let headerSize = 96
     public static let alignment = 64
@@ -79,20 +81,25 @@ public final class WrenFile: @unchecked Sendable {
     /// Opens and validates `path`. Cost: O(header + metadata + table), plus
     /// inflating compressed tensors; uncompressed tensor bytes are not touched.
     /// - Throws: `FormatError` naming the file and the bad field.
-    public init(path: String) throws {
+    public convenience init(path: String) throws {
+        try self.init(path: path, magic: WrenFormatConstants.magic, kind: ".wren")
+    }
+
+    /// Opens a file in the .wren container with another magic (`kind` names it in errors).
+    public init(path: String, magic expected: [UInt8], kind: String) throws {
         self.path = path
         mapping = try MappedFile(path: path)
         let buf = mapping.bytes
         var r = ByteReader(buf, path: path)
         let magic = Array(buf.prefix(8))
-        guard magic == WrenFormatConstants.magic || (magic.count < 8 && WrenFormatConstants.magic.starts(with: magic)) else {
-            throw FormatError.badMagic(path: path, expected: ".wren", found: magic.map { String(format2: $0) }.joined(separator: " "))
+        guard magic == expected || (magic.count < 8 && expected.starts(with: magic)) else {
+            throw FormatError.badMagic(path: path, expected: kind, found: magic.map { String(format2: $0) }.joined(separator: " "))
         }
         try r.need(UInt64(WrenFormatConstants.headerSize), "header")
         r.offset = 8
         version = try r.read(UInt32.self, "version")
         guard version == WrenFormatConstants.version else {
-            throw FormatError.unsupportedVersion(path: path, format: ".wren", version: version)
+            throw FormatError.unsupportedVersion(path: path, format: kind, version: version)
         }
         let alignment = Int(try r.read(UInt32.self, "alignment"))
         let kvCount = try r.read(UInt64.self, "metadata count")

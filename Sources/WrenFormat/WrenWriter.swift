@@ -55,6 +55,8 @@ public struct WrenWriteOptions: Sendable {
     public var level: Int32 = 3
     public var minSaving = 0.02
     public var overwrite = false
+    /// The container's magic (formats/delta.md reuses the layout under its own).
+    public var magic = WrenFormatConstants.magic
     public init(compress: Bool = false, level: Int32 = 3, overwrite: Bool = false) {
         self.compress = compress
         self.level = level
@@ -141,7 +143,7 @@ public enum WrenWriter {
         body.append(contentsOf: table)
         let bodySum = body.withUnsafeBytes { XXH64.hash($0) }
 
-        var header: [UInt8] = WrenFormatConstants.magic
+        var header: [UInt8] = options.magic
         WrenMetaCodec.append(WrenFormatConstants.version, to: &header)
         WrenMetaCodec.append(UInt32(align), to: &header)
         WrenMetaCodec.append(UInt64(metadata.count), to: &header)

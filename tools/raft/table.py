@@ -6,8 +6,8 @@ tools/raft/vader-reward.py). This script runs, in order:
   base      the model as it is
   SFT       LoRA finetune on templated positive reviews (tools/raft/make-data.py)
   RAFT gold RAFT from SFT, rewarded by VADER through --reward-cmd
-  RM        a reward model trained on pairs of RAFT-gold samples (best vs worst of a
-            prompt's K samples by VADER; iterations 1-2 train, iteration 3 held out)
+  RM        a reward model trained on pairs of RAFT-gold samples (a prompt's K samples
+            by VADER, i-th best against i-th worst; iterations 1-2 train, 3 held out)
   RAFT RM   RAFT from SFT, rewarded by that learned model
   DPO       DPO from SFT on the same pairs (the SFT policy as the reference)
 
@@ -50,7 +50,8 @@ step("SFT", f"{work}/sft/adapter_model.safetensors",
 step("RAFT gold", f"{work}/raft-gold/adapter_model.safetensors",
      [wren, "raft", "-m", model, "-o", f"{work}/raft-gold", "--reward-cmd", vader_cmd] + raft_flags + common)
 
-# Preference pairs from RAFT-gold's samples: per prompt, the best and the worst sample by VADER.
+# Preference pairs from RAFT-gold's samples: per prompt, its K samples sorted by VADER, the i-th best
+# against the i-th worst for i < K/2, where VADER separates them by at least 0.05.
 pairs_dir = f"{work}/pairs"
 if not os.path.exists(pairs_dir):
     os.makedirs(f"{pairs_dir}/train"); os.makedirs(f"{pairs_dir}/held")
@@ -58,15 +59,14 @@ if not os.path.exists(pairs_dir):
         with open(f"{pairs_dir}/{split}/it{it}.jsonl", "w") as f:
             for line in open(f"{work}/raft-gold/samples-{it}.jsonl"):
                 inst = json.loads(line)
-                outs = [o for o in inst["output"] if o["score"] is not None and o["text"].strip()]
-                if len(outs) < 2:
-                    continue
-                best, worst = max(outs, key=lambda o: o["score"]), min(outs, key=lambda o: o["score"])
-                if best["score"] - worst["score"] < 0.1:
-                    continue
+                outs = sorted((o for o in inst["output"] if o["score"] is not None and o["text"].strip()), key=lambda o: -o["score"])
                 user = [{"role": "user", "content": inst["input"]}]
-                f.write(json.dumps({"chosen": {"messages": user + [{"role": "assistant", "content": best["text"]}]},
-                                    "rejected": {"messages": user + [{"role": "assistant", "content": worst["text"]}]}}) + "\n")
+                for i in range(len(outs) // 2):
+                    best, worst = outs[i], outs[-1 - i]
+                    if best["score"] - worst["score"] < 0.05:
+                        continue
+                    f.write(json.dumps({"chosen": {"messages": user + [{"role": "assistant", "content": best["text"]}]},
+                                        "rejected": {"messages": user + [{"role": "assistant", "content": worst["text"]}]}}) + "\n")
 step("RM", f"{work}/rm/adapter_model.safetensors",
      [wren, "reward", "train", "-m", model, "--data", f"{pairs_dir}/train", "--eval-data", f"{pairs_dir}/held", "-o", f"{work}/rm",
       "--epochs", "2", "--batch-size", "4"] + common)
