@@ -357,23 +357,13 @@ public enum Delta {
                                           + "; --force-base applies it anyway")
         }
         var verified = 0
-        let recordedBase = Dictionary(delta.base.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         var pending: [PendingTensor] = []
         for (i, r) in delta.target.enumerated() {
-            let enc = delta.encodings[i]
-            let bi = base.index(of: r.name)
-            if enc != .whole {
-                // Forced onto another base, an encoding needs at least a tensor of the recorded kind.
-                guard let bi, base.entries[bi].shape == r.shape,
-                      enc == .q8 || base.entries[bi].dtype == recordedBase[r.name]?.dtype else {
-                    throw FormatError.invalid(path: basePath, field: "tensor \(r.name)",
-                                              reason: "is missing or has another dtype or shape than the delta's base; the delta cannot be applied to it")
-                }
-            }
-            let check = enc != .q8 && !differing.contains(r.name)
+            try delta.checkBase(i, base)
+            let check = delta.encodings[i] != .q8 && !differing.contains(r.name)
             if check { verified += 1 }
             pending.append(PendingTensor(name: r.name, dtype: r.dtype, shape: r.shape) { dst in
-                try delta.reconstruct(i, base: base, baseIndex: bi, into: dst)
+                try delta.reconstruct(i, base: base, into: dst)
                 if check, StoredModel.sha256(UnsafeRawBufferPointer(dst)) != r.sha256 {
                     throw FormatError.invalid(path: deltaPath, field: "tensor \(r.name)",
                                               reason: "the rebuilt tensor does not match the target's SHA-256; the delta is damaged")
@@ -399,6 +389,7 @@ public final class DeltaFile: @unchecked Sendable {
     public let encodings: [DeltaEncoding]
     public let blocks: [String: [UInt32]]
     public let targetMetadata: Metadata
+    private let baseByName: [String: Int]
 
     public init(path: String) throws {
         self.path = path
@@ -444,6 +435,7 @@ public final class DeltaFile: @unchecked Sendable {
             }
         }
         base = try records("delta.base")
+        baseByName = Dictionary(base.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         target = try records("delta.target")
         let encNames = try strings("delta.target.encodings")
         guard encNames.count == target.count else { throw bad("delta.target.encodings", "\(encNames.count) encodings for \(target.count) tensors") }
@@ -503,9 +495,24 @@ public final class DeltaFile: @unchecked Sendable {
         targetMetadata = tm
     }
 
-    /// Rebuilds target tensor `i` into `dst` from its payload and the base's tensor.
-    func reconstruct(_ i: Int, base: StoredModel, baseIndex bi: Int?, into dst: UnsafeMutableRawBufferPointer) throws {
+    /// Whether `base` has what target tensor `i`'s encoding needs: a tensor of its name with the
+    /// recorded dtype (any dtype for q8) and shape. A forced base may lack it.
+    public func checkBase(_ i: Int, _ model: StoredModel) throws {
+        let r = target[i], enc = encodings[i]
+        guard enc != .whole else { return }
+        let recorded = baseByName[r.name].map { base[$0] }
+        guard let bi = model.index(of: r.name), model.entries[bi].shape == r.shape, enc == .q8 || model.entries[bi].dtype == recorded?.dtype else {
+            throw FormatError.invalid(path: model.path, field: "tensor \(r.name)",
+                                      reason: "is missing or has another dtype or shape than the delta's base; the delta cannot be applied to it")
+        }
+    }
+
+    /// Rebuilds target tensor `i` into `dst` (its byte size) from its payload and the base's tensor.
+    public func reconstruct(_ i: Int, base: StoredModel, into dst: UnsafeMutableRawBufferPointer) throws {
+        try checkBase(i, base)
         let r = target[i]
+        let bi = base.index(of: r.name)
+        precondition(dst.count == r.dtype.byteCount(elements: r.shape.reduce(1, *))!)
         let payload = { try self.file.verifiedTensor(r.name).data }
         switch encodings[i] {
         case .whole:

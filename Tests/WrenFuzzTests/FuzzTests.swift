@@ -1,5 +1,5 @@
 // The fuzz targets: every parsing entry point that reads bytes a stranger may
-// have written — .wren, GGUF, safetensors, PEFT adapters, tokenizer.json,
+// have written — .wren, deltas, GGUF, safetensors, PEFT adapters, tokenizer.json,
 // LMFlow datasets, JSON generation requests and chat templates. See
 // FuzzDriver.swift for the method; docs/reliability.md for the table.
 
@@ -62,6 +62,33 @@ final class FuzzTests: XCTestCase {
             let m = try LlamaModel(path: p)
             try m.file.verify()
         }, isExpected: { Self.isWrenError($0, path: self.dir + "/input.wren") })
+    }
+
+    func testFuzzDelta() throws {
+        // Seeds: an exact delta (xor and same) and a q8 delta between a tiny model and a tuned copy.
+        let base = dir + "/delta-base.wren", tuned = dir + "/delta-tuned.wren"
+        let model = TinyModel(seed: 5)
+        var t = model
+        var rng = SeededRNG(seed: 8)
+        for i in t.weights.indices where t.weights[i].name.hasPrefix("blk.0.") { t.weights[i].values = t.weights[i].values.map { $0 + rng.normal() * 0.01 } }
+        try model.writeWren(to: base, dtype: .f32)
+        try t.writeWren(to: tuned, dtype: .f32)
+        var seeds: [[UInt8]] = []
+        for kind in DeltaKind.allCases {
+            let d = dir + "/delta-seed-\(kind).wdelta"
+            _ = try Delta.make(base: base, tuned: tuned, to: d, kind: kind, overwrite: true)
+            seeds.append(Array(try Data(contentsOf: URL(fileURLWithPath: d))))
+        }
+        let stored = try StoredModel.open(base)
+        let head = seeds.map { b in b.withUnsafeBytes { Int(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 64, as: UInt64.self))) } }.min()!
+        _ = Fuzz.run("delta", seeds: seeds, headBias: head, mustRefuseTruncation: true, exec: { b in
+            let d = try DeltaFile(path: self.write(b, "input.wdelta"))
+            try d.file.verify()
+            for (i, r) in d.target.enumerated() {
+                var out = [UInt8](repeating: 0, count: r.dtype.byteCount(elements: r.shape.reduce(1, *))!)
+                try out.withUnsafeMutableBytes { try d.reconstruct(i, base: stored, into: $0) }
+            }
+        }, isExpected: { Self.isWrenError($0, path: self.dir + "/input.wdelta") })
     }
 
     func testFuzzGGUF() throws {
