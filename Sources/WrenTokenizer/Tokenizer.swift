@@ -305,6 +305,44 @@ public final class Tokenizer: Sendable {
         }
     }
 
+    /// The token ids of each piece BPE works on within `text`, in order: for byte-level BPE the
+    /// pre-tokenizer's pieces, for SentencePiece each word with its leading space (the first with
+    /// the dummy prefix if the model adds one). Special tokens are not matched. Concatenated, the
+    /// pieces are `encode(text, addSpecial: false, parseSpecial: false)` when the text holds no
+    /// user-defined token. Vocabulary extension learns its merges on these.
+    public func pieceIDs(_ text: String) -> [[Int32]] {
+        let scalars = Array(text.unicodeScalars)
+        var out: [[Int32]] = []
+        switch kind {
+        case .byteLevel:
+            let classes = scalars.map(charClass)
+            var pieces: [Range<Int>] = []
+            scalars.withUnsafeBufferPointer { s in classes.withUnsafeBufferPointer { c in preTokenizer.split(s, c, 0..<s.count, into: &pieces) } }
+            var heap = PairHeap(), next: [Int32] = [], prev: [Int32] = []
+            var key: [UInt8] = []
+            for p in pieces {
+                key.removeAll(keepingCapacity: true)
+                for u in scalars[p] { appendUTF8(u, to: &key) }
+                var ids: [Int32] = []
+                for b in key where byteToken[Int(b)] >= 0 { ids.append(byteToken[Int(b)]) }
+                bpe.apply(&ids, heap: &heap, next: &next, prev: &prev)
+                out.append(ids)
+            }
+        case .sentencePiece:
+            var start = 0
+            for i in 0...scalars.count where i == scalars.count || (scalars[i] == " " && i > start) {
+                var ids: [Int32] = []
+                if start < i { encodeSentencePiece(scalars, start..<i, prefixSpace: start == 0 && addSpacePrefix, into: &ids) }
+                if !ids.isEmpty { out.append(ids) }
+                start = i
+            }
+        }
+        return out
+    }
+
+    /// The type of token `id` (1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte).
+    public func type(of id: Int32) -> Int32 { id >= 0 && Int(id) < vocabularySize ? types[Int(id)] : 0 }
+
     /// Maps a Float to an Int64 that sorts the same way.
     @inline(__always) func orderedBits(_ f: Float) -> Int64 {
         let b = Int32(bitPattern: f.bitPattern)

@@ -69,4 +69,33 @@ final class DeltaCLITests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(message), "\(args): \(r.stderr)")
         }
     }
+
+    func testVocabExtendAndItsDelta() throws {
+        let m = dir + "/m.wren"
+        try TinyModel(seed: 31).writeWren(to: m, dtype: .f32)
+        var rng = SeededRNG(seed: 3)
+        let words = ["abc", "abd", "bcd", "cab", "dab", "abab"]
+        let texts = (0..<40).map { _ in (0..<10).map { _ in words[Int(rng.next() % 6)] }.joined(separator: " ") }
+        let data = try JSONSerialization.data(withJSONObject: ["type": "text_only", "instances": texts.map { ["text": $0] }])
+        try data.write(to: URL(fileURLWithPath: dir + "/text.json"))
+        let ve = try runWren(["vocab", "extend", "-m", m, "--data", dir + "/text.json", "--new-tokens", "6", "-o", dir + "/ve.wren"])
+        XCTAssertEqual(ve.status, 0, ve.stderr)
+        XCTAssertTrue(ve.stderr.contains("6 new tokens (ids 64…69)") && ve.stderr.contains("tokens per byte"), ve.stderr)
+        XCTAssertEqual(try runWren(["run", "-m", dir + "/ve.wren", "-p", "abc", "-n", "3", "-t", "1"]).status, 0)
+        // The extension travels in a delta: the grown embedding whole, the new tokenizer in the metadata.
+        XCTAssertEqual(try runWren(["delta", "make", "--base", m, "--tuned", dir + "/ve.wren", "-o", dir + "/ve.wdelta"]).status, 0)
+        XCTAssertEqual(try runWren(["delta", "apply", "--base", m, dir + "/ve.wdelta", "-o", dir + "/ve2.wren"]).status, 0)
+        XCTAssertEqual(try ModelConverter.sha256(files: [dir + "/ve2.wren"]), try ModelConverter.sha256(files: [dir + "/ve.wren"]))
+
+        for (args, message) in [(["--new-tokens", "0"], "--new-tokens must be at least 1"),
+                                (["--new-tokens", "5000"], "the text supports only"),
+                                (["--new-tokens", "2", "-o", dir + "/ve.wren"], "exists")] {
+            var full = ["vocab", "extend", "-m", m, "--data", dir + "/text.json", "-o", dir + "/x.wren"] + args
+            if args.contains("-o") { full = ["vocab", "extend", "-m", m, "--data", dir + "/text.json"] + args }
+            let r = try runWren(full)
+            XCTAssertNotEqual(r.status, 0, "\(args)")
+            XCTAssertTrue(r.stderr.contains(message), "\(args): \(r.stderr)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/x.wren"))
+    }
 }
