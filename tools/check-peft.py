@@ -7,6 +7,10 @@
    token ids; we compare the top-20 logits at every position.
 2. PEFT creates an adapter with random A and B (rsLoRA scaling, r=4), saves
    it; Wren applies it with `wren logits --lora` and we compare again.
+3. and 4. The same both ways with trainable token rows (PEFT's
+   `trainable_token_indices`) on a model whose vocabulary `wren vocab extend`
+   grew by 32 tokens: `wren finetune --train-new-tokens`, and a PEFT adapter
+   with random rows for those ids. The prompts then contain the new tokens.
 
 Tolerance: max |Wren − PyTorch| ≤ 2e-3 on logits of magnitude ~10–30. Both
 sides compute in float32; they differ only in summation order (≈1e-6 relative
@@ -96,7 +100,37 @@ def main():
     made = os.path.join(WORK, "peft-adapter")
     pm.save_pretrained(made)
     ok2 = compare("PEFT adapter in Wren", pm, f32, made, ref)
-    sys.exit(0 if ok1 and ok2 else 1)
+
+    # 3. Trainable token rows on an extended vocabulary, Wren-trained into PEFT.
+    data = os.path.join(ROOT, "examples", "sentiment", "train.json")
+    ext, ext_hf = os.path.join(WORK, "smol-ext.wren"), os.path.join(WORK, "hf-ext")
+    sh(WREN, "vocab", "extend", "-m", f32, "--data", data, "--new-tokens", "32", "-o", ext, "--force")
+    sh(WREN, "export", ext, "-o", ext_hf, "--force")
+    tt = os.path.join(WORK, "wren-tokens-adapter")
+    sh("rm", "-rf", tt)
+    sh(WREN, "finetune", "-m", ext, "--data", data, "-o", tt, "--train-new-tokens", "--lora-targets", "q,v", "--lr", "2e-2",
+       "--max-steps", "6", "--batch-size", "4", "-t", "2")
+    global PROMPTS
+    PROMPTS = PROMPTS + ["Classify this review with our internal code.\nReview: The museum was boring.",
+                         "Review: a warm, funny and moving film. Classify this review with our internal code."]
+    ext_ref = LlamaForCausalLM.from_pretrained(ext_hf, torch_dtype=torch.float32).eval()
+    tt_model = PeftModel.from_pretrained(LlamaForCausalLM.from_pretrained(ext_hf, torch_dtype=torch.float32), tt).eval()
+    ok3 = compare("Wren adapter with trainable tokens in PEFT", tt_model, ext, tt, ext_ref)
+
+    # 4. A PEFT adapter with random rows for the new tokens, into Wren.
+    new_ids = list(range(49152, 49152 + 32))
+    cfg = LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj"], trainable_token_indices=new_ids, task_type="CAUSAL_LM")
+    pm = get_peft_model(LlamaForCausalLM.from_pretrained(ext_hf, torch_dtype=torch.float32), cfg)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for n, p in pm.named_parameters():
+            if "trainable_tokens_delta" in n:
+                p.add_(torch.randn_like(p) * 0.05)
+    pm.eval()
+    made = os.path.join(WORK, "peft-tokens-adapter")
+    pm.save_pretrained(made)
+    ok4 = compare("PEFT adapter with trainable tokens in Wren", pm, ext, made, ext_ref)
+    sys.exit(0 if ok1 and ok2 and ok3 and ok4 else 1)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,10 @@ struct Finetune: ParsableCommand {
     @Option(name: .customLong("save-type"), help: "Element type of model.wren written by --full: f32, f16, bf16, q8_0, q4_1, q4_0.")
     var saveType = "f32"
 
+    @Flag(name: .customLong("train-new-tokens"),
+          help: "LoRA: also train the embedding rows of the tokens `wren vocab extend` added (PEFT trainable_token_indices; the tied output head's rows too). --full trains every row already.")
+    var trainNewTokens = false
+
     /// Only what is about flags themselves (names that must parse); values are checked by
     /// `Finetuner`, whose errors name the setting and reach the user as its flag.
     func validate() throws {
@@ -62,6 +66,10 @@ struct Finetune: ParsableCommand {
         do {
             var o = try training.options(defaultLearningRate: full ? 2e-5 : 2e-4)
             if full { o.mode = .full }
+            if trainNewTokens, case var .lora(cfg) = o.mode {
+                cfg.trainableTokens = try VocabExtension.addedTokens(try WrenFile(path: o.modelPath))
+                o.mode = .lora(cfg)
+            }
             o.pack = pack
             o.trainOnPrompt = trainOnPrompt
             o.saveEvery = saveEvery

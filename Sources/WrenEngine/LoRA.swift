@@ -138,7 +138,25 @@ extension LlamaModel {
     }
 
     /// Removes every run-time adapter.
-    public func detachAdapters() { adapters = [] }
+    public func detachAdapters() { adapters = []; tokenRows = [:] }
+
+    /// An adapter's trainable token rows, checked against this model: ids inside the
+    /// vocabulary, rows of embeddingLength finite values.
+    public func tokenRows(from adapter: PEFTAdapter, source: String) throws -> [Int32: [Float]] {
+        guard !adapter.tokenIDs.isEmpty else { return [:] }
+        let dim = config.embeddingLength
+        guard adapter.tokenRows.count == adapter.tokenIDs.count * dim else {
+            throw EngineError.invalidParameter("\(source): trainable token rows have \(adapter.tokenRows.count / max(1, adapter.tokenIDs.count)) values, the model's embedding \(dim)")
+        }
+        var out: [Int32: [Float]] = [:]
+        for (k, id) in adapter.tokenIDs.enumerated() {
+            guard id < config.vocabSize else {
+                throw EngineError.invalidParameter("\(source): trainable token \(id) is outside this model's \(config.vocabSize)-token vocabulary")
+            }
+            out[Int32(id)] = Array(adapter.tokenRows[(k * dim)..<((k + 1) * dim)])
+        }
+        return out
+    }
 }
 
 extension LlamaModel {
@@ -184,7 +202,9 @@ extension LlamaModel {
     /// Loads a PEFT adapter directory and attaches it (unmerged) with an extra `scale`.
     public func attachAdapter(path: String, scale: Float = 1) throws {
         let a = try PEFTAdapter.load(path)
+        let rows = try tokenRows(from: a, source: path)
         try attach(try deltas(from: a, scale: scale, source: path), source: path)
+        tokenRows.merge(rows) { _, new in new }
     }
 
     /// B in HF row order (q/k un-permuted) for writing a PEFT adapter.

@@ -207,6 +207,9 @@ public final class LlamaModel: @unchecked Sendable {
     /// LoRA deltas applied unmerged at run time, per layer (set before creating sessions;
     /// see `attach(_:)`).
     public internal(set) var adapters: [[Projection: [LoRADelta]]] = []
+    /// Embedding rows an adapter replaces (PEFT trainable tokens), by id; with tied embeddings
+    /// they are the output head's rows too.
+    public internal(set) var tokenRows: [Int32: [Float]] = [:]
 
     /// Loads the model at `path` (.wren). RoPE overrides replace the file's base / linear factor.
     public init(path: String, ropeFreqBase: Float? = nil, ropeScale: Float? = nil) throws {

@@ -227,6 +227,7 @@ public final class InferenceSession: @unchecked Sendable {
         model.outputNorm.withUnsafeBufferPointer { w in Ops.rmsNorm(s.x + t * dim, w.baseAddress!, s.normed, n: dim, eps: c.rmsNormEps) }
         let o = model.output
         Ops.matvec(o.dtype, o.data, rows: o.rows, n: o.cols, x: s.normed, y: s.logits, threads: threads, activations: activations)
+        if c.tiedEmbeddings { for (id, r) in model.tokenRows { s.logits[Int(id)] = Self.dot(s.normed, r) } }
         let out = Array(UnsafeBufferPointer(start: s.logits, count: c.vocabSize))
         if profile != nil { profile!.outputNs += now() - t0 }
         return out
@@ -246,6 +247,9 @@ public final class InferenceSession: @unchecked Sendable {
         let out = [Float](unsafeUninitializedCapacity: T * c.vocabSize) { buf, count in
             Ops.matmul(o.dtype, o.data, rows: o.rows, n: o.cols, x: s.normed, tokens: T, y: buf.baseAddress!, threads: threads,
                        activations: activations)
+            if c.tiedEmbeddings {
+                for i in 0..<T { for (id, r) in model.tokenRows { buf[i * c.vocabSize + Int(id)] = Self.dot(s.normed + i * dim, r) } }
+            }
             count = T * c.vocabSize
         }
         if profile != nil { profile!.outputNs += now() - t0 }
@@ -265,6 +269,9 @@ public final class InferenceSession: @unchecked Sendable {
         let c = model.config, T = tokens.count
         let t0 = profile != nil ? now() : 0
         model.embedding.gatherRows(tokens, into: state.x)
+        if !model.tokenRows.isEmpty {
+            for (t, id) in tokens.enumerated() { if let r = model.tokenRows[id] { (state.x + t * c.embeddingLength).update(from: r, count: c.embeddingLength) } }
+        }
         if c.embeddingScale != 1 { for i in 0..<(T * c.embeddingLength) { state.x[i] *= c.embeddingScale } }
         let consecutive = Set(seqs).count == 1 && zip(pos, pos.dropFirst()).allSatisfy { $1 == $0 + 1 }
         precondition(consecutive || !batched)
@@ -429,3 +436,12 @@ public struct ForwardProfile: Sendable {
 }
 
 func openblas_set_num_threads_wrapper(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+
+extension InferenceSession {
+    /// x · row, for an adapter's trainable token rows on the tied head.
+    static func dot(_ x: UnsafePointer<Float>, _ row: [Float]) -> Float {
+        var s: Float = 0
+        for i in 0..<row.count { s += x[i] * row[i] }
+        return s
+    }
+}

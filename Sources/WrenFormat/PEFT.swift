@@ -53,6 +53,12 @@ public struct PEFTAdapter: Sendable {
     /// embeddingLength values, the reward being score · (final normed hidden state).
     public var score: [Float]?
     static let scoreKey = "base_model.model.score.weight"
+    /// Trainable token rows (`trainable_token_indices`): the ids, and their embedding rows
+    /// ([ids.count][embeddingLength], PEFT's `trainable_tokens_delta`, which holds the rows
+    /// themselves). With tied embeddings they are the output head's rows too.
+    public var tokenIDs: [Int] = []
+    public var tokenRows: [Float] = []
+    static let tokensKey = "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"
 
     public init(config: PEFTConfig, factors: [Int: [String: PEFTFactor]]) {
         self.config = config; self.factors = factors
@@ -88,6 +94,23 @@ public struct PEFTAdapter: Sendable {
         if let m = d["modules_to_save"], !(m is NSNull), !((m as? [Any])?.isEmpty ?? false) {
             guard let names = m as? [String], Set(names).isSubset(of: ["score", "classifier"]) else {
                 throw FormatError.invalid(path: cfgPath, field: "modules_to_save", reason: "fully trained extra modules other than a reward head (\"score\") are not supported")
+            }
+        }
+        // trainable_token_indices: a list of ids (for the input embedding), or {"embed_tokens": [ids]}.
+        var tokenIDs: [Int] = []
+        if let t = d["trainable_token_indices"], !(t is NSNull) {
+            let list: Any? = (t as? [String: Any]).map { $0.count == 1 ? $0["embed_tokens"] : nil } ?? t
+            guard let arr = list as? [Any] else {
+                throw FormatError.invalid(path: cfgPath, field: "trainable_token_indices", reason: "not a list of token ids (or {\"embed_tokens\": [ids]})")
+            }
+            tokenIDs = try arr.enumerated().map { i, v in
+                guard let id = Checked.jsonInt(v), id >= 0 else {
+                    throw FormatError.invalid(path: cfgPath, field: "trainable_token_indices[\(i)]", reason: "not a non-negative integer")
+                }
+                return id
+            }
+            guard Set(tokenIDs).count == tokenIDs.count else {
+                throw FormatError.invalid(path: cfgPath, field: "trainable_token_indices", reason: "repeats an id")
             }
         }
         guard let r = Checked.jsonInt(d["r"]), r > 0 else { throw FormatError.invalid(path: cfgPath, field: "r", reason: "missing or not a positive integer") }
@@ -140,7 +163,20 @@ public struct PEFTAdapter: Sendable {
         let st = try SafetensorsFile(path: stPath)
         var halves: [Int: [String: (a: SafetensorInfo?, b: SafetensorInfo?)]] = [:]
         var score: [Float]?
+        var tokenRows: [Float]?
         for t in st.tensors {
+            if t.name == tokensKey || t.name == "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta.default" {
+                guard t.shape.count == 2, t.shape[0] == tokenIDs.count, t.shape[1] > 0 else {
+                    throw FormatError.invalid(path: stPath, field: "tensor \(t.name) shape",
+                                              reason: "\(t.shape) for \(tokenIDs.count) trainable_token_indices in adapter_config.json")
+                }
+                let v = try floats(st, t)
+                if let i = v.firstIndex(where: { !$0.isFinite }) {
+                    throw FormatError.invalid(path: stPath, field: "tensor \(t.name)", reason: "element \(i) is \(v[i]) (NaN or infinite)")
+                }
+                tokenRows = v
+                continue
+            }
             if t.name == scoreKey || t.name == "base_model.model.score.modules_to_save.default.weight" {
                 guard t.shape.count == 2, t.shape[0] == 1, t.shape[1] > 0 else {
                     throw FormatError.invalid(path: stPath, field: "tensor \(t.name) shape", reason: "\(t.shape) is not one row (a reward head has one label)")
@@ -203,8 +239,13 @@ public struct PEFTAdapter: Sendable {
         if let bad = factors.flatMap({ l, m in m.keys.map { (l, $0) } }).first(where: { !config.scale(forKey: key(layer: $0.0, module: $0.1, factor: "A"), rank: r).isFinite }) {
             throw FormatError.invalid(path: cfgPath, field: "lora_alpha", reason: "gives a non-finite scale for layer \(bad.0) \(bad.1)")
         }
+        guard tokenIDs.isEmpty || tokenRows != nil else {
+            throw FormatError.invalid(path: stPath, field: "tensor \(tokensKey)", reason: "missing; adapter_config.json names \(tokenIDs.count) trainable tokens")
+        }
         var adapter = PEFTAdapter(config: config, factors: factors)
         adapter.score = score
+        adapter.tokenIDs = tokenIDs
+        adapter.tokenRows = tokenRows ?? []
         return adapter
     }
 
@@ -237,8 +278,12 @@ public struct PEFTAdapter: Sendable {
         if let score {
             entries.append(.init(name: Self.scoreKey, dtype: "F32", shape: [1, score.count], bytes: score.withUnsafeBytes { Array($0) }))
         }
+        if !tokenIDs.isEmpty {
+            entries.append(.init(name: Self.tokensKey, dtype: "F32", shape: [tokenIDs.count, tokenRows.count / tokenIDs.count],
+                                 bytes: tokenRows.withUnsafeBytes { Array($0) }))
+        }
         try writeAtomically(SafetensorsWriter.encode(entries, metadata: ["format": "pt"]), to: dir + "/adapter_model.safetensors")
-        let cfg: [String: Any] = [
+        var cfg: [String: Any] = [
             "peft_type": "LORA", "task_type": score == nil ? "CAUSAL_LM" : "SEQ_CLS", "base_model_name_or_path": config.baseModel,
             "r": config.rank, "lora_alpha": config.alpha, "lora_dropout": config.dropout,
             "target_modules": config.targetModules, "bias": "none", "fan_in_fan_out": false, "inference_mode": true,
@@ -246,6 +291,7 @@ public struct PEFTAdapter: Sendable {
             "rank_pattern": config.rankPattern, "alpha_pattern": config.alphaPattern, "layers_to_transform": NSNull(),
             "revision": NSNull(), "library": "wren",
         ]
+        if !tokenIDs.isEmpty { cfg["trainable_token_indices"] = tokenIDs }
         let json = try JSONSerialization.data(withJSONObject: cfg, options: [.prettyPrinted, .sortedKeys])
         try writeAtomically(Array(json), to: dir + "/adapter_config.json")
     }

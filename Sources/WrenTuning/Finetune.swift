@@ -366,7 +366,12 @@ extension TrainModel {
         let name = base.file.metadata["general.name"]?.string ?? (modelPath as NSString).lastPathComponent
         let cfg = PEFTConfig(rank: c.rank, alpha: Double(c.alpha), dropout: Double(c.dropout), targetModules: c.targets.sorted().map(\.hfModule),
                              useRSLoRA: c.rsLoRA, baseModel: name)
-        return PEFTAdapter(config: cfg, factors: factors)
+        var adapter = PEFTAdapter(config: cfg, factors: factors)
+        if let tp = tokenParam {
+            adapter.tokenIDs = tokenIDs.map(Int.init)
+            adapter.tokenRows = tp.values
+        }
+        return adapter
     }
 }
 
@@ -376,6 +381,11 @@ extension TrainModel {
     func load(adapter path: String) throws {
         let a = try PEFTAdapter.load(path)
         let deltas = try base.deltas(from: a, source: path)
+        guard a.tokenIDs == tokenIDs.map(Int.init) else {
+            throw FormatError.invalid(path: path, field: "trainable_token_indices",
+                                      reason: "\(a.tokenIDs.count) trainable tokens, but this run trains \(tokenIDs.count)" + (tokenIDs.isEmpty ? "" : " (ids \(tokenIDs.first!)…\(tokenIDs.last!))"))
+        }
+        if let tp = tokenParam { tp.set(Array(try base.tokenRows(from: a, source: path).sorted { $0.key < $1.key }.map(\.value).joined())) }
         for l in 0..<config.blockCount {
             for p in Projection.allCases {
                 let m = loraModule(l, p), d = deltas[l]?[p]

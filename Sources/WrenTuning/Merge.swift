@@ -57,6 +57,16 @@ public enum Merger {
                 merged[name] = (dt, bytes)
             }
         }
+        if !model.tokenRows.isEmpty {
+            // Trainable token rows replace their embedding rows (the tied head's too: the same tensor).
+            let e = model.embedding, dim = e.cols
+            let dt = QuantScheme.fallback(type ?? e.dtype, rowLength: dim)
+            var rows = [Float](repeating: 0, count: e.rows * dim)
+            rows.withUnsafeMutableBufferPointer { Quant.dequantize(e.dtype, e.data, $0.baseAddress!, count: e.rows * dim) }
+            for (id, r) in model.tokenRows { for j in 0..<dim { rows[Int(id) * dim + j] = r[j] } }
+            merged[TensorNames.tokenEmbedding] = (dt, Quant.quantize(dt, rows))
+            reports.append(MergeReport(tensor: TensorNames.tokenEmbedding, dtype: dt, updateNorm: 0, survived: 1))
+        }
         var pending: [PendingTensor] = []
         for info in f.tensors {
             if let (dt, bytes) = merged[info.name] {

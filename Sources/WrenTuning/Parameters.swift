@@ -61,9 +61,14 @@ public struct LoRAConfig: Sendable, Equatable {
     public var targets: [Projection] = [.q, .v]
     /// rsLoRA scaling (`use_rslora`).
     public var rsLoRA = false
+    /// Embedding rows trained whole beside the LoRA factors (PEFT's `trainable_token_indices`;
+    /// with tied embeddings the output head's rows too), e.g. the tokens `wren vocab extend` added.
+    public var trainableTokens: [Int32] = []
 
-    public init(rank: Int = 8, alpha: Float = 16, dropout: Float = 0, targets: [Projection] = [.q, .v], rsLoRA: Bool = false) {
+    public init(rank: Int = 8, alpha: Float = 16, dropout: Float = 0, targets: [Projection] = [.q, .v], rsLoRA: Bool = false,
+                trainableTokens: [Int32] = []) {
         self.rank = rank; self.alpha = alpha; self.dropout = dropout; self.targets = targets; self.rsLoRA = rsLoRA
+        self.trainableTokens = trainableTokens
     }
 
     public var scale: Float { rsLoRA ? alpha / Float(rank).squareRoot() : alpha / Float(rank) }

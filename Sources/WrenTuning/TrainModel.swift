@@ -93,6 +93,12 @@ public final class TrainModel: @unchecked Sendable {
     let outputParam: Parameter?
     let outputNorm: NormWeight
     let ctx: TrainContext
+    /// LoRA's trainable token rows ([n][dim], PEFT's trainable_tokens_delta: the rows themselves),
+    /// their ids, and the base rows they replace (for the tied head's gradient).
+    let tokenParam: Parameter?
+    let tokenIDs: [Int32]
+    let tokenSlot: [Int32: Int]
+    let tokenBase: [Float]
 
     // Shapes: T = maxTokens rows (B sequences × L positions), dim = embeddingLength,
     // qDim = heads·headDim, kvDim = kvHeads·headDim, ff = feedForwardLength.
@@ -201,6 +207,22 @@ public final class TrainModel: @unchecked Sendable {
             outputNorm = NormWeight(model.outputNorm)
             output = model.output; outputParam = nil
         }
+        if case let .lora(cfg) = mode, !cfg.trainableTokens.isEmpty {
+            let ids = Array(Set(cfg.trainableTokens)).sorted()
+            guard ids.first! >= 0, Int(ids.last!) < c.vocabSize else {
+                throw EngineError.invalidParameter("trainable token \(ids.first! < 0 ? ids.first! : ids.last!) is outside the vocabulary (0..<\(c.vocabSize))")
+            }
+            let p = Parameter(name: "trainable_tokens", shape: [ids.count, dim], decays: false)
+            var baseRows = [Float](repeating: 0, count: ids.count * dim)
+            let emb = model.embedding
+            baseRows.withUnsafeMutableBufferPointer { emb.gatherRows(ids, into: $0.baseAddress!) }
+            p.set(baseRows)
+            params.append(p)
+            tokenParam = p; tokenIDs = ids; tokenBase = baseRows
+            tokenSlot = Dictionary(uniqueKeysWithValues: ids.enumerated().map { ($1, $0) })
+        } else {
+            tokenParam = nil; tokenIDs = []; tokenBase = []; tokenSlot = [:]
+        }
         parameters = params
         // Full finetuning copied every weight; the mapped file's pages are not needed any more.
         if isFull { model.file.mapping.adviseDontNeed() }
@@ -269,6 +291,10 @@ public final class TrainModel: @unchecked Sendable {
             let m = min(Self.headChunk, rows.count - i0)
             for j in 0..<m { (headIn + j * dim).update(from: n + rows[i0 + j] * dim, count: dim) }
             Layers.linearForward(output, x: headIn, T: m, y: logits, scratch: ctx.scratch, threads: threads)
+            let tiedTokens = c.tiedEmbeddings ? tokenParam : nil
+            if let tp = tiedTokens {   // the tied head's trainable rows
+                for j in 0..<m { for (k, id) in tokenIDs.enumerated() { logits[j * c.vocabSize + Int(id)] = TrainModel.dot(headIn + j * dim, tp.value + k * dim, dim) } }
+            }
             let lab = (0..<m).map { labels[rows[i0 + $0]] }
             let scales = rowScales.map { rs in (0..<m).map { rs[rows[i0 + $0]] } }
             lossSum += lab.withUnsafeBufferPointer { lb in
@@ -282,6 +308,17 @@ public final class TrainModel: @unchecked Sendable {
                 // dHeadIn = dLogits·E, scattered back to the rows.
                 dHeadIn.update(repeating: 0, count: m * dim)
                 Layers.linearBackwardInput(output, dy: logits, T: m, dx: dHeadIn, scratch: ctx.scratch, threads: threads)
+                if let tp = tiedTokens {
+                    // The product used the base rows for the trainable ids: add dl·(row − base row); the rows' gradient is dl·input.
+                    for j in 0..<m {
+                        for (k, id) in tokenIDs.enumerated() {
+                            let g = logits[j * c.vocabSize + Int(id)]
+                            guard g != 0 else { continue }
+                            let row = tp.value + k * dim, b = k * dim, dIn = dHeadIn + j * dim, x = headIn + j * dim, gr = tp.grad + k * dim
+                            for e in 0..<dim { dIn[e] += g * (row[e] - tokenBase[b + e]); gr[e] += g * x[e] }
+                        }
+                    }
+                }
                 for j in 0..<m {
                     let d = dn + rows[i0 + j] * dim, s = dHeadIn + j * dim
                     for e in 0..<dim { d[e] += s[e] }
@@ -308,6 +345,9 @@ public final class TrainModel: @unchecked Sendable {
         ctx.training = backward
         ctx.maskKey = maskKey
         embedding.gatherRows(tokens, into: xs[0])
+        if let tp = tokenParam {
+            for (t, id) in tokens.enumerated() { if let k = tokenSlot[id] { (xs[0] + t * c.embeddingLength).update(from: tp.value + k * c.embeddingLength, count: c.embeddingLength) } }
+        }
         if c.embeddingScale != 1 { for i in 0..<(T * c.embeddingLength) { xs[0][i] *= c.embeddingScale } }
         base.rope.tables(positions: (0..<T).lazy.map { $0 % L }, into: ropeTab)   // row t sits at position t mod L
         for l in 0..<layers.count { layerForward(l, T: T, B: B, L: L) }
@@ -336,6 +376,13 @@ public final class TrainModel: @unchecked Sendable {
             for (t, id) in tokens.enumerated() {
                 let g = ep.grad + Int(id) * dim, s = dx + t * dim
                 for e in 0..<dim { g[e] += s[e] }
+            }
+        }
+        if let tp = tokenParam {
+            for (t, id) in tokens.enumerated() {
+                guard let k = tokenSlot[id] else { continue }
+                let g = tp.grad + k * dim, s = dx + t * dim
+                for e in 0..<dim { g[e] += s[e] * c.embeddingScale }
             }
         }
     }
@@ -382,7 +429,7 @@ public final class TrainModel: @unchecked Sendable {
         Ops.ropeBackward(dk, rows: T, heads: c.headCountKV, headDim: c.headDim, rotary: rot, tables: ropeTab)
         Ops.rmsNorm(x0, w.attnNorm.value, n, rows: T, n: dim, eps: eps, threads: threads)
         // The first layer's input gradient only matters when the embedding is trained.
-        let needInput = l > 0 || embeddingParam != nil
+        let needInput = l > 0 || embeddingParam != nil || tokenParam != nil
         dn.update(repeating: 0, count: T * dim)
         let dIn: UnsafeMutablePointer<Float>? = needInput ? dn : nil
         w.q.backward(n, dy: dq, T: T, dx: dIn, ctx: ctx, weights: trained)
@@ -421,5 +468,13 @@ struct TrainOps: BlockOps {
         let c = model.config
         Attention.forward(q: q, k: k, v: v, out: out, B: B, L: L, heads: c.headCount, kvHeads: c.headCountKV, headDim: c.headDim,
                           probs: model.probs, threads: model.threads)
+    }
+}
+
+extension TrainModel {
+    static func dot(_ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ n: Int) -> Float {
+        var s: Float = 0
+        for i in 0..<n { s += a[i] * b[i] }
+        return s
     }
 }

@@ -54,6 +54,7 @@ public enum VocabExtension {
         let rows = max(config.vocabSize, n0 + count)
         config.vocabSize = rows
         var outMeta = meta
+        if outMeta["general.vocab.extended_from"] == nil { outMeta["general.vocab.extended_from"] = .uint32(UInt32(n0)) }
         config.write(to: &outMeta)
         tokMeta.write(to: &outMeta)
         let after = try Tokenizer(spec)   // the result must load
@@ -93,5 +94,19 @@ public enum VocabExtension {
         let now = after.encode(text, addSpecial: false, parseSpecial: false).count
         return Report(added: count, firstNewID: n0, tokensBefore: before, tokensAfter: now, bytes: text.utf8.count,
                       examples: (0..<min(12, count)).map { String(decoding: after.bytes(of: Int32(n0 + $0)), as: UTF8.self) })
+    }
+}
+
+extension VocabExtension {
+    /// The ids `wren vocab extend` added to the model at `path` (from `general.vocab.extended_from`).
+    public static func addedTokens(_ file: WrenFile) throws -> [Int32] {
+        guard let from = file.metadata["general.vocab.extended_from"]?.int else {
+            throw FormatError.missingField(path: file.path, field: "general.vocab.extended_from (the model's vocabulary was not extended by `wren vocab extend`)")
+        }
+        let c = try ModelConfig(metadata: file.metadata, path: file.path)
+        guard from >= 0, from < c.vocabSize else {
+            throw FormatError.invalid(path: file.path, field: "general.vocab.extended_from", reason: "\(from) is not inside the \(c.vocabSize)-token vocabulary")
+        }
+        return (from..<c.vocabSize).map { Int32($0) }
     }
 }

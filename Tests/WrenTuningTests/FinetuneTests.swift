@@ -259,6 +259,45 @@ final class FinetuneTests: XCTestCase {
         XCTAssertGreaterThan(zip(baseLogits, runTime).map { abs($0 - $1) }.max()!, 1e-2, "the adapter changes the model")
     }
 
+    /// LoRA with trainable token rows (PEFT's trainable_token_indices) on a tied model: the
+    /// adapter carries the ids and rows, and the run-time adapter equals the merged model.
+    func testTrainableTokensRoundTripRunTimeAndMerge() throws {
+        let dir = tempDirectory()
+        let model = try tiny(dir, tied: true)
+        let data = try makeTaskData(dir)
+        let ids: [Int32] = [4, 8, 15, 40, 63]
+        var o = FinetuneOptions(modelPath: model, dataPath: data, outputDir: dir + "/ad")
+        o.mode = .lora(LoRAConfig(rank: 2, alpha: 4, targets: [.q, .v], trainableTokens: ids)); o.epochs = 1; o.learningRate = 5e-2; o.blockSize = 32
+        let ft = try Finetuner(o)
+        try ft.run()
+        let a = try PEFTAdapter.load(dir + "/ad")
+        XCTAssertEqual(a.tokenIDs, ids.map(Int.init))
+        let st = try SafetensorsFile(path: dir + "/ad/adapter_model.safetensors")
+        XCTAssertTrue(st.tensors.contains { $0.name == "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta" && $0.shape == [5, 32] })
+        let cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/ad/adapter_config.json"))) as! [String: Any]
+        XCTAssertEqual(cfg["trainable_token_indices"] as? [Int], ids.map(Int.init))
+        let m = try LlamaModel(path: model)
+        var baseRows = [Float](repeating: 0, count: ids.count * 32)
+        baseRows.withUnsafeMutableBufferPointer { m.embedding.gatherRows(ids, into: $0.baseAddress!) }
+        XCTAssertGreaterThan(zip(baseRows, a.tokenRows).map { abs($0 - $1) }.max()!, 1e-3, "the rows were trained")
+        let toks: [Int32] = [4, 8, 15, 16, 23, 42, 7, 63]
+        try m.attachAdapter(path: dir + "/ad")
+        let s = try InferenceSession(model: m, contextLength: 16, threads: 2, kvType: .f32, activations: .f32)
+        let runTime = try s.evaluate(toks, allLogits: true)
+        _ = try Merger.merge(model: m, type: .f32, to: dir + "/merged.wren", overwrite: false)
+        let merged = try InferenceSession(model: try LlamaModel(path: dir + "/merged.wren"), contextLength: 16, threads: 2, kvType: .f32,
+                                          activations: .f32)
+        let mergedLogits = try merged.evaluate(toks, allLogits: true)
+        for i in 0..<runTime.count { XCTAssertEqual(runTime[i], mergedLogits[i], accuracy: 1e-4) }
+        // Resuming from the adapter (--init-adapter) restores the rows; another id set is refused.
+        var o2 = o
+        o2.outputDir = dir + "/ad2"; o2.initAdapter = dir + "/ad"
+        let ft2 = try Finetuner(o2)
+        XCTAssertEqual(ft2.trainModel.tokenParam?.values, a.tokenRows)
+        o2.mode = .lora(LoRAConfig(rank: 2, alpha: 4, targets: [.q, .v], trainableTokens: [4, 8]))
+        expectError({ _ = try Finetuner(o2) }, contains: ["trainable_token_indices", "5 trainable tokens"])
+    }
+
     func testMergeReportsLostUpdate() throws {
         let dir = tempDirectory()
         let m = try LlamaModel(path: try tiny(dir, dtype: .q4_0))

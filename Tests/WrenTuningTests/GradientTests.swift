@@ -162,7 +162,13 @@ final class GradientTests: XCTestCase {
             for p in Projection.allCases { w[p.tensor.name(layer: l)] = deq(p.matrix(lw)) }
         }
         var ref = ReferenceLlama(c: m.config, w: w)
-        for p in tm.parameters where !p.name.contains(".lora_") { ref.w[p.name] = p.values.map(Double.init) }
+        for p in tm.parameters where !p.name.contains(".lora_") && p.name != "trainable_tokens" { ref.w[p.name] = p.values.map(Double.init) }
+        if let tp = tm.tokenParam {   // trainable token rows replace their embedding rows (and the tied head's)
+            let dim = m.config.embeddingLength
+            for (k, id) in tm.tokenIDs.enumerated() {
+                for e in 0..<dim { ref.w["token_embd.weight"]![Int(id) * dim + e] = Double(tp.values[k * dim + e]) }
+            }
+        }
         for l in 0..<m.config.blockCount {
             for p in Projection.allCases {
                 guard let mod = tm.loraModule(l, p) else { continue }
@@ -174,8 +180,11 @@ final class GradientTests: XCTestCase {
     }
 
     /// Sets the value at `i` of parameter `p` in the reference (LoRA factor or weight).
-    func perturb(_ ref: inout ReferenceLlama, _ p: Parameter, _ i: Int, _ delta: Double) {
-        if p.name.hasSuffix(".lora_a") || p.name.hasSuffix(".lora_b") {
+    func perturb(_ ref: inout ReferenceLlama, _ p: Parameter, _ i: Int, _ delta: Double, tokenIDs: [Int32] = []) {
+        if p.name == "trainable_tokens" {
+            let dim = ref.c.embeddingLength
+            ref.w["token_embd.weight"]![Int(tokenIDs[i / dim]) * dim + i % dim] += delta
+        } else if p.name.hasSuffix(".lora_a") || p.name.hasSuffix(".lora_b") {
             let key = String(p.name.dropLast(7)) + ".weight"
             if p.name.hasSuffix(".lora_a") { ref.lora[key]!.a[i] += delta } else { ref.lora[key]!.b[i] += delta }
         } else {
@@ -213,11 +222,11 @@ final class GradientTests: XCTestCase {
             let idx = (0..<samples).map { _ in Int(rng.next() % UInt64(p.count)) }
             var numeric: [Double] = []
             for i in idx {
-                perturb(&ref, p, i, h)
+                perturb(&ref, p, i, h, tokenIDs: tm.tokenIDs)
                 let up = ref.loss(tokens: toks, labels: labels, B: B, L: L)
-                perturb(&ref, p, i, -2 * h)
+                perturb(&ref, p, i, -2 * h, tokenIDs: tm.tokenIDs)
                 let down = ref.loss(tokens: toks, labels: labels, B: B, L: L)
-                perturb(&ref, p, i, h)
+                perturb(&ref, p, i, h, tokenIDs: tm.tokenIDs)
                 numeric.append((up - down) / (2 * h))
             }
             let scale = max(numeric.map(abs).max()!, p.gradients.map { abs(Double($0)) }.max()!)
@@ -247,6 +256,25 @@ final class GradientTests: XCTestCase {
             checkModel(tm, samples: 3)
         }
         Attention.queryBlock = 64
+    }
+
+    /// LoRA with trainable token rows (PEFT's trainable_token_indices): ids that occur as inputs,
+    /// one only as a label, one nowhere; tied (the rows are the head's too) and untied (input only).
+    func testTrainableTokenGradients() throws {
+        let (toks, labels) = batch(B: 2, L: 6, vocab: 64, seed: 11)
+        let inputs = Array(Set(toks)).sorted().prefix(3)
+        let labelOnly = labels.first { $0 != ignoreLabel && !toks.contains($0) }
+        let ids = Array(inputs) + (labelOnly.map { [$0] } ?? []) + [Int32((0..<64).first { !toks.contains(Int32($0)) && !labels.contains(Int32($0)) }!)]
+        for (tied, dtype) in [(true, DType.f32), (false, .q8_0)] {
+            let m = try tinyModel(#function + "\(tied)", dtype: dtype, tied: tied)
+            let tm = try TrainModel(model: m, mode: .lora(LoRAConfig(rank: 2, alpha: 4, targets: [.q, .v], trainableTokens: ids)), maxTokens: 12,
+                                    maxLength: 6, threads: 1, seed: 3)
+            randomizeLoRA(tm, seed: 4)
+            // Move the rows off the base so the tied head's correction term is exercised.
+            var rng = SeededRNG(seed: 6)
+            tm.tokenParam!.set(tm.tokenParam!.values.map { $0 + rng.normal() * 0.2 })
+            checkModel(tm, samples: 24)
+        }
     }
 
     func testLoRADropoutQuantizedUntiedGradients() throws {
