@@ -17,6 +17,12 @@ struct DPO: ParsableCommand {
 
     @OptionGroup var training: TrainingFlags
 
+    @Flag(help: "Continue from OUT/checkpoint.safetensors (same settings and data).")
+    var resume = false
+
+    @Option(name: .customLong("save-every"), help: "Write a checkpoint every N steps (0 = at the end only).")
+    var saveEvery = 0
+
     @Option(help: "β: how far the policy may move from the reference.")
     var beta = 0.1
 
@@ -30,7 +36,9 @@ struct DPO: ParsableCommand {
     func run() throws {
         Std.removeTemporaryFilesOnSignals()
         do {
-            let o = try training.options(defaultLearningRate: 5e-5)
+            var o = try training.options(defaultLearningRate: 5e-5)
+            o.resume = resume
+            o.saveEvery = saveEvery
             let t0 = Date()
             let dt = try DPOTrainer(o, beta: beta, loss: DPOLoss(rawValue: loss) ?? .sigmoid)
             stderrLine("wren dpo: \(dt.train.count) training pairs" + (dt.eval.isEmpty ? "" : ", \(dt.eval.count) held-out pairs")

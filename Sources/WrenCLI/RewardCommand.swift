@@ -28,10 +28,18 @@ struct RewardTrain: ParsableCommand {
 
     @OptionGroup var training: TrainingFlags
 
+    @Flag(help: "Continue from OUT/checkpoint.safetensors (same settings and data).")
+    var resume = false
+
+    @Option(name: .customLong("save-every"), help: "Write a checkpoint every N steps (0 = at the end only).")
+    var saveEvery = 0
+
     func run() throws {
         Std.removeTemporaryFilesOnSignals()
         do {
-            let o = try training.options(defaultLearningRate: 1e-4)
+            var o = try training.options(defaultLearningRate: 1e-4)
+            o.resume = resume
+            o.saveEvery = saveEvery
             let t0 = Date()
             let rt = try RewardTrainer(o)
             let trainable = rt.trainModel.parameters.reduce(0) { $0 + $1.count } + rt.head.count

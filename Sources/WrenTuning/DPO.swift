@@ -209,3 +209,23 @@ public final class DPOTrainer: PairTraining, @unchecked Sendable {
         try trainModel.peftAdapter(c, modelPath: options.modelPath).save(to: options.outputDir)
     }
 }
+
+extension DPOTrainer {
+    var checkpointParameters: [Parameter] { trainModel.parameters }
+    var checkpointOptimizer: AdamW { optimizer }
+    var extraFingerprint: [(String, String)] { [("beta", "\(beta)"), ("loss", loss.rawValue)] }
+    var baseModelFile: WrenFile { model.file }
+    var evalLosses: [(step: Int, loss: Double)] { evalHistory.map { ($0.step, $0.eval.loss) } }
+    /// "step:loss:accuracy:margin:chosen:rejected" per evaluation, ";"-separated.
+    var evalsText: String {
+        evalHistory.map { "\($0.step):\($0.eval.loss):\($0.eval.accuracy):\($0.eval.margin):\($0.eval.chosenReward):\($0.eval.rejectedReward)" }
+            .joined(separator: ";")
+    }
+    func restoreEvals(_ text: String) {
+        evalHistory = text.split(separator: ";").compactMap { e in
+            let f = e.split(separator: ":").compactMap { Double($0) }
+            guard f.count == 6, let s = Int(exactly: f[0]) else { return nil }
+            return (s, DPOEval(loss: f[1], accuracy: f[2], margin: f[3], chosenReward: f[4], rejectedReward: f[5]))
+        }
+    }
+}

@@ -263,3 +263,20 @@ public final class RewardScorer: @unchecked Sendable {
         return try DatasetTokenizer.tokenize(ds, model: model, chat: chat)[0].ids
     }
 }
+
+extension RewardTrainer {
+    var checkpointParameters: [Parameter] { trainModel.parameters + [head] }
+    var checkpointOptimizer: AdamW { optimizer }
+    var extraFingerprint: [(String, String)] { [] }
+    var baseModelFile: WrenFile { model.file }
+    var evalLosses: [(step: Int, loss: Double)] { evalHistory.map { ($0.step, $0.eval.loss) } }
+    /// "step:loss:accuracy:margin" per evaluation, ";"-separated (exact: Double's own text).
+    var evalsText: String { evalHistory.map { "\($0.step):\($0.eval.loss):\($0.eval.accuracy):\($0.eval.margin)" }.joined(separator: ";") }
+    func restoreEvals(_ text: String) {
+        evalHistory = text.split(separator: ";").compactMap { e in
+            let f = e.split(separator: ":").map(String.init)
+            guard f.count == 4, let s = Int(f[0]), let l = Double(f[1]), let a = Double(f[2]), let m = Double(f[3]) else { return nil }
+            return (s, RewardEval(loss: l, accuracy: a, margin: m))
+        }
+    }
+}

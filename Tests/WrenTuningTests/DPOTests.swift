@@ -143,4 +143,31 @@ final class DPOTests: XCTestCase {
         full.mode = .full
         XCTAssertThrowsError(try DPOTrainer(full)) { XCTAssert("\($0)".contains("LoRA"), "\($0)") }
     }
+
+    /// Stopped and resumed, DPO ends with the adapter of an uninterrupted run; β is part of what must match.
+    func testResumeIsExact() throws {
+        let model = try tinyModel()
+        var o = options(model, try pairs(24, seed: 10, file: dir + "/train/a.jsonl"))
+        o.evalDataPath = try pairs(8, seed: 11, file: dir + "/held/a.jsonl")
+        o.outputDir = dir + "/whole"
+        o.epochs = 2
+        o.learningRate = 5e-3
+        try DPOTrainer(o, beta: 0.2, loss: .ipo).run()
+        var cut = o
+        cut.outputDir = dir + "/cut"
+        cut.maxSteps = 5
+        try DPOTrainer(cut, beta: 0.2, loss: .ipo).run()
+        var resumed = cut
+        resumed.maxSteps = nil
+        resumed.resume = true
+        XCTAssertThrowsError(try DPOTrainer(resumed, beta: 0.3, loss: .ipo).run()) { XCTAssertTrue("\($0)".contains("beta: checkpoint 0.2, now 0.3"), "\($0)") }
+        try DPOTrainer(resumed, beta: 0.2, loss: .ipo).run()
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: o.outputDir + "/adapter_model.safetensors")),
+                       try Data(contentsOf: URL(fileURLWithPath: resumed.outputDir + "/adapter_model.safetensors")))
+        // The evaluations of the whole run, each equal, plus the one the cut run made at its last step.
+        let whole = try String(contentsOfFile: o.outputDir + "/eval.csv", encoding: .utf8).split(separator: "\n")
+        let again = try String(contentsOfFile: resumed.outputDir + "/eval.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(Set(again).subtracting(whole).count, 1, "\(again)")
+        XCTAssertTrue(Set(whole).isSubset(of: Set(again)), "\(whole) vs \(again)")
+    }
 }

@@ -158,4 +158,39 @@ final class RewardTests: XCTestCase {
         try plain.save(to: dir + "/plain")
         XCTAssertThrowsError(try RewardScorer(modelPath: model, rewardPath: dir + "/plain")) { XCTAssert("\($0)".contains("no reward head"), "\($0)") }
     }
+
+    /// A run stopped at step 3 and resumed ends with the very adapter and eval log of an
+    /// uninterrupted run; a changed setting or a missing --resume is refused.
+    func testResumeIsExact() throws {
+        let model = try tinyModel()
+        let data = try pairs(24, seed: 8, file: dir + "/train/a.jsonl")
+        var o = options(model, data, out: "whole")
+        o.evalDataPath = try pairs(8, seed: 9, file: dir + "/held/a.jsonl")
+        o.epochs = 2
+        o.learningRate = 5e-3
+        o.evalEvery = 2
+        try RewardTrainer(o).run()
+        var cut = o
+        cut.outputDir = dir + "/cut"
+        cut.maxSteps = 3
+        try RewardTrainer(cut).run()
+        var resumed = cut
+        resumed.maxSteps = nil
+        XCTAssertThrowsError(try RewardTrainer(resumed).run()) { XCTAssertTrue("\($0)".contains("checkpoint.safetensors"), "\($0)") }
+        var changed = resumed
+        changed.resume = true
+        changed.learningRate = 1e-3
+        XCTAssertThrowsError(try RewardTrainer(changed).run()) { XCTAssertTrue("\($0)".contains("learning rate"), "\($0)") }
+        resumed.resume = true
+        let rt = try RewardTrainer(resumed)
+        try rt.run()
+        XCTAssertEqual(rt.step, 12)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: o.outputDir + "/adapter_model.safetensors")),
+                       try Data(contentsOf: URL(fileURLWithPath: resumed.outputDir + "/adapter_model.safetensors")))
+        // The evaluations of the whole run, each equal, plus the one the cut run made at its last step.
+        let whole = try String(contentsOfFile: o.outputDir + "/eval.csv", encoding: .utf8).split(separator: "\n")
+        let again = try String(contentsOfFile: resumed.outputDir + "/eval.csv", encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(Set(again).subtracting(whole).count, 1, "\(again)")
+        XCTAssertTrue(Set(whole).isSubset(of: Set(again)), "\(whole) vs \(again)")
+    }
 }
