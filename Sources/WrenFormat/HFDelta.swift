@@ -31,6 +31,23 @@ extension Delta {
         return true
     }
 
+    /// The base's tensors by name, after checking that `big` (a delta or a tuned model) has no
+    /// tensor the base lacks and none the base's could not fill: same rank, no dimension
+    /// smaller, and a shape that differs only for a matrix (a grown vocabulary).
+    static func baseTensors(_ base: ModelSource, fitting big: ModelSource, basePath: String, other: String) throws -> [String: SourceTensor] {
+        var byName: [String: SourceTensor] = [:]
+        for t in base.tensors { byName[t.name] = t }
+        for t in big.tensors {
+            guard let b = byName[t.name] else {
+                throw FormatError.invalid(path: basePath, field: "tensor \(t.name)", reason: "is missing; \(other) has it")
+            }
+            guard b.shape.count == t.shape.count, zip(t.shape, b.shape).allSatisfy({ $0 >= $1 }), t.shape == b.shape || t.shape.count <= 2 else {
+                throw FormatError.invalid(path: basePath, field: "tensor \(t.name)", reason: "has shape \(b.shape), which \(other)'s \(t.shape) cannot hold")
+            }
+        }
+        return byName
+    }
+
     /// Adds a Hugging Face delta directory to `basePath` (.wren, GGUF or HF) and writes a .wren.
     /// Tensors are stored in the delta's float type, or by `type` (a stored type or mixture).
     /// The architecture and tokenizer are the delta's (a vocabulary change travels with it).
@@ -43,17 +60,7 @@ extension Delta {
         }
         let delta = try ModelSource.open(deltaDir)
         let base = try ModelSource.open(basePath)
-        var baseByName: [String: SourceTensor] = [:]
-        for t in base.tensors { baseByName[t.name] = t }
-        for t in delta.tensors {
-            guard let b = baseByName[t.name] else {
-                throw FormatError.invalid(path: basePath, field: "tensor \(t.name)", reason: "is missing; the delta \(deltaDir) has it")
-            }
-            guard b.shape.count == t.shape.count, zip(t.shape, b.shape).allSatisfy({ $0 >= $1 }),
-                  t.shape == b.shape || t.shape.count <= 2 else {
-                throw FormatError.invalid(path: basePath, field: "tensor \(t.name)", reason: "has shape \(b.shape), which the delta's \(t.shape) cannot hold")
-            }
-        }
+        let baseByName = try baseTensors(base, fitting: delta, basePath: basePath, other: "the delta \(deltaDir)")
         let deltaNames = Set(delta.tensors.map(\.name))
         if let extra = base.tensors.first(where: { !deltaNames.contains($0.name) }) {
             throw FormatError.invalid(path: deltaDir, field: "tensor \(extra.name)", reason: "is missing; the base \(basePath) has it")
@@ -84,16 +91,7 @@ extension Delta {
         precondition(!floatType.isQuantized)
         let base = try ModelSource.open(basePath)
         let tuned = try ModelSource.open(tunedPath)
-        var baseByName: [String: SourceTensor] = [:]
-        for t in base.tensors { baseByName[t.name] = t }
-        for t in tuned.tensors {
-            guard let b = baseByName[t.name] else {
-                throw FormatError.invalid(path: basePath, field: "tensor \(t.name)", reason: "is missing; the tuned model \(tunedPath) has it")
-            }
-            guard b.shape.count == t.shape.count, zip(t.shape, b.shape).allSatisfy({ $0 >= $1 }), t.shape == b.shape || t.shape.count <= 2 else {
-                throw FormatError.invalid(path: basePath, field: "tensor \(t.name)", reason: "has shape \(b.shape); the tuned model's is \(t.shape)")
-            }
-        }
+        let baseByName = try baseTensors(base, fitting: tuned, basePath: basePath, other: "the tuned model \(tunedPath)")
         // The differences go through a temporary .wren beside the output, then through the exporter.
         let parent = (dir as NSString).deletingLastPathComponent
         let tmp = (parent.isEmpty ? "." : parent) + "/.wren-delta-\(getpid()).wren"

@@ -357,3 +357,15 @@ public struct ErrorReport: CustomStringConvertible {
         }
     }
 }
+
+/// A training run cut short and resumed (in `resumed`) ends as the uninterrupted one (in
+/// `whole`): the same adapter bytes, and the same evaluations plus the one the cut run made
+/// at its last step.
+public func assertResumedLikeWhole(whole: String, resumed: String, file: StaticString = #filePath, line: UInt = #line) throws {
+    XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: whole + "/adapter_model.safetensors")),
+                   try Data(contentsOf: URL(fileURLWithPath: resumed + "/adapter_model.safetensors")), "adapters differ", file: file, line: line)
+    let a = try String(contentsOfFile: whole + "/eval.csv", encoding: .utf8).split(separator: "\n")
+    let b = try String(contentsOfFile: resumed + "/eval.csv", encoding: .utf8).split(separator: "\n")
+    XCTAssertEqual(Set(b).subtracting(a).count, 1, "\(b)", file: file, line: line)
+    XCTAssertTrue(Set(a).isSubset(of: Set(b)), "\(a) vs \(b)", file: file, line: line)
+}

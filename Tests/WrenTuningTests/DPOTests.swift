@@ -162,12 +162,6 @@ final class DPOTests: XCTestCase {
         resumed.resume = true
         XCTAssertThrowsError(try DPOTrainer(resumed, beta: 0.3, loss: .ipo).run()) { XCTAssertTrue("\($0)".contains("beta: checkpoint 0.2, now 0.3"), "\($0)") }
         try DPOTrainer(resumed, beta: 0.2, loss: .ipo).run()
-        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: o.outputDir + "/adapter_model.safetensors")),
-                       try Data(contentsOf: URL(fileURLWithPath: resumed.outputDir + "/adapter_model.safetensors")))
-        // The evaluations of the whole run, each equal, plus the one the cut run made at its last step.
-        let whole = try String(contentsOfFile: o.outputDir + "/eval.csv", encoding: .utf8).split(separator: "\n")
-        let again = try String(contentsOfFile: resumed.outputDir + "/eval.csv", encoding: .utf8).split(separator: "\n")
-        XCTAssertEqual(Set(again).subtracting(whole).count, 1, "\(again)")
-        XCTAssertTrue(Set(whole).isSubset(of: Set(again)), "\(whole) vs \(again)")
+        try assertResumedLikeWhole(whole: o.outputDir, resumed: resumed.outputDir)
     }
 }
