@@ -17,11 +17,7 @@ struct DPO: ParsableCommand {
 
     @OptionGroup var training: TrainingFlags
 
-    @Flag(help: "Continue from OUT/checkpoint.safetensors (same settings and data).")
-    var resume = false
-
-    @Option(name: .customLong("save-every"), help: "Write a checkpoint every N steps (0 = at the end only).")
-    var saveEvery = 0
+    @OptionGroup var checkpoints: ResumeFlags
 
     @Option(help: "β: how far the policy may move from the reference.")
     var beta = 0.1
@@ -37,8 +33,7 @@ struct DPO: ParsableCommand {
         Std.removeTemporaryFilesOnSignals()
         do {
             var o = try training.options(defaultLearningRate: 5e-5)
-            o.resume = resume
-            o.saveEvery = saveEvery
+            checkpoints.apply(to: &o)
             let t0 = Date()
             let dt = try DPOTrainer(o, beta: beta, loss: DPOLoss(rawValue: loss) ?? .sigmoid)
             stderrLine("wren dpo: \(dt.train.count) training pairs" + (dt.eval.isEmpty ? "" : ", \(dt.eval.count) held-out pairs")

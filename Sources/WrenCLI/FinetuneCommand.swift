@@ -40,12 +40,7 @@ struct Finetune: ParsableCommand {
     var trainOnPrompt = false
 
 
-    @Option(name: .customLong("save-every"), help: "Write a checkpoint every N steps (0 = at the end only).")
-    var saveEvery = 0
-
-
-    @Flag(help: "Continue from OUT/checkpoint.safetensors (same settings and data).")
-    var resume = false
+    @OptionGroup var checkpoints: ResumeFlags
 
 
     @Option(name: .customLong("save-type"), help: "Element type of model.wren written by --full: f32, f16, bf16, q8_0, q4_1, q4_0.")
@@ -72,8 +67,7 @@ struct Finetune: ParsableCommand {
             }
             o.pack = pack
             o.trainOnPrompt = trainOnPrompt
-            o.saveEvery = saveEvery
-            o.resume = resume
+            checkpoints.apply(to: &o)
             o.saveType = DType(name: saveType) ?? .f32
             o.lisaLayers = lisaLayers ?? 0
             o.lisaInterval = lisaInterval

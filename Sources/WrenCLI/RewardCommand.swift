@@ -28,18 +28,13 @@ struct RewardTrain: ParsableCommand {
 
     @OptionGroup var training: TrainingFlags
 
-    @Flag(help: "Continue from OUT/checkpoint.safetensors (same settings and data).")
-    var resume = false
-
-    @Option(name: .customLong("save-every"), help: "Write a checkpoint every N steps (0 = at the end only).")
-    var saveEvery = 0
+    @OptionGroup var checkpoints: ResumeFlags
 
     func run() throws {
         Std.removeTemporaryFilesOnSignals()
         do {
             var o = try training.options(defaultLearningRate: 1e-4)
-            o.resume = resume
-            o.saveEvery = saveEvery
+            checkpoints.apply(to: &o)
             let t0 = Date()
             let rt = try RewardTrainer(o)
             let trainable = rt.trainModel.parameters.reduce(0) { $0 + $1.count } + rt.head.count

@@ -182,3 +182,17 @@ func progressPrinter() -> (TrainProgress) -> Void {
         Std.err(tty ? "\r\u{1b}[K" + line + (p.step == p.totalSteps ? "\n" : "") : line + "\n")
     }
 }
+
+/// Checkpoints and resuming, shared by finetune, reward train and dpo.
+struct ResumeFlags: ParsableArguments {
+    @Option(name: .customLong("save-every"), help: "Write a checkpoint every N steps (0 = at the end only).")
+    var saveEvery = 0
+
+    @Flag(help: "Continue from OUT/checkpoint.safetensors (same settings and data).")
+    var resume = false
+
+    func apply(to o: inout FinetuneOptions) {
+        o.saveEvery = saveEvery
+        o.resume = resume
+    }
+}
