@@ -276,22 +276,29 @@ public final class Finetuner: @unchecked Sendable {
                       tokens: batches.reduce(0) { $0 + $1.B * $1.L }, seconds: 0, gradNorm: norm, evalLoss: nil)
     }
 
+    /// Creates and locks the output directory, refusing one that holds a checkpoint (unless
+    /// resuming) or a finished result (`results`) unless `force`. Release the lock when done.
+    static func prepareOutput(_ o: FinetuneOptions, results: [String]) throws -> DirectoryLock {
+        try checkOutputPath(o.outputDir, overwrite: true, directory: true)
+        try FileManager.default.createDirectory(atPath: o.outputDir, withIntermediateDirectories: true)
+        let lock = try DirectoryLock(o.outputDir)
+        if !o.resume, !o.force, FileManager.default.fileExists(atPath: o.outputDir + "/checkpoint.safetensors") {
+            lock.release()
+            throw invalid("resume", "is not set, but \(o.outputDir) already holds a training run (checkpoint.safetensors): resume it, force a fresh start, or choose another output directory")
+        }
+        if !o.resume, !o.force, let done = results.first(where: { FileManager.default.fileExists(atPath: o.outputDir + "/" + $0) }) {
+            lock.release()
+            throw invalid("force", "is not set, but \(o.outputDir) already holds a trained result (\(done)): force its replacement or choose another output directory")
+        }
+        return lock
+    }
+
     /// Runs (or resumes) training to the end, writing the log, the curve,
     /// checkpoints and the result into the output directory.
     public func run(baseline: ((Double) -> Void)? = nil, progress: ((TrainProgress) -> Void)? = nil) throws {
         let o = options
-        try checkOutputPath(o.outputDir, overwrite: true, directory: true)
-        try FileManager.default.createDirectory(atPath: o.outputDir, withIntermediateDirectories: true)
-        let lock = try DirectoryLock(o.outputDir)
+        let lock = try Self.prepareOutput(o, results: ["adapter_model.safetensors", "adapter_config.json", "model.wren"])
         defer { lock.release() }
-        if !o.resume, !o.force, FileManager.default.fileExists(atPath: checkpointPath) {
-            throw Self.invalid("resume", "is not set, but \(o.outputDir) already holds a training run (checkpoint.safetensors): resume it, force a fresh start, or choose another output directory")
-        }
-        if !o.resume, !o.force, let done = ["adapter_model.safetensors", "adapter_config.json", "model.wren"].first(where: {
-            FileManager.default.fileExists(atPath: o.outputDir + "/" + $0)
-        }) {
-            throw Self.invalid("force", "is not set, but \(o.outputDir) already holds a trained result (\(done)): force its replacement or choose another output directory")
-        }
         if o.resume { try loadCheckpoint() }
         if step == 0, let e = evaluate() {
             evalHistory = [(0, e)]

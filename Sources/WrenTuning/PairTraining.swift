@@ -74,18 +74,8 @@ extension PairTraining {
     /// checkpoint every saveEvery steps and at the end; `options.resume` continues from it.
     func runLoop(progress: ((TrainProgress) -> Void)?) throws {
         let o = options
-        try checkOutputPath(o.outputDir, overwrite: true, directory: true)
-        try FileManager.default.createDirectory(atPath: o.outputDir, withIntermediateDirectories: true)
-        let lock = try DirectoryLock(o.outputDir)
+        let lock = try Finetuner.prepareOutput(o, results: ["adapter_model.safetensors", "adapter_config.json"])
         defer { lock.release() }
-        if !o.resume, !o.force, FileManager.default.fileExists(atPath: checkpointPath) {
-            throw Finetuner.invalid("resume", "is not set, but \(o.outputDir) already holds a training run (checkpoint.safetensors): resume it, force a fresh start, or choose another output directory")
-        }
-        if !o.resume, !o.force, let done = ["adapter_model.safetensors", "adapter_config.json"].first(where: {
-            FileManager.default.fileExists(atPath: o.outputDir + "/" + $0)
-        }) {
-            throw Finetuner.invalid("force", "is not set, but \(o.outputDir) already holds a trained result (\(done)): force its replacement or choose another output directory")
-        }
         var prior = 0.0
         if o.resume {
             let r = try TrainingCheckpoint.load(from: checkpointPath, parameters: checkpointParameters, optimizer: checkpointOptimizer,

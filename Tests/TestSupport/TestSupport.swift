@@ -369,3 +369,20 @@ public func assertResumedLikeWhole(whole: String, resumed: String, file: StaticS
     XCTAssertEqual(Set(b).subtracting(a).count, 1, "\(b)", file: file, line: line)
     XCTAssertTrue(Set(a).isSubset(of: Set(b)), "\(a) vs \(b)", file: file, line: line)
 }
+
+/// `n` paired_text_to_text lines (JSONL) written to `file`: each prompt names a random letter,
+/// the chosen response is made of one of the letters a–h, the rejected one of i–p.
+public func letterPairs(_ n: Int, seed: UInt64, file: String) throws -> String {
+    var rng = SeededRNG(seed: seed)
+    let letters = Array("abcdefghijklmnop")
+    var lines: [String] = []
+    for _ in 0..<n {
+        let i = Int(rng.next() % 8), j = 8 + Int(rng.next() % 8), k = Int(rng.next() % 16)
+        let a = String(letters[i]), b = String(letters[j]), c = String(letters[k])
+        let obj: [String: String] = ["prompt": "say \(c)\(c): ", "chosen": "\(a)\(a) \(a)\(a)", "rejected": "\(b)\(b) \(b)\(b)"]
+        lines.append(String(data: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), encoding: .utf8)!)
+    }
+    try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+    try lines.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
+    return file
+}

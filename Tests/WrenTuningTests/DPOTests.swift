@@ -22,20 +22,7 @@ final class DPOTests: XCTestCase {
         return p
     }
 
-    /// Chosen responses of letters a–h, rejected ones of i–p.
-    func pairs(_ n: Int, seed: UInt64, file: String) throws -> String {
-        var rng = SeededRNG(seed: seed)
-        let letters = Array("abcdefghijklmnop")
-        var lines: [String] = []
-        for _ in 0..<n {
-            let a = String(letters[Int(rng.next() % 8)]), b = String(letters[8 + Int(rng.next() % 8)]), c = String(letters[Int(rng.next() % 16)])
-            let obj = ["prompt": "say \(c)\(c): ", "chosen": "\(a)\(a) \(a)\(a)", "rejected": "\(b)\(b) \(b)\(b)"]
-            lines.append(String(data: try JSONSerialization.data(withJSONObject: obj, options: [.sortedKeys]), encoding: .utf8)!)
-        }
-        try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-        try lines.joined(separator: "\n").write(toFile: file, atomically: true, encoding: .utf8)
-        return file
-    }
+    func pairs(_ n: Int, seed: UInt64, file: String) throws -> String { try letterPairs(n, seed: seed, file: file) }
 
     func options(_ model: String, _ data: String) -> FinetuneOptions {
         var o = FinetuneOptions(modelPath: model, dataPath: data, outputDir: dir + "/out")
