@@ -1,21 +1,34 @@
-// Many generations decoded together: each job (a prompt and its options, its
-// own seed among them) gets one sequence of a multi-sequence session, and every
-// step decodes one token of each running job in one pass
-// (`InferenceSession.decode`), so the weights are read once per step for all
-// of them. Jobs that share a prompt evaluate it once: the first one's cache is
-// copied to the others (`copySequence`) and they start from the same logits.
-// When a job finishes, the next waiting one takes its sequence (continuous
-// batching); a job whose prompt was the last one evaluated whole copies it, and
-// any other reuses the longest cached prefix of any sequence.
+// Many generations decoded together (continuous batching). `BatchScheduler`
+// gives each job one sequence (a "slot") of a multi-sequence session; each
+// `step()` admits waiting jobs into free slots, evaluates one prompt chunk of
+// the oldest job still reading its prompt, and decodes one token of every
+// generating job in one pass (`InferenceSession.decode`), so the weights are
+// read once per step for all of them and a long prompt never stalls the others
+// for more than one chunk. Jobs are added and cancelled from any thread while
+// another runs the steps (the server's worker, or `BatchGenerator.generate`).
 //
-// A job's tokens are those `Generator.generate` gives for it alone with the
-// same options: its logits are the same bits (see Session.swift), and its
-// sampler is its own, seeded by its options. (A job that joins later and reuses
-// part of another sequence's prefix evaluates only the rest of its prompt;
-// that rest runs on other kernels than a whole prompt would, so its tokens can
-// differ in the last bits from a lone run's. Jobs started together are exact.)
+// Reuse of evaluated prompts:
+//   - jobs with the same prompt admitted together evaluate it once: the others
+//     follow the first and copy its cache (`copySequence`) when it is done;
+//   - a job whose prompt was the last one evaluated whole copies it from any
+//     sequence that still holds it, with its logits;
+//   - any other job reuses the longest prefix cached in any sequence, preferring
+//     a free slot whose own cache shares the most (a conversation's next turn
+//     returns to its slot, whose cache holds the turns before).
+//
+// Exactness: a job's tokens are those `Generator.generate` gives for it alone
+// with the same options when its prompt is evaluated in the same chunks: its
+// logits are the same bits (see Session.swift) and its sampler is its own,
+// seeded by its options. With `alignedReuse` a reused prefix is cut down to a
+// multiple of the chunk size, so the rest is evaluated in exactly the chunks a
+// fresh evaluation would use, and every job is exact whatever it found cached
+// (the server does this, so parallel and sequential requests agree). Without
+// it (`BatchGenerator`'s default, chunk = the session's batch limit) a job that
+// reuses part of another's prefix evaluates only the rest, which may run on
+// other kernels than the whole prompt would (last-bit differences); jobs
+// started together, or with prompts short enough for the decode kernels, are exact.
 
-import Dispatch
+import Foundation
 import WrenKernels
 import WrenTokenizer
 
@@ -23,23 +36,494 @@ import WrenTokenizer
 public struct BatchJob: Sendable {
     public var prompt: [Int32]
     public var options: GenerationOptions
-    public init(prompt: [Int32], options: GenerationOptions) {
+    /// Log-probabilities of each generated token, with this many most likely alternatives (nil: none).
+    public var logprobs: Int?
+    /// Also the log-probabilities of the prompt's tokens (after the first), with `logprobs ?? 0`
+    /// alternatives: the prompt is then evaluated whole, without reuse.
+    public var promptLogprobs = false
+    public init(prompt: [Int32], options: GenerationOptions, logprobs: Int? = nil, promptLogprobs: Bool = false) {
         self.prompt = prompt
         self.options = options
+        self.logprobs = logprobs
+        self.promptLogprobs = promptLogprobs
     }
 }
 
-public final class BatchGenerator: @unchecked Sendable {
+/// A token's log-probability under the model (log-softmax of its logits, before any
+/// sampling transform) and the most likely tokens at its position.
+public struct TokenLogprob: Sendable, Equatable {
+    public var token: Int32
+    public var logprob: Float
+    public var top: [Alternative]
+    public struct Alternative: Sendable, Equatable {
+        public var token: Int32
+        public var logprob: Float
+    }
+
+    /// Token `token`'s log-probability under `logits`, and the `top` most likely (most likely first, lowest id on ties).
+    public static func of(_ token: Int32, logits: [Float], top: Int) -> TokenLogprob {
+        var mx = -Float.infinity
+        for v in logits where v > mx { mx = v }
+        var sum = 0.0
+        for v in logits { sum += Foundation.exp(Double(v - mx)) }
+        let lse = mx + Float(Foundation.log(sum))
+        var best: [Alternative] = []
+        if top > 0 {
+            best.reserveCapacity(top + 1)
+            for (i, v) in logits.enumerated() where best.count < top || v > best[best.count - 1].logprob {
+                var j = best.count
+                while j > 0, best[j - 1].logprob < v { j -= 1 }
+                best.insert(Alternative(token: Int32(i), logprob: v), at: j)
+                if best.count > top { best.removeLast() }
+            }
+            for j in best.indices { best[j].logprob -= lse }
+        }
+        return TokenLogprob(token: token, logprob: logits[Int(token)] - lse, top: best)
+    }
+}
+
+/// What a job reports as it runs (on the thread running the steps; keep handlers short).
+public enum BatchEvent: Sendable {
+    /// The prompt's tokens after the first with their log-probabilities (jobs with `promptLogprobs`), once read.
+    case prompt([TokenLogprob])
+    /// A generated token and the text it makes certain (possibly empty), with its log-probability when asked.
+    case token(Int32, text: String, logprob: TokenLogprob?)
+    /// The job ended (stop reason `.cancelled` when cancelled).
+    case done(GenerationResult)
+    /// The job was refused (an invalid option or prompt).
+    case failed(Error)
+}
+
+public final class BatchScheduler: @unchecked Sendable {
     public let model: LlamaModel
-    /// The session; its `sequences` is the most jobs decoded at once.
+    /// The session; its `sequences` is the most jobs decoded at once (the slots).
     public let session: InferenceSession
+    /// Prompt tokens evaluated per step (at most the session's batch limit).
+    public let promptChunk: Int
+    /// Cut reused prefixes to a multiple of `promptChunk` (every job exact; see the top of this file).
+    public let alignedReuse: Bool
     /// Ids that end generation (as `Generator`'s).
     public let endTokens: Set<Int32>
-    /// The tokens in each sequence's cache.
+
+    public typealias Handler = @Sendable (BatchEvent) -> Void
+
+    // Shared with the threads that add and cancel jobs.
+    private let lock = NSCondition()
+    private var inbox: [Waiting] = []
+    private var cancelled: Set<Int> = []
+    private var nextTicket = 0
+    private var activeCount = 0
+    private var waitingCount = 0
+
+    // Owned by the thread running the steps.
+    private var waiting: [Waiting] = []
+    private var slots: [Slot?]
+    /// The tokens in each sequence's cache (always `session.positions[s]` of them).
     private var cached: [[Int32]]
-    /// The last prompt evaluated whole, and its last token's logits: a job with the same
-    /// prompt that starts later copies its cache from a sequence that still holds it.
+    /// The last prompt evaluated whole, and its last token's logits.
     private var lastPrompt: (tokens: [Int32], logits: [Float])?
+    private let t0 = DispatchTime.now().uptimeNanoseconds
+    private var admitted = 0
+
+    struct Waiting {
+        let ticket: Int
+        let job: BatchJob
+        let handler: Handler
+        let arrived: Double
+    }
+
+    enum Phase {
+        /// Reading the prompt; the next position to evaluate.
+        case prompt(next: Int)
+        /// Waiting for slot `leader`, which reads the same prompt.
+        case follow(leader: Int)
+        /// Generating.
+        case decode
+    }
+
+    struct Slot {
+        let ticket: Int
+        let job: BatchJob
+        let handler: Handler
+        let order: Int
+        var phase: Phase
+        var run: Running
+        var promptLogprobs: [TokenLogprob] = []
+        /// Log-probabilities of the prompt's next token are taken from this row (the last of the previous chunk).
+        var pendingRow: [Float]?
+    }
+
+    /// - Parameters:
+    ///   - promptChunk: prompt tokens per step (default: the session's batch limit).
+    ///   - alignedReuse: see the top of this file.
+    public init(model: LlamaModel, session: InferenceSession, promptChunk: Int? = nil, alignedReuse: Bool = false) throws {
+        let c = promptChunk ?? session.maxBatch
+        guard c >= 1, c <= session.maxBatch else {
+            throw EngineError.invalidParameter("the prompt chunk must be in 1...\(session.maxBatch) (got \(c))")
+        }
+        self.model = model
+        self.session = session
+        self.promptChunk = c
+        self.alignedReuse = alignedReuse
+        session.reset()
+        endTokens = Generator.endTokens(of: model)
+        slots = Array(repeating: nil, count: session.sequences)
+        cached = Array(repeating: [], count: session.sequences)
+    }
+
+    func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+
+    /// Throws when a job cannot run on this scheduler (bad options, empty or too long a prompt, an unknown id).
+    public func validate(_ job: BatchJob) throws {
+        try job.options.sampling.validate(vocabSize: model.config.vocabSize)
+        if let m = job.options.maxTokens, m < 0 { throw EngineError.invalidParameter("the number of tokens to predict must be >= 0 (got \(m))") }
+        guard !job.prompt.isEmpty else { throw EngineError.emptyPrompt }
+        guard job.prompt.count <= session.contextLength else {
+            throw EngineError.promptTooLong(tokens: job.prompt.count, context: session.contextLength)
+        }
+        if let bad = job.prompt.first(where: { $0 < 0 || Int($0) >= model.config.vocabSize }) {
+            throw EngineError.invalidToken(bad, vocabularySize: model.config.vocabSize)
+        }
+        if let k = job.logprobs, k < 0 || k > 100 { throw EngineError.invalidParameter("logprobs alternatives must be in 0...100 (got \(k))") }
+    }
+
+    /// Queues a job (any thread); its events go to `handler`. Returns its ticket, for `cancel`.
+    @discardableResult
+    public func add(_ job: BatchJob, handler: @escaping Handler) -> Int {
+        lock.lock()
+        defer { lock.unlock() }
+        nextTicket += 1
+        inbox.append(Waiting(ticket: nextTicket, job: job, handler: handler, arrived: now()))
+        waitingCount += 1
+        lock.signal()
+        return nextTicket
+    }
+
+    /// Cancels a job (any thread): a waiting one ends at once, a running one after the current step,
+    /// with stop reason `.cancelled` and the tokens it had. Unknown or finished tickets are ignored.
+    public func cancel(_ ticket: Int) {
+        lock.lock()
+        cancelled.insert(ticket)
+        lock.signal()
+        lock.unlock()
+    }
+
+    /// Jobs waiting for a slot, and jobs in slots (any thread).
+    public var load: (waiting: Int, active: Int) {
+        lock.lock()
+        defer { lock.unlock() }
+        return (waitingCount, activeCount)
+    }
+
+    /// Blocks until a job is added or cancelled, or `timeout` seconds pass (any thread).
+    public func waitForWork(timeout: Double) {
+        lock.lock()
+        if inbox.isEmpty && cancelled.isEmpty { _ = lock.wait(until: Date(timeIntervalSinceNow: timeout)) }
+        lock.unlock()
+    }
+
+    /// One step: takes new jobs and cancellations, admits waiting jobs into free slots,
+    /// evaluates one prompt chunk, decodes one token of every generating job.
+    /// Returns false when there was nothing to do (no job waiting or running).
+    @discardableResult
+    public func step() -> Bool {
+        lock.lock()
+        waiting += inbox
+        inbox = []
+        let cancels = cancelled
+        cancelled = []
+        lock.unlock()
+
+        if !cancels.isEmpty { applyCancellations(cancels) }
+        admit()
+        let prompting = prefillStep()
+        let decoding = decodeStep()
+        lock.lock()
+        activeCount = slots.reduce(0) { $0 + ($1 == nil ? 0 : 1) }
+        waitingCount = waiting.count + inbox.count
+        lock.unlock()
+        return prompting || decoding || !waiting.isEmpty
+    }
+
+    private func applyCancellations(_ tickets: Set<Int>) {
+        waiting.removeAll { w in
+            guard tickets.contains(w.ticket) else { return false }
+            var r = Running(prompt: w.job.prompt, options: w.job.options, tokenizer: model.tokenizer, started: w.arrived)
+            r.reason = .cancelled
+            w.handler(.done(r.result(now: now())))
+            return true
+        }
+        for s in slots.indices {
+            guard let slot = slots[s], tickets.contains(slot.ticket) else { continue }
+            // Followers of a cancelled leader take over its partly read prompt.
+            if case .prompt(let next) = slot.phase {
+                let followers = slots.indices.filter { if case .follow(let l)? = slots[$0]?.phase { return l == s } else { return false } }
+                if let heir = followers.first {
+                    session.copySequence(from: s, to: heir)
+                    cached[heir] = cached[s]
+                    slots[heir]!.phase = .prompt(next: next)
+                    for f in followers.dropFirst() { slots[f]!.phase = .follow(leader: heir) }
+                }
+            }
+            slots[s]!.run.reason = .cancelled
+            finish(s)
+        }
+    }
+
+    private func finish(_ s: Int) {
+        guard var slot = slots[s] else { return }
+        slots[s] = nil
+        slot.handler(.done(slot.run.result(now: now())))
+    }
+
+    /// Ends slot `s` (and any job following it) with `error`; its cache is forgotten.
+    private func fail(_ s: Int, _ error: Error) {
+        for f in slots.indices {
+            guard case .follow(let l)? = slots[f]?.phase, l == s else { continue }
+            fail(f, error)
+        }
+        guard let slot = slots[s] else { return }
+        slots[s] = nil
+        session.truncate(to: 0, sequence: s)
+        cached[s] = []
+        slot.handler(.failed(error))
+    }
+
+    /// Fills free slots from the waiting jobs, oldest first.
+    private func admit() {
+        while !waiting.isEmpty {
+            let free = slots.indices.filter { slots[$0] == nil }
+            guard !free.isEmpty else { return }
+            let w = waiting.removeFirst()
+            do { try validate(w.job) } catch {
+                w.handler(.failed(error))
+                continue
+            }
+            let prompt = w.job.prompt
+            // The free slot whose own cache shares the most with the prompt.
+            var s = free[0], shared = common(cached[s], prompt)
+            for f in free.dropFirst() where common(cached[f], prompt) > shared { s = f; shared = common(cached[f], prompt) }
+            var slot = Slot(ticket: w.ticket, job: w.job, handler: w.handler, order: admitted, phase: .decode,
+                            run: Running(prompt: prompt, options: w.job.options, tokenizer: model.tokenizer, started: w.arrived))
+            admitted += 1
+            slot.run.stats.promptTokens = prompt.count
+            slot.run.promptStart = now()
+            if w.job.promptLogprobs {
+                session.truncate(to: 0, sequence: s)
+                cached[s] = []
+                slot.phase = .prompt(next: 0)
+            } else if let leader = slots.indices.first(where: { i in
+                guard let o = slots[i], !o.job.promptLogprobs, o.job.prompt == prompt, case .prompt = o.phase else { return false }
+                return true
+            }) {
+                slot.phase = .follow(leader: leader)
+            } else if let last = lastPrompt, last.tokens == prompt,
+                      let i = cached.indices.first(where: { cached[$0].count >= prompt.count && cached[$0].starts(with: prompt) }) {
+                session.copySequence(from: i, to: s)
+                session.truncate(to: prompt.count, sequence: s)
+                cached[s] = prompt
+                slot.run.logits = last.logits
+                slot.run.stats.promptSeconds = 0
+                slot.phase = .decode
+            } else {
+                // The longest cached prefix (at least one prompt token is evaluated), own slot first.
+                var best = reusable(cached[s], prompt), from = s
+                for i in cached.indices where i != s {
+                    let n = reusable(cached[i], prompt)
+                    if n > best { best = n; from = i }
+                }
+                if from != s { session.copySequence(from: from, to: s) }
+                session.truncate(to: best, sequence: s)
+                cached[s] = Array(cached[from][..<best])
+                slot.phase = .prompt(next: best)
+            }
+            slots[s] = slot
+        }
+    }
+
+    private func common(_ a: [Int32], _ b: [Int32]) -> Int {
+        var n = 0
+        while n < min(a.count, b.count), a[n] == b[n] { n += 1 }
+        return n
+    }
+
+    /// Prompt tokens of `prompt` that a cache holding `c` can give (leaving at least one to evaluate).
+    private func reusable(_ c: [Int32], _ prompt: [Int32]) -> Int {
+        let n = min(common(c, prompt), prompt.count - 1)
+        return alignedReuse ? n / promptChunk * promptChunk : n
+    }
+
+    /// Evaluates the next chunk of the oldest slot reading its prompt. Returns whether one was.
+    private func prefillStep() -> Bool {
+        var pick: Int? = nil
+        for (s, slot) in slots.enumerated() {
+            guard let slot, case .prompt = slot.phase else { continue }
+            if pick == nil || slot.order < slots[pick!]!.order { pick = s }
+        }
+        guard let s = pick, var slot = slots[s], case .prompt(let next) = slot.phase else { return false }
+        let prompt = slot.job.prompt
+        let end = min(prompt.count, (next / promptChunk + 1) * promptChunk)
+        let chunk = Array(prompt[next..<end])
+        do {
+            if slot.job.promptLogprobs {
+                let V = model.config.vocabSize
+                let all = try session.evaluate(chunk, sequence: s, allLogits: true)
+                let k = slot.job.logprobs ?? 0
+                for r in 0..<chunk.count {
+                    let row = Array(all[(r * V)..<((r + 1) * V)])
+                    if let prev = slot.pendingRow {
+                        slot.promptLogprobs.append(TokenLogprob.of(chunk[r], logits: prev, top: k))
+                    }
+                    slot.pendingRow = row
+                }
+                slot.run.logits = slot.pendingRow!
+            } else {
+                slot.run.logits = try session.evaluate(chunk, sequence: s)
+            }
+        } catch {
+            // Not expected after validation (the chunk fits; ids are in range): the job and its followers fail.
+            fail(s, error)
+            return true
+        }
+        cached[s] += chunk
+        slot.run.stats.promptTokensEvaluated += chunk.count
+        if end < prompt.count {
+            slot.phase = .prompt(next: end)
+            slots[s] = slot
+            return true
+        }
+        slot.phase = .decode
+        slot.run.stats.promptSeconds = now() - slot.run.promptStart
+        if slot.job.promptLogprobs {
+            slot.handler(.prompt(slot.promptLogprobs))
+            slot.pendingRow = nil
+        } else {
+            lastPrompt = (prompt, slot.run.logits)
+        }
+        slots[s] = slot
+        for f in slots.indices {
+            guard case .follow(let l)? = slots[f]?.phase, l == s else { continue }
+            session.copySequence(from: s, to: f)
+            cached[f] = cached[s]
+            slots[f]!.run.logits = slot.run.logits
+            slots[f]!.run.stats.promptSeconds = now() - slots[f]!.run.promptStart
+            slots[f]!.phase = .decode
+        }
+        return true
+    }
+
+    /// Each generating job picks its next token; then one pass decodes all that go on.
+    private func decodeStep() -> Bool {
+        var steps: [(sequence: Int, token: Int32)] = []
+        var any = false
+        for s in slots.indices {
+            guard var slot = slots[s], case .decode = slot.phase else { continue }
+            any = true
+            if let m = slot.job.options.maxTokens, slot.run.out.count >= m {
+                slots[s] = slot
+                finish(s)
+                continue
+            }
+            let lp = slot.job.logprobs != nil ? slot.run.logits : nil    // before pick's end-token ban
+            let tok = slot.run.pick(endTokens: endTokens)
+            if slot.run.out.count == 1 { slot.run.stats.timeToFirstToken = now() - slot.run.started }
+            let logprob = lp.map { TokenLogprob.of(tok, logits: $0, top: slot.job.logprobs ?? 0) }
+            let reason: StopReason?
+            let piece: String
+            do { (piece, reason) = try slot.run.accept(tok, endTokens: endTokens) } catch {
+                fail(s, error)
+                continue
+            }
+            slot.handler(.token(tok, text: piece, logprob: logprob))
+            if let reason {
+                slot.run.reason = reason
+                slots[s] = slot
+                finish(s)
+                continue
+            }
+            if session.positions[s] >= session.contextLength {
+                slot.run.reason = .length
+                slot.run.stats.contextFull = true
+                slots[s] = slot
+                finish(s)
+                continue
+            }
+            slots[s] = slot
+            steps.append((s, tok))
+        }
+        guard !steps.isEmpty else { return any }
+        let V = model.config.vocabSize
+        do {
+            let all = try session.decode(steps)
+            for (i, step) in steps.enumerated() {
+                slots[step.sequence]!.run.logits = Array(all[(i * V)..<((i + 1) * V)])
+                cached[step.sequence].append(step.token)
+            }
+        } catch {
+            for step in steps { fail(step.sequence, error) }
+        }
+        return true
+    }
+
+    /// One job while it runs: its sampler, tokens, text and stop checks.
+    struct Running {
+        let options: GenerationOptions
+        var sampler: Sampler
+        var history: [Int32]
+        var out: [Int32] = []
+        var decoder: StreamingDecoder
+        var text: StopText
+        var logits: [Float] = []
+        var reason = StopReason.length
+        var stats = GenerationStats()
+        /// When the job arrived, and when its prompt started (scheduler clock).
+        let started: Double
+        var promptStart = 0.0
+
+        init(prompt: [Int32], options: GenerationOptions, tokenizer: Tokenizer, started: Double) {
+            self.options = options
+            sampler = Sampler(options.sampling)
+            history = prompt
+            decoder = StreamingDecoder(tokenizer, skipSpecial: true, atStart: false)
+            text = StopText(stops: options.stop)
+            self.started = started
+            promptStart = started
+        }
+
+        /// The next token (end tokens banned until `minTokens`).
+        mutating func pick(endTokens: Set<Int32>) -> Int32 {
+            if out.count < options.minTokens { for e in endTokens { logits[Int(e)] = -.infinity } }
+            let t = sampler.sample(logits, history: history[...])
+            out.append(t)
+            history.append(t)
+            return t
+        }
+
+        /// Takes token `tok` (already in `out`): the text it makes certain, and a stop reason when the job is done.
+        mutating func accept(_ tok: Int32, endTokens: Set<Int32>) throws -> (String, StopReason?) {
+            if endTokens.contains(tok) { return ("", .eos) }
+            let piece = text.append(try decoder.append(tok))
+            if text.stopped { return (piece, .stop) }
+            if let m = options.maxTokens, out.count >= m { return (piece, .length) }
+            return (piece, nil)
+        }
+
+        /// The result; the text's held-back rest was not streamed (the final event's text has it).
+        mutating func result(now: Double) -> GenerationResult {
+            if reason != .stop { _ = text.finish(decoder.flush()) }
+            stats.generatedTokens = out.count
+            stats.generationSeconds = max(0, now - promptStart - stats.promptSeconds)
+            return GenerationResult(text: text.text, tokens: out, stopReason: reason, stats: stats)
+        }
+    }
+}
+
+/// A fixed list of jobs run to the end on a `BatchScheduler` (RAFT's sampling, `wren run -n`).
+public final class BatchGenerator: @unchecked Sendable {
+    public let model: LlamaModel
+    public let session: InferenceSession
+    public let endTokens: Set<Int32>
+    let scheduler: BatchScheduler
 
     /// - Parameters:
     ///   - width: jobs decoded together (the session's sequences).
@@ -55,179 +539,41 @@ public final class BatchGenerator: @unchecked Sendable {
     public init(model: LlamaModel, session: InferenceSession) {
         self.model = model
         self.session = session
-        session.reset()
-        endTokens = Generator.endTokens(of: model)
-        cached = Array(repeating: [], count: session.sequences)
+        // The chunk is the session's own limit, so the initializer cannot fail.
+        scheduler = try! BatchScheduler(model: model, session: session)
+        endTokens = scheduler.endTokens
     }
 
     /// Runs every job and returns their results in order. `onDone(i, result)` is
-    /// called as job i finishes (results arrive out of order).
+    /// called as job i finishes (results arrive out of order). Every job is checked before any runs.
     public func generate(_ jobs: [BatchJob], onDone: (Int, GenerationResult) -> Void = { _, _ in }) throws -> [GenerationResult] {
-        for j in jobs {
-            try j.options.sampling.validate(vocabSize: model.config.vocabSize)
-            if let m = j.options.maxTokens, m < 0 { throw EngineError.invalidParameter("the number of tokens to predict must be >= 0 (got \(m))") }
-            guard !j.prompt.isEmpty else { throw EngineError.emptyPrompt }
-            guard j.prompt.count <= session.contextLength else {
-                throw EngineError.promptTooLong(tokens: j.prompt.count, context: session.contextLength)
+        for j in jobs { try scheduler.validate(j) }
+        final class Box: @unchecked Sendable { var events: [(Int, BatchEvent)] = [] }
+        let box = Box()
+        for (i, j) in jobs.enumerated() {
+            scheduler.add(j) { e in
+                switch e {
+                case .done, .failed: box.events.append((i, e))
+                case .token, .prompt: break
+                }
             }
         }
-        let V = model.config.vocabSize
         var results = [GenerationResult?](repeating: nil, count: jobs.count)
-        var running: [Int: Running] = [:]        // sequence → its job
-        var next = 0                              // the next job to start
-        var reused = 0                            // prompt tokens the last prefill found cached
-        let t0 = DispatchTime.now().uptimeNanoseconds
-        func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
-
-        func finish(_ s: Int) {
-            guard var r = running.removeValue(forKey: s) else { return }
-            let result = r.result(now: now())
-            results[r.job] = result
-            onDone(r.job, result)
-        }
-        // Fills free sequences: a group of waiting jobs with the same prompt evaluates it once.
-        func start() throws {
-            while next < jobs.count, let free = (0..<session.sequences).first(where: { running[$0] == nil }) {
-                let prompt = jobs[next].prompt
-                let began = now()
-                let logits = try prefill(prompt, into: free)
-                var group = [free]
-                while next + group.count < jobs.count, jobs[next + group.count].prompt == prompt,
-                      let s = (0..<session.sequences).first(where: { running[$0] == nil && !group.contains($0) }) {
-                    session.copySequence(from: free, to: s)
-                    cached[s] = cached[free]
-                    group.append(s)
+        var remaining = jobs.count
+        while remaining > 0 {
+            scheduler.step()
+            for (i, e) in box.events {
+                switch e {
+                case .done(let r):
+                    results[i] = r
+                    onDone(i, r)
+                case .failed(let error): throw error
+                default: break
                 }
-                let evaluated = session.positions[free]
-                for s in group {
-                    var r = Running(job: next, prompt: prompt, options: jobs[next].options, tokenizer: model.tokenizer, started: began)
-                    r.stats.promptTokens = prompt.count
-                    r.stats.promptTokensEvaluated = s == free ? evaluated - reused : 0
-                    r.stats.promptSeconds = now() - began
-                    r.logits = logits
-                    running[s] = r
-                    next += 1
-                }
+                remaining -= 1
             }
-        }
-        // Evaluates `prompt` in sequence `s`, reusing the longest common prefix cached in any sequence.
-        func prefill(_ prompt: [Int32], into s: Int) throws -> [Float] {
-            if let last = lastPrompt, last.tokens == prompt,
-               let i = cached.indices.first(where: { cached[$0].count >= prompt.count && cached[$0].starts(with: prompt) }) {
-                session.copySequence(from: i, to: s)
-                session.truncate(to: prompt.count, sequence: s)
-                cached[s] = prompt
-                reused = prompt.count
-                return last.logits
-            }
-            var best = 0, from = s
-            for (i, c) in cached.enumerated() {
-                var n = 0
-                while n < min(c.count, prompt.count - 1, session.positions[i]), c[n] == prompt[n] { n += 1 }
-                if n > best { best = n; from = i }
-            }
-            if from != s { session.copySequence(from: from, to: s) }
-            session.truncate(to: best, sequence: s)
-            reused = best
-            let logits = try session.evaluate(Array(prompt[best...]), sequence: s)
-            cached[s] = prompt
-            if best == 0 { lastPrompt = (prompt, logits) }
-            return logits
-        }
-
-        try start()
-        while !running.isEmpty {
-            // Each running job picks its next token from its logits; finished ones free their sequence.
-            var steps: [(sequence: Int, token: Int32)] = []
-            for s in running.keys.sorted() {
-                var r = running[s]!
-                if let m = r.options.maxTokens, r.out.count >= m {
-                    running[s] = r
-                    finish(s)
-                    continue
-                }
-                let tok = r.pick(endTokens: endTokens)
-                if r.out.count == 1 { r.stats.timeToFirstToken = now() - r.started }
-                if let reason = try r.accept(tok, endTokens: endTokens) {
-                    r.reason = reason
-                    running[s] = r
-                    finish(s)
-                    continue
-                }
-                if session.positions[s] >= session.contextLength {
-                    r.reason = .length
-                    r.stats.contextFull = true
-                    running[s] = r
-                    finish(s)
-                    continue
-                }
-                running[s] = r
-                steps.append((s, tok))
-            }
-            if !steps.isEmpty {
-                let all = try session.decode(steps)
-                for (i, step) in steps.enumerated() {
-                    running[step.sequence]!.logits = Array(all[(i * V)..<((i + 1) * V)])
-                    cached[step.sequence].append(step.token)
-                }
-            }
-            try start()
+            box.events = []
         }
         return results.map { $0! }
-    }
-
-    /// One job while it runs: its sampler, tokens, text and stop checks.
-    struct Running {
-        let job: Int
-        let options: GenerationOptions
-        var sampler: Sampler
-        var history: [Int32]
-        var out: [Int32] = []
-        var decoder: StreamingDecoder
-        var text = ""
-        var logits: [Float] = []
-        var reason = StopReason.length
-        var stats = GenerationStats()
-        let started: Double
-        var generationStart = 0.0
-
-        init(job: Int, prompt: [Int32], options: GenerationOptions, tokenizer: Tokenizer, started: Double) {
-            self.job = job
-            self.options = options
-            sampler = Sampler(options.sampling)
-            history = prompt
-            decoder = StreamingDecoder(tokenizer, skipSpecial: true, atStart: false)
-            self.started = started
-        }
-
-        /// The next token (end tokens banned until `minTokens`).
-        mutating func pick(endTokens: Set<Int32>) -> Int32 {
-            if out.count < options.minTokens { for e in endTokens { logits[Int(e)] = -.infinity } }
-            let t = sampler.sample(logits, history: history[...])
-            out.append(t)
-            history.append(t)
-            return t
-        }
-
-        /// Takes token `tok` (already in `out`); a stop reason when the job is done.
-        mutating func accept(_ tok: Int32, endTokens: Set<Int32>) throws -> StopReason? {
-            if endTokens.contains(tok) { return .eos }
-            text += try decoder.append(tok)
-            for s in options.stop where !s.isEmpty {
-                if let r = text.range(of: s) {
-                    text = String(text[..<r.lowerBound])
-                    return .stop
-                }
-            }
-            if let m = options.maxTokens, out.count >= m { return .length }
-            return nil
-        }
-
-        mutating func result(now: Double) -> GenerationResult {
-            if reason != .stop { text += decoder.flush() }
-            stats.generatedTokens = out.count
-            stats.generationSeconds = now - started - stats.promptSeconds
-            return GenerationResult(text: text, tokens: out, stopReason: reason, stats: stats)
-        }
     }
 }

@@ -160,10 +160,8 @@ public final class Generator: @unchecked Sendable {
         var history = prompt
         var out: [Int32] = []
         var decoder = StreamingDecoder(model.tokenizer, skipSpecial: true, atStart: false)
-        var text = ""            // all generated text
-        var emitted = 0          // characters of `text` already handed out
+        var text = StopText(stops: options.stop)
         var reason = StopReason.length
-        let maxLen = options.stop.map(\.count).max() ?? 0
         let genStart = now()
         // Tokens already decided by a speculative round, next first. All but the
         // last are in the KV cache; the last is the target's own pick.
@@ -178,27 +176,12 @@ public final class Generator: @unchecked Sendable {
             out.append(tok)
             history.append(tok)
             if endTokens.contains(tok) { reason = .eos; break }
-            text += try decoder.append(tok)
-            // Stop strings: cut at the first occurrence; otherwise hold back a possible prefix.
-            var safeEnd = text.count
-            if !options.stop.isEmpty {
-                for s in options.stop where !s.isEmpty {
-                    if let r = text.range(of: s) {
-                        text = String(text[..<r.lowerBound])
-                        let piece = String(text.dropFirst(emitted))
-                        emitted = text.count
-                        _ = onPiece(piece, tok)
-                        reason = .stop
-                        break loop
-                    }
-                }
-                for k in stride(from: min(maxLen - 1, text.count), to: 0, by: -1) {
-                    let suffix = String(text.suffix(k))
-                    if options.stop.contains(where: { $0.hasPrefix(suffix) }) { safeEnd = text.count - k; break }
-                }
+            let piece = text.append(try decoder.append(tok))
+            if text.stopped {
+                _ = onPiece(piece, tok)
+                reason = .stop
+                break loop
             }
-            let piece = String(text.dropFirst(emitted).prefix(max(0, safeEnd - emitted)))
-            emitted += piece.count
             if !onPiece(piece, tok) { reason = .cancelled; break }
             if !queue.isEmpty { continue }     // an accepted draft token: already evaluated
             if session.position >= session.contextLength { reason = .length; stats.contextFull = true; break }
@@ -239,15 +222,13 @@ public final class Generator: @unchecked Sendable {
             spec.generationSeconds = now() - genStart
             stats.speculation = spec
         }
-        text += decoder.flush()
-        if reason != .stop && emitted < text.count {
-            let rest = String(text.dropFirst(emitted))
-            emitted = text.count
-            _ = onPiece(rest, out.last ?? -1)
+        if reason != .stop {
+            let rest = text.finish(decoder.flush())
+            if !rest.isEmpty { _ = onPiece(rest, out.last ?? -1) }
         }
         stats.generatedTokens = out.count
         stats.generationSeconds = now() - genStart
-        return GenerationResult(text: text, tokens: out, stopReason: reason, stats: stats)
+        return GenerationResult(text: text.text, tokens: out, stopReason: reason, stats: stats)
     }
 
     /// Generation as an AsyncSequence of pieces followed by `.done`; cancelling the
