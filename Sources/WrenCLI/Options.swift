@@ -118,7 +118,8 @@ struct ModelOptions: ParsableArguments {
     /// The model (with its adapters) and a session of -c tokens, else `defaultContext` of the
     /// model's config, else the model's context (at most 4096).
     /// The model and a session (of `sequences` sequences, each with the context length).
-    func load(defaultContext: ((ModelConfig) -> Int)? = nil, sequences: Int = 1) throws -> (LlamaModel, InferenceSession) {
+    /// `attach: false` leaves the --lora adapters off (the server serves each under its own name).
+    func load(defaultContext: ((ModelConfig) -> Int)? = nil, sequences: Int = 1, attach: Bool = true) throws -> (LlamaModel, InferenceSession) {
         let m = try LlamaModel(path: model, ropeFreqBase: ropeFreqBase, ropeScale: ropeScaling == nil ? ropeScale : nil)
         if let s = ropeScaling {
             m.rope.scaling = s
@@ -128,7 +129,7 @@ struct ModelOptions: ParsableArguments {
         if let b = yarnBetaFast { m.rope.yarnBetaFast = b }
         if let b = yarnBetaSlow { m.rope.yarnBetaSlow = b }
         if let a = yarnAttnFactor { m.rope.yarnAttentionFactor = a }
-        try attachAdapters(m)
+        if attach { try attachAdapters(m) }
         // An explicit `--rope-scaling none` lets -c pass the trained context: plain RoPE at
         // positions the model never saw, which is how a long-context test measures its failure.
         let context = ctx ?? defaultContext?(m.config)

@@ -15,7 +15,7 @@ struct Wren: ParsableCommand {
         commandName: "wren",
         abstract: "Run and tune LLaMA-family models on a CPU.",
         version: "0.1.0",
-        subcommands: [Run.self, Chat.self, Bench.self, Logits.self, Convert.self, Inspect.self, Export.self, Tokenize.self, Detokenize.self, Finetune.self, Merge.self, DeltaCommand.self, Vocab.self, Reward.self, DPO.self, Raft.self, Eval.self])
+        subcommands: [Run.self, Chat.self, Bench.self, Logits.self, Convert.self, Inspect.self, Export.self, Tokenize.self, Detokenize.self, Serve.self, Finetune.self, Merge.self, DeltaCommand.self, Vocab.self, Reward.self, DPO.self, Raft.self, Eval.self])
 
     /// ArgumentParser's main, after the standard streams and signals are set up (StandardStreams.swift).
     static func main() {
