@@ -76,13 +76,11 @@ extension WrenServer {
         }
         let count = jobs.count
         let (events, cancel) = try engine.submit(jobs, to: served)
-        // A client that goes away cancels its jobs (checked while waiting, not only when writing).
-        let watch = Task {
-            while !Task.isCancelled {
-                try? await Task.sleep(nanoseconds: 200_000_000)
-                if !context.channel.isActive { cancel(); return }
-            }
-        }
+        // A client that goes away cancels its jobs, noticed while waiting as well as when writing.
+        let watch = DisconnectWatch(onClose: cancel)
+        _ = try? await context.channel.pipeline.addHandler(watch, position: .first).get()
+        let channel = context.channel
+        let unwatch: @Sendable () -> Void = { channel.pipeline.removeHandler(watch, promise: nil) }
         let id = (chat ? "chatcmpl-" : "cmpl-") + String(UInt64.random(in: 0...UInt64.max), radix: 16)
         let created = Int(arrived.timeIntervalSince1970)
         let shape = Shape(id: id, created: created, model: served.name, chat: chat, plan: plan, prompts: prompts, tokenizer: tokenizer,
@@ -91,7 +89,7 @@ extension WrenServer {
         if !plan.stream {
             var choices = [Choice](repeating: Choice(), count: jobs.count)
             for await (i, e) in events { record(e, into: &choices[i]) }
-            watch.cancel()
+            unwatch()
             if let err = choices.compactMap(\.error).first { throw APIError.invalid("\(err)") }
             guard choices.allSatisfy({ $0.result?.stopReason != .cancelled }) else {
                 throw APIError(status: .serviceUnavailable, message: "the generation was cancelled (the server is shutting down)", type: "server_error")
@@ -101,7 +99,7 @@ extension WrenServer {
         }
 
         let body = ResponseBody { writer in
-            defer { watch.cancel() }
+            defer { unwatch() }
             var choices = [Choice](repeating: Choice(), count: count)
             func send(_ object: Any) async throws {
                 let data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
@@ -267,5 +265,24 @@ struct Shape {
     func usageChunk(_ choices: [WrenServer.Choice]) -> [String: Any] {
         ["id": id, "object": chat ? "chat.completion.chunk" : "text_completion", "created": created, "model": model, "choices": [] as [Any],
          "usage": usage(choices)]
+    }
+}
+
+/// Calls `onClose` when the client closes its side of the connection (the server
+/// allows half-closure, so the channel stays active until a write fails) or the
+/// connection goes. Added for one request, removed after it.
+final class DisconnectWatch: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = NIOAny
+    let onClose: @Sendable () -> Void
+    init(onClose: @escaping @Sendable () -> Void) { self.onClose = onClose }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let e = event as? ChannelEvent, e == .inputClosed { onClose() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        onClose()
+        context.fireChannelInactive()
     }
 }
