@@ -98,6 +98,10 @@ struct Serve: ParsableCommand {
         let server = WrenServer(settings: settings, engine: engine)
         let (model, parallel, promptChunk, template) = (self.model, self.parallel, self.promptChunk, self.template)
         let loader: @Sendable () throws -> [ServedModel] = {
+            // For tests of the loading state (/health says 503): hold the load this long.
+            if let ms = ProcessInfo.processInfo.environment["WREN_SERVE_LOAD_DELAY_MS"].flatMap(Int.init), ms > 0, ms <= 60_000 {
+                usleep(UInt32(ms) * 1000)
+            }
             var served: [ServedModel] = []
             for (i, (name, path)) in ([(base, "")] + loras).enumerated() {
                 let (m, session) = try model.load(defaultContext: { min($0.contextLength, 2048) }, sequences: parallel, attach: false)

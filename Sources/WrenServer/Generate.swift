@@ -90,17 +90,20 @@ extension WrenServer {
             var choices = [Choice](repeating: Choice(), count: jobs.count)
             for await (i, e) in events { record(e, into: &choices[i]) }
             unwatch()
+            observe(choices, arrived: arrived)
             if let err = choices.compactMap(\.error).first { throw APIError.invalid("\(err)") }
             guard choices.allSatisfy({ $0.result?.stopReason != .cancelled }) else {
                 throw APIError(status: .serviceUnavailable, message: "the generation was cancelled (the server is shutting down)", type: "server_error")
             }
-            observe(choices, arrived: arrived)
             return Self.json(shape.whole(choices))
         }
 
         let body = ResponseBody { writer in
-            defer { unwatch() }
             var choices = [Choice](repeating: Choice(), count: count)
+            defer {
+                unwatch()
+                self.observe(choices, arrived: arrived)
+            }
             func send(_ object: Any) async throws {
                 let data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
                 var b = ByteBuffer(string: "data: ")
@@ -135,7 +138,6 @@ extension WrenServer {
             try await writer.write(done)
             done.clear()
             try await writer.finish(nil)
-            self.observe(choices, arrived: arrived)
         }
         return Response(status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"], body: body)
     }
