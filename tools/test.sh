@@ -5,7 +5,9 @@
 #  2. optimized build with -enable-testing: the whole suite again, now including
 #     the tests on the real SmolLM2 model (numeric code is 10-100x slower in debug);
 #  3. the kernel and engine tests of that build once more with WREN_KERNELS=scalar,
-#     so the portable C fallback is covered on every machine, AVX2 or not.
+#     so the portable C fallback is covered on every machine, AVX2 or not;
+#  4. the official `openai` Python package against `wren serve` on the real model
+#     (loopback only; tools/check-openai.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
@@ -18,3 +20,10 @@ echo "== release build, portable kernels (WREN_KERNELS=scalar): kernel and engin
 #  is covered on tiny models here and on the real model in pass 2)
 WREN_KERNELS=scalar swift test -c release -Xswiftc -enable-testing --skip-build --filter 'WrenKernelsTests|WrenEngineTests' \
   --skip 'RealModelEngineTests.testSpeculativeGreedyIsExact'
+echo "== the official openai Python package against wren serve (loopback)" >&2
+# Installed beside the build (pip --target works on an externally managed Python too).
+if ! python3 -c "import openai" 2>/dev/null; then
+  python3 -m pip install --quiet --target .build/pydeps openai >&2
+fi
+[[ -f models/smol.wren ]] || .build/release/wren convert models/SmolLM2-135M-Instruct.Q4_1.gguf -o models/smol.wren >&2
+PYTHONPATH="$PWD/.build/pydeps${PYTHONPATH:+:$PYTHONPATH}" python3 tools/check-openai.py -m models/smol.wren --wren .build/release/wren
