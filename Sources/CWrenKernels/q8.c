@@ -195,6 +195,11 @@ GEMV_Q8(gemv2_q4_0_q8, 2, 18, ISUM_Q4_0, 0)
 GEMV_Q8(gemv2_q8_0_q8, 2, 34, ISUM_Q8_0, 0)
 GEMV_Q8(gemv2_q5_0_q8, 2, 22, ISUM_Q5_0, 0)
 GEMV_Q8(gemv2_q5_1_q8, 2, 24, ISUM_Q5_1, 1)
+GEMV_Q8(gemv4_q4_1_q8, 4, 20, ISUM_Q4_1, 1)
+GEMV_Q8(gemv4_q4_0_q8, 4, 18, ISUM_Q4_0, 0)
+GEMV_Q8(gemv4_q8_0_q8, 4, 34, ISUM_Q8_0, 0)
+GEMV_Q8(gemv4_q5_0_q8, 4, 22, ISUM_Q5_0, 0)
+GEMV_Q8(gemv4_q5_1_q8, 4, 24, ISUM_Q5_1, 1)
 
 // ---- Prompt tiles. A packed group of four rows holds, per block:
 //   w[4][32]: chunk c = the rows' elements 8c…8c+7, row after row (8 bytes each)
@@ -333,7 +338,7 @@ SIMD_FN static void tiles_of_group(int kind, const uint8_t *pg, int rows, int g,
 
 typedef void (*gemv_fn)(const uint8_t *, size_t, int, const int8_t *, const float *, const float *, int, float *, int);
 
-SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, gemv_fn gemv2, const uint8_t *w, size_t row_bytes, int rows,
+SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, gemv_fn gemv2, gemv_fn gemv4, const uint8_t *w, size_t row_bytes, int rows,
                                  const int8_t *qs, const float *d, const float *s, int blocks, int tokens, float *y, int ldy) {
     const size_t n = 32 * (size_t)blocks;
     int groups = (rows + 3) / 4;
@@ -342,7 +347,11 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, gemv_f
     size_t packed = (gbytes + 63) / 64 * 64;
     uint8_t *pk = tokens >= TILE_MIN_TOKENS ? pack_space(packed + 4 * (size_t)tokens * blocks) : NULL;
     if (!pk) {
+        // Four tokens per pass over the rows where there are four (a batch of decode
+        // steps: the weights come from memory once for all four), then two, then one.
         int t = 0;
+        for (; t + 4 <= tokens; t += 4)
+            gemv4(w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks, y + (size_t)t * ldy, ldy);
         for (; t + 2 <= tokens; t += 2)
             gemv2(w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks, y + (size_t)t * ldy, ldy);
         if (t < tokens)
@@ -410,15 +419,15 @@ SIMD_FN void wren_q8_tiles_min(uint8_t *pk, size_t packed, int rows, const int8_
     tiles_over_packed(KIND_Q4_1, pk, packed, rows, qs, d, s, blocks, tokens, y, ldy);
 }
 
-#define GEMM_Q8_AVX2(NAME, KIND, BYTES, GEMV, GEMV2)                                                                  \
+#define GEMM_Q8_AVX2(NAME, KIND, BYTES, GEMV, GEMV2, GEMV4)                                                           \
     void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,    \
               int blocks, int tokens, float *y, int ldy) {                                                     \
-        gemm_q8_avx2(KIND, BYTES, GEMV, GEMV2, w, row_bytes, rows, qs, d, s, blocks, tokens, y, ldy);                 \
+        gemm_q8_avx2(KIND, BYTES, GEMV, GEMV2, GEMV4, w, row_bytes, rows, qs, d, s, blocks, tokens, y, ldy);          \
     }
-GEMM_Q8_AVX2(wren_gemm_q8_q4_0_avx2, KIND_Q4_0, 18, gemv_q4_0_q8, gemv2_q4_0_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q4_1_avx2, KIND_Q4_1, 20, gemv_q4_1_q8, gemv2_q4_1_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q8_0_avx2, KIND_Q8_0, 34, gemv_q8_0_q8, gemv2_q8_0_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q5_0_avx2, KIND_Q5_0, 22, gemv_q5_0_q8, gemv2_q5_0_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q5_1_avx2, KIND_Q5_1, 24, gemv_q5_1_q8, gemv2_q5_1_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q4_0_avx2, KIND_Q4_0, 18, gemv_q4_0_q8, gemv2_q4_0_q8, gemv4_q4_0_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q4_1_avx2, KIND_Q4_1, 20, gemv_q4_1_q8, gemv2_q4_1_q8, gemv4_q4_1_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q8_0_avx2, KIND_Q8_0, 34, gemv_q8_0_q8, gemv2_q8_0_q8, gemv4_q8_0_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q5_0_avx2, KIND_Q5_0, 22, gemv_q5_0_q8, gemv2_q5_0_q8, gemv4_q5_0_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q5_1_avx2, KIND_Q5_1, 24, gemv_q5_1_q8, gemv2_q5_1_q8, gemv4_q5_1_q8)
 
 #endif

@@ -104,13 +104,14 @@ final class OpsTests: XCTestCase {
     }
 
     /// The 8-bit products compute one canonical arithmetic (CWrenKernels/q8.c), so
-    /// every path gives the same bits: AVX2 and portable, prompt tiles (≥ 4 tokens,
+    /// every path gives the same bits: AVX2 and portable, prompt tiles (≥ 8 tokens,
     /// rows repacked) and the one-token gemv, any row count (short row groups) and
     /// thread count. Speculative verification and batch invariance rest on this.
     func testQ8PathsAreBitIdentical() {
         var rng = SeededRNG(seed: 79)
         for dt in DType.allCases where dt.isQuantized {
-            for (rows, blocks, T) in [(1, 1, 5), (7, 3, 4), (37, 18, 17), (130, 5, 33)] {
+            // 4…7 tokens: four, then two, then one per pass over the rows; 8 and more: tiles.
+            for (rows, blocks, T) in [(1, 1, 5), (7, 3, 4), (9, 2, 7), (5, 4, 6), (37, 18, 17), (130, 5, 33)] {
                 let n = rowLength(dt, blocks: blocks)
                 let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
                 let x = (0..<(n * T)).map { _ in rng.normal() }
