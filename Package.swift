@@ -61,6 +61,6 @@ let package = Package(
         .testTarget(name: "WrenAlignTests", dependencies: ["WrenAlign", "WrenTuning", "WrenEngine", "WrenFormat", "TestSupport"]),
         .testTarget(name: "WrenCLITests", dependencies: ["WrenCLI", "WrenFormat", "TestSupport"]),
         .testTarget(name: "WrenServerTests", dependencies: ["WrenCLI", "WrenServer", "WrenEngine", "WrenFormat", "TestSupport"]),
-        .testTarget(name: "WrenFuzzTests", dependencies: ["WrenTuning", "WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "TestSupport"]),
+        .testTarget(name: "WrenFuzzTests", dependencies: ["WrenTuning", "WrenEngine", "WrenFormat", "WrenKernels", "WrenTokenizer", "WrenServer", "TestSupport"]),
     ]
 )

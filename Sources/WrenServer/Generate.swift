@@ -105,7 +105,7 @@ extension WrenServer {
                 self.observe(choices, arrived: arrived)
             }
             func send(_ object: Any) async throws {
-                let data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes])) ?? Data("{}".utf8)
+                let data = (try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes, .sortedKeys])) ?? Data("{}".utf8)
                 var b = ByteBuffer(string: "data: ")
                 b.writeBytes(data)
                 b.writeString("\n\n")

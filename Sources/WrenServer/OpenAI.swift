@@ -154,7 +154,10 @@ enum OpenAIRequest {
                 guard let id = Int32(k), id >= 0, Int(id) < vocabSize else {
                     throw APIError.invalid("\"logit_bias\" key \"\(k)\" is not a token id of this model (0..<\(vocabSize))", param: "logit_bias")
                 }
-                s.logitBias[id] = Float(try bias.number(k, in: -100...100)!)
+                guard let v = try bias.number(k, in: -100...100) else {
+                    throw APIError.invalid("\"logit_bias\" value for \"\(k)\" must be a number", param: "logit_bias")
+                }
+                s.logitBias[id] = Float(v)
             }
         }
         if let seed = try o.integer("seed") { plan.seed = UInt64(bitPattern: Int64(seed)) }

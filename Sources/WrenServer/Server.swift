@@ -116,7 +116,7 @@ public final class WrenServer: @unchecked Sendable {
     static func json(_ object: Any, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
         var h = headers
         h[.contentType] = "application/json"
-        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes]) else {
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.withoutEscapingSlashes, .sortedKeys]) else {
             return Response(status: .internalServerError, headers: h,
                             body: .init(byteBuffer: ByteBuffer(string: #"{"error":{"message":"the response could not be encoded","type":"server_error","param":null,"code":null}}"#)))
         }

@@ -10,6 +10,7 @@ import WrenFormat
 import WrenKernels
 import WrenTokenizer
 import WrenTuning
+@testable import WrenServer
 import XCTest
 
 final class FuzzTests: XCTestCase {
@@ -197,6 +198,25 @@ final class FuzzTests: XCTestCase {
             let r = try GenerationRequest.parse(line, defaults: GenerationOptions())
             try r.options.sampling.validate(vocabSize: vocab)
         }, isExpected: { Self.isWrenError($0) })
+    }
+
+    /// The server's OpenAI bodies (chat and completions): every mutation is accepted or
+    /// refused with an APIError naming what is wrong; never a trap.
+    func testFuzzOpenAIRequests() throws {
+        let vocab = try Self.tinyModel().config.vocabSize
+        let seeds = [
+            #"{"model":"m","messages":[{"role":"system","content":"s"},{"role":"user","content":[{"type":"text","text":"hi"}]}],"temperature":0.7,"top_p":0.9,"max_tokens":8,"stop":["\n"],"seed":3,"n":2,"stream":true,"stream_options":{"include_usage":true},"logprobs":true,"top_logprobs":2}"#,
+            #"{"messages":[{"role":"user","content":"hi"},{"role":"assistant","content":null},{"role":"user","content":"x"}],"max_completion_tokens":4,"logit_bias":{"5":-100,"6":2.5},"frequency_penalty":0.5,"response_format":{"type":"text"}}"#,
+            #"{"model":"m","prompt":"Hello","max_tokens":16,"echo":true,"logprobs":2,"temperature":0,"best_of":1,"user":"u"}"#,
+            #"{"prompt":[[1,2,3],[4,5]],"n":1,"top_k":40,"min_p":0.05,"repeat_penalty":1.1,"presence_penalty":-1}"#,
+            #"{"prompt":["a","b"],"stop":"END","suffix":""}"#,
+        ].map { Array($0.utf8) }
+        _ = Fuzz.run("openai", seeds: seeds, dictionary: ["\"messages\"", "\"prompt\"", "\"logit_bias\"", "\"n\"", "null", "-1", "1e999", "2.5", "true",
+                                                        "[]", "{}", "9223372036854775807", "18446744073709551616", "\"\\ud800\"", "[[", "\"role\""],
+                     mustRefuseTruncation: true, exec: { b in
+            let o = try JSONObject(body: Data(b))
+            if o.fields["messages"] != nil { _ = try OpenAIRequest.chat(o, vocabSize: vocab) } else { _ = try OpenAIRequest.completions(o, vocabSize: vocab) }
+        }, isExpected: { $0 is APIError })
     }
 
     func testFuzzChatTemplates() throws {
