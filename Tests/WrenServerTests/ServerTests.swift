@@ -7,6 +7,7 @@
 
 import Foundation
 import TestSupport
+import WrenEngine
 import WrenFormat
 import XCTest
 #if canImport(Glibc)
@@ -322,6 +323,50 @@ final class ServerTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(t0), 10)
         XCTAssertEqual(done.wait(timeout: .now() + 10), .success)
         XCTAssertEqual(box.reply?.events.last, "[DONE]")
+    }
+
+    /// A --lora NAME=DIR is served as model NAME: its greedy text is `wren run --lora`'s, not the base's.
+    func testLoRAServedByName() throws {
+        let d = "\(dir)/adapter"
+        try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true)
+        let model = try LlamaModel(path: modelPath)
+        var factors: [Int: [String: PEFTFactor]] = [:]
+        var rng = SeededRNG(seed: 9)
+        for l in 0..<model.config.blockCount {
+            for (mod, p) in [("q_proj", Projection.q), ("down_proj", .down)] {
+                let w = p.matrix(model.layers[l])
+                factors[l, default: [:]][mod] = PEFTFactor(a: (0..<(2 * w.cols)).map { _ in rng.normal() }, b: (0..<(w.rows * 2)).map { _ in rng.normal() },
+                                                           rank: 2, inFeatures: w.cols, outFeatures: w.rows)
+            }
+        }
+        try PEFTAdapter(config: PEFTConfig(rank: 2, alpha: 4, dropout: 0, targetModules: ["q_proj", "down_proj"]), factors: factors).save(to: d)
+        let s = try ServeProcess(["-m", modelPath, "--lora", "ad=\(d)", "--parallel", "2"])
+        let names = (try request(s.port, "GET", "/v1/models").json["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String }
+        XCTAssertEqual(names, ["tiny", "ad"])
+        func text(_ model: String) throws -> String? {
+            let r = try request(s.port, "POST", "/v1/completions",
+                                body: #"{"model": "\#(model)", "prompt": "abc", "max_tokens": 12, "temperature": 0, \#(ServerTests.noEnd)}"#)
+            return ((r.json["choices"] as? [[String: Any]])?.first?["text"]) as? String
+        }
+        let exe = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("wren")
+        func cli(_ extra: [String]) throws -> String {
+            let p = Process()
+            p.executableURL = exe
+            p.arguments = ["run", "-m", modelPath, "-p", "abc", "-n", "12", "--temp", "0", "-t", "2", "--logit-bias", "0=-inf",
+                           "--logit-bias", "1=-inf", "--logit-bias", "2=-inf"] + extra
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .newlines)
+        }
+        let adapted = try XCTUnwrap(try text("ad"))
+        XCTAssertEqual(adapted, try cli(["--lora", d]))
+        XCTAssertEqual(try text("tiny"), try cli([]))
+        XCTAssertNotEqual(adapted, try text("tiny"))
+        XCTAssertEqual(s.stop(), 0)
     }
 
     func testHealthWhileLoadingAndBadStarts() throws {
