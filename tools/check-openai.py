@@ -15,7 +15,8 @@ client everyone uses:
      best alternative; the generated token's log-probability equals the same
      token scored inside an echoed prompt within 1e-4 (two kernel paths);
   4. 4 parallel clients get the same greedy texts as 4 sequential ones;
-  5. chat logprobs / top_logprobs and n=2 with a seed;
+  5. chat logprobs / top_logprobs, n=2 with a seed, and response_format
+     json_object (the reply parses as a JSON object);
   6. errors surface as the package's exception types (400, 404, 401).
 Exits non-zero on the first failure, saying which.
 """
@@ -128,6 +129,16 @@ def main():
         n2b = client.chat.completions.create(model=name, messages=messages, temperature=1, max_tokens=16, n=2, seed=5)
         check(len(n2.choices) == 2 and [x.message.content for x in n2.choices] == [x.message.content for x in n2b.choices],
               "n=2 with a seed: two choices, reproducible")
+
+        import json as jsonlib
+        for seed in range(3):
+            j = client.chat.completions.create(model=name, temperature=0.8, seed=seed, max_tokens=200, response_format={"type": "json_object"},
+                                               messages=[{"role": "user", "content": "Describe a cat as JSON with keys name, age and color."}])
+            content = j.choices[0].message.content
+            if j.choices[0].finish_reason == "stop":
+                check(isinstance(jsonlib.loads(content), dict), f"response_format json_object (seed {seed}): {content[:70]!r} parses as an object")
+            else:
+                check(content.lstrip().startswith("{"), f"response_format json_object (seed {seed}) cut at max_tokens: still an object's start")
 
         try:
             client.chat.completions.create(model=name, messages=messages, temperature=5)

@@ -94,7 +94,9 @@ struct Serve: ParsableCommand {
         do { loras = try adapters() } catch { fail(error) }
         let base = alias ?? URL(fileURLWithPath: model.model).deletingPathExtension().lastPathComponent
         if loras.contains(where: { $0.name == base }) { fail(CLIError(message: "--lora: the name \(base) is the base model's (give --alias)")) }
-        let engine = Engine(queueLimit: queue)
+        // For tests of queueing, cancellation and shutdown: slow each step down (milliseconds).
+        let delay = ProcessInfo.processInfo.environment["WREN_SERVE_STEP_DELAY_MS"].flatMap(Double.init).map { min(max($0, 0), 1000) / 1000 } ?? 0
+        let engine = Engine(queueLimit: queue, stepDelay: delay)
         let server = WrenServer(settings: settings, engine: engine)
         let (model, parallel, promptChunk, template) = (self.model, self.parallel, self.promptChunk, self.template)
         let loader: @Sendable () throws -> [ServedModel] = {

@@ -41,11 +41,15 @@ public struct BatchJob: Sendable {
     /// Also the log-probabilities of the prompt's tokens (after the first), with `logprobs ?? 0`
     /// alternatives: the prompt is then evaluated whole, without reuse.
     public var promptLogprobs = false
-    public init(prompt: [Int32], options: GenerationOptions, logprobs: Int? = nil, promptLogprobs: Bool = false) {
+    /// JSON mode: the generated text is constrained to one JSON object, and the job ends when it closes
+    /// (stop reason `.eos`). See JSONGrammar.swift.
+    public var json = false
+    public init(prompt: [Int32], options: GenerationOptions, logprobs: Int? = nil, promptLogprobs: Bool = false, json: Bool = false) {
         self.prompt = prompt
         self.options = options
         self.logprobs = logprobs
         self.promptLogprobs = promptLogprobs
+        self.json = json
     }
 }
 
@@ -124,6 +128,12 @@ public final class BatchScheduler: @unchecked Sendable {
     private var lastPrompt: (tokens: [Int32], logits: [Float])?
     private let t0 = DispatchTime.now().uptimeNanoseconds
     private var admitted = 0
+    /// Each token's bytes and whether it is a control token (built for the first JSON job).
+    private lazy var vocabulary: (bytes: [[UInt8]], control: [Bool]) = {
+        let t = model.tokenizer
+        let n = min(t.vocabularySize, model.config.vocabSize)
+        return ((0..<n).map { t.bytes(of: Int32($0)) }, (0..<n).map { t.isControl(Int32($0)) })
+    }()
 
     struct Waiting {
         let ticket: Int
@@ -305,6 +315,7 @@ public final class BatchScheduler: @unchecked Sendable {
             for f in free.dropFirst() where common(cached[f], prompt) > shared { s = f; shared = common(cached[f], prompt) }
             var slot = Slot(ticket: w.ticket, job: w.job, handler: w.handler, order: admitted, phase: .decode,
                             run: Running(prompt: prompt, options: w.job.options, tokenizer: model.tokenizer, started: w.arrived))
+            if w.job.json { slot.run.json = JSONConstraint() }
             admitted += 1
             slot.run.stats.promptTokens = prompt.count
             slot.run.promptStart = now()
@@ -425,7 +436,18 @@ public final class BatchScheduler: @unchecked Sendable {
                 continue
             }
             let lp = slot.job.logprobs != nil ? slot.run.logits : nil    // before pick's end-token ban
+            if let j = slot.run.json {
+                j.mask(&slot.run.logits, tokenBytes: vocabulary.bytes, control: vocabulary.control)
+                // No token continues the object (a vocabulary without JSON's characters): the job ends.
+                guard slot.run.logits.contains(where: { $0 > -.infinity }) else {
+                    slot.run.reason = .length
+                    slots[s] = slot
+                    finish(s)
+                    continue
+                }
+            }
             let tok = slot.run.pick(endTokens: endTokens)
+            if slot.run.json != nil, Int(tok) < vocabulary.bytes.count { slot.run.json!.advance(vocabulary.bytes[Int(tok)]) }
             if slot.run.out.count == 1 { slot.run.stats.timeToFirstToken = now() - slot.run.started }
             let logprob = lp.map { TokenLogprob.of(tok, logits: $0, top: slot.job.logprobs ?? 0) }
             let reason: StopReason?
@@ -476,6 +498,8 @@ public final class BatchScheduler: @unchecked Sendable {
         var logits: [Float] = []
         var reason = StopReason.length
         var stats = GenerationStats()
+        /// JSON mode's recognizer.
+        var json: JSONConstraint?
         /// When the job arrived, and when its prompt started (scheduler clock).
         let started: Double
         var promptStart = 0.0
@@ -504,6 +528,7 @@ public final class BatchScheduler: @unchecked Sendable {
             if endTokens.contains(tok) { return ("", .eos) }
             let piece = text.append(try decoder.append(tok))
             if text.stopped { return (piece, .stop) }
+            if json?.state.isComplete == true { return (piece, .eos) }
             if let m = options.maxTokens, out.count >= m { return (piece, .length) }
             return (piece, nil)
         }

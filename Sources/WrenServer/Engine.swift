@@ -42,10 +42,13 @@ public final class Engine: @unchecked Sendable {
     private var nextRequest = 0
     /// Most jobs waiting for a slot, summed over the models, before new requests get 429.
     public let queueLimit: Int
+    /// A pause after each step with work (tests slow the engine to hold jobs in the queue; 0 otherwise).
+    public let stepDelay: Double
     private let finished = DispatchSemaphore(value: 0)
 
-    public init(queueLimit: Int) {
+    public init(queueLimit: Int, stepDelay: Double = 0) {
         self.queueLimit = queueLimit
+        self.stepDelay = stepDelay
     }
 
     public var state: State {
@@ -94,6 +97,7 @@ public final class Engine: @unchecked Sendable {
             if stop { break }
             var busy = false
             for m in ms where m.scheduler.step() { busy = true }
+            if busy && stepDelay > 0 { usleep(UInt32(stepDelay * 1e6)) }
             if !busy { ms[0].scheduler.waitForWork(timeout: ms.count == 1 ? 0.25 : 0.005) }
         }
         finished.signal()

@@ -71,7 +71,8 @@ extension WrenServer {
                 let room = ctx - p.ids.count + 1
                 opts.maxTokens = min(opts.maxTokens ?? room, room)
                 opts.sampling.seed = plan.seed.map { $0 &+ UInt64(j) } ?? UInt64.random(in: 0...UInt64.max)
-                jobs.append(BatchJob(prompt: p.ids, options: opts, logprobs: plan.logprobs, promptLogprobs: plan.echo && plan.logprobs != nil))
+                jobs.append(BatchJob(prompt: p.ids, options: opts, logprobs: plan.logprobs, promptLogprobs: plan.echo && plan.logprobs != nil,
+                                     json: plan.json))
             }
         }
         let count = jobs.count

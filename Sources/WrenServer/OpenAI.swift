@@ -124,6 +124,8 @@ struct GenerationPlan {
     var logprobs: Int?
     var echo = false
     var seed: UInt64?
+    /// response_format json_object: constrained to one JSON object.
+    var json = false
 }
 
 enum OpenAIRequest {
@@ -229,9 +231,11 @@ enum OpenAIRequest {
             throw APIError.invalid("\"top_logprobs\" needs \"logprobs\": true", param: "top_logprobs")
         }
         if let rf = try o.object("response_format") {
-            let t = try rf.string("type")
-            guard t == "text" else {
-                throw APIError.invalid("\"response_format\" type \"\(t ?? "")\" is not supported (only \"text\")", param: "response_format")
+            try rf.refuseUnknown(allowed: ["type"])
+            switch try rf.string("type") {
+            case "text": break
+            case "json_object": plan.json = true
+            case let t: throw APIError.invalid("\"response_format\" type \"\(t ?? "")\" is not supported (text or json_object)", param: "response_format")
             }
         }
         return plan

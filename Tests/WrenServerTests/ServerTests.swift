@@ -225,6 +225,9 @@ final class ServerTests: XCTestCase {
             XCTAssertNotNil(err?["type"] as? String, body)
             if let field { XCTAssertEqual(err?["param"] as? String, field, body) }
         }
+        let schema = try request(p, "POST", "/v1/chat/completions", body: #"{"messages": [{"role": "user", "content": "x"}], "response_format": {"type": "json_schema"}}"#)
+        XCTAssertEqual(schema.status, 400)
+        XCTAssertEqual((schema.json["error"] as? [String: Any])?["param"] as? String, "response_format")
         let chatBad = try request(p, "POST", "/v1/chat/completions", body: #"{"messages": [{"role": "robot", "content": "x"}]}"#)
         XCTAssertEqual(chatBad.status, 400)
         XCTAssertEqual((chatBad.json["error"] as? [String: Any])?["param"] as? String, "messages[0].role")
@@ -271,7 +274,9 @@ final class ServerTests: XCTestCase {
     func testKeyQueueDisconnectAndShutdown() throws {
         let keyFile = "\(dir)/key"
         try "s3cret-key\n".write(toFile: keyFile, atomically: true, encoding: .utf8)
-        let s = try ServeProcess(["-m", modelPath, "--parallel", "1", "--queue", "8", "--api-key-file", keyFile, "--metrics", "--shutdown-grace", "1", "-c", "120"])
+        // Steps slowed to 10 ms, so the jobs below are still queued or running, however fast the machine.
+        let s = try ServeProcess(["-m", modelPath, "--parallel", "1", "--queue", "8", "--api-key-file", keyFile, "--metrics", "--shutdown-grace", "1", "-c", "120"],
+                                 environment: ["WREN_SERVE_STEP_DELAY_MS": "10"])
         let p = s.port
         let auth = ["Authorization": "Bearer s3cret-key"]
         XCTAssertEqual(try request(p, "GET", "/health").status, 200, "no key needed")
