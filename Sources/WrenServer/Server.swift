@@ -66,6 +66,9 @@ public final class WrenServer: @unchecked Sendable {
         let router = Router(context: ServeContext.self)
         router.add(middleware: Gate(server: self))
         router.get("/health") { _, _ in self.health() }
+        router.get("/") { _, _ in
+            Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: ChatPage.html)))
+        }
         router.get("/v1/models") { _, _ in try self.listModels() }
         router.post("/v1/chat/completions") { req, ctx in try await self.generate(req, ctx, chat: true) }
         router.post("/v1/completions") { req, ctx in try await self.generate(req, ctx, chat: false) }
@@ -203,16 +206,17 @@ public final class WrenServer: @unchecked Sendable {
     }
 }
 
-/// API key, error mapping and request counting, around every route.
+/// API key (not for /health and the chat page, whose own requests carry it), error mapping and
+/// request counting, around every route.
 struct Gate: RouterMiddleware {
     typealias Context = ServeContext
     let server: WrenServer
-    static let endpoints: Set<String> = ["/health", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/metrics"]
+    static let endpoints: Set<String> = ["/", "/health", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/metrics"]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path
         var response: Response
-        if path != "/health", let key = server.settings.apiKey, !Self.authorized(request.headers[.authorization], key: key) {
+        if path != "/health", path != "/", let key = server.settings.apiKey, !Self.authorized(request.headers[.authorization], key: key) {
             response = WrenServer.error(APIError(status: .unauthorized, message: "a valid API key is needed (Authorization: Bearer <key>)",
                                                  type: "authentication_error", code: "invalid_api_key"))
         } else {

@@ -280,6 +280,11 @@ final class ServerTests: XCTestCase {
         let p = s.port
         let auth = ["Authorization": "Bearer s3cret-key"]
         XCTAssertEqual(try request(p, "GET", "/health").status, 200, "no key needed")
+        let page = try request(p, "GET", "/")
+        XCTAssertEqual(page.status, 200, "the chat page needs no key (its requests carry it)")
+        XCTAssertEqual(page.headers["content-type"], "text/html; charset=utf-8")
+        XCTAssertTrue(page.body.contains("/v1/chat/completions"))
+        XCTAssertFalse(page.body.contains("innerHTML"), "replies are set as text, never parsed as HTML")
         XCTAssertEqual(try request(p, "GET", "/v1/models").status, 401)
         XCTAssertEqual(try request(p, "GET", "/v1/models", headers: ["Authorization": "Bearer s3cret-kez"]).status, 401)
         XCTAssertEqual(try request(p, "GET", "/v1/models", headers: ["Authorization": "Bearer s3cret-key-longer"]).status, 401)
