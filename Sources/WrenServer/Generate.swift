@@ -239,7 +239,9 @@ struct Shape {
                         entries.append((p.ids[0], nil))
                         entries += c.promptLogprobs.map { ($0.token, $0) }
                     }
-                    entries += visible
+                    // Every generated token, an end token too (as OpenAI lists "<|endoftext|>"): the harness
+                    // drops the last entry as the generated one.
+                    entries += c.tokens
                     choice["logprobs"] = completionLogprobs(entries, start: 0)
                 } else {
                     choice["logprobs"] = NSNull()

@@ -74,6 +74,7 @@ public final class WrenServer: @unchecked Sendable {
         router.post("/v1/completions") { req, ctx in try await self.generate(req, ctx, chat: false) }
         router.post("/tokenize") { req, _ in try await self.tokenize(req) }
         router.post("/detokenize") { req, _ in try await self.detokenize(req) }
+        router.get("/tokenizer_info") { _, _ in try self.tokenizerInfo() }
         if settings.metrics {
             router.get("/metrics") { _, _ in
                 Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -178,17 +179,21 @@ public final class WrenServer: @unchecked Sendable {
 
     // MARK: - Tokenizer endpoints
 
+    // Both conventions: llama.cpp's ({"content", "add_special"} → {"tokens"}; {"tokens"} → {"content"}) and
+    // vLLM's, which lm-evaluation-harness's remote tokenizer speaks ({"prompt", "add_special_tokens"};
+    // {"tokens"} → {"prompt"}, and GET /tokenizer_info).
     func tokenize(_ request: Request) async throws -> Response {
         let ms = try ready()
         let o = try await body(request)
-        try o.refuseUnknown(allowed: ["content", "add_special", "parse_special", "with_pieces", "model"])
+        try o.refuseUnknown(allowed: ["content", "prompt", "add_special", "add_special_tokens", "parse_special", "with_pieces", "model"])
         let m = try model(named: try o.string("model"), in: ms)
-        guard let text = try o.string("content") else { throw APIError.invalid("missing \"content\"", param: "content") }
-        let ids = m.model.tokenizer.encode(text, addSpecial: try o.bool("add_special") ?? false, parseSpecial: try o.bool("parse_special") ?? true)
+        guard let text = try o.string("content") ?? o.string("prompt") else { throw APIError.invalid("missing \"content\" (or \"prompt\")", param: "content") }
+        let special = try o.bool("add_special") ?? o.bool("add_special_tokens") ?? false
+        let ids = m.model.tokenizer.encode(text, addSpecial: special, parseSpecial: try o.bool("parse_special") ?? true)
         if try o.bool("with_pieces") == true {
             return Self.json(["tokens": ids.map { ["id": Int($0), "piece": String(decoding: m.model.tokenizer.bytes(of: $0), as: UTF8.self)] as [String: Any] }])
         }
-        return Self.json(["tokens": ids.map { Int($0) }])
+        return Self.json(["tokens": ids.map { Int($0) }, "count": ids.count])
     }
 
     func detokenize(_ request: Request) async throws -> Response {
@@ -202,7 +207,19 @@ public final class WrenServer: @unchecked Sendable {
             guard let i = Checked.jsonInt($0), i >= 0, i < V else { throw APIError.invalid("\"tokens\" must hold token ids of this model (0..<\(V))", param: "tokens") }
             return Int32(i)
         }
-        return Self.json(["content": (try? m.model.tokenizer.decode(ids)) ?? ""])
+        let text = (try? m.model.tokenizer.decode(ids)) ?? ""
+        return Self.json(["content": text, "prompt": text])
+    }
+
+    /// The base model's special tokens and chat template (vLLM's shape, which lm-evaluation-harness reads).
+    func tokenizerInfo() throws -> Response {
+        let m = try ready()[0]
+        let t = m.model.tokenizer
+        func piece(_ id: Int32?) -> Any { id.map { t.pieces[Int($0)] } ?? NSNull() }
+        var info: [String: Any] = ["eos_token": piece(t.eosID), "bos_token": piece(t.bosID), "pad_token": piece(t.eosID),
+                                   "model_max_length": m.scheduler.session.contextLength, "tokenizer_class": "wren"]
+        if case .success(let f) = m.formatter { info["chat_template"] = f.template.source }
+        return Self.json(info)
     }
 }
 
@@ -211,7 +228,7 @@ public final class WrenServer: @unchecked Sendable {
 struct Gate: RouterMiddleware {
     typealias Context = ServeContext
     let server: WrenServer
-    static let endpoints: Set<String> = ["/", "/health", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/metrics"]
+    static let endpoints: Set<String> = ["/", "/health", "/v1/models", "/v1/chat/completions", "/v1/completions", "/tokenize", "/detokenize", "/tokenizer_info", "/metrics"]
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         let path = request.uri.path

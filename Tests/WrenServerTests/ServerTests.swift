@@ -158,6 +158,12 @@ final class ServerTests: XCTestCase {
         XCTAssertFalse(toks?.isEmpty ?? true)
         let back = try request(p, "POST", "/detokenize", body: #"{"tokens": \#(toks ?? [])}"#).json["content"] as? String
         XCTAssertEqual(back, "abc dog")
+        // vLLM's conventions too, which lm-evaluation-harness's remote tokenizer uses.
+        XCTAssertEqual(try request(p, "POST", "/tokenize", body: #"{"prompt": "abc dog", "add_special_tokens": false}"#).json["tokens"] as? [Int], toks)
+        XCTAssertEqual(try request(p, "POST", "/detokenize", body: #"{"tokens": \#(toks ?? [])}"#).json["prompt"] as? String, "abc dog")
+        let info = try request(p, "GET", "/tokenizer_info").json
+        XCTAssertEqual(info["eos_token"] as? String, "<|im_end|>")
+        XCTAssertNotNil(info["chat_template"] as? String)
 
         // Completions: whole and streamed give the same text at temperature 0.
         let whole = try completion(p, "abc", max: 12)
