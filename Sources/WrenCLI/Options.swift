@@ -266,13 +266,13 @@ struct SpeculationFlags: ParsableArguments {
     /// Whether a speculation mode was asked for.
     var isOn: Bool { draft != nil || lookupNgram != nil || draftLayers != nil }
 
-    /// Turns speculation on in `gen` when a mode was asked for.
-    func apply(to gen: Generator) throws {
+    /// The speculation asked for, for a target decoding in `s` (nil: none): a draft model gets its own
+    /// session with `s`'s context, threads, cache type and activations.
+    func options(for s: InferenceSession) throws -> SpeculationOptions? {
         let mode: SpeculationMode
         if let draft {
             let dm: LlamaModel
             do { dm = try LlamaModel(path: draft) } catch { throw CLIError(message: "--draft \(draft): \(error)") }
-            let s = gen.session
             mode = .draftModel(try InferenceSession(model: dm, contextLength: s.contextLength, threads: s.threads,
                                                     kvType: s.kvType, activations: s.activations))
         } else if let lookupNgram {
@@ -280,9 +280,14 @@ struct SpeculationFlags: ParsableArguments {
         } else if let draftLayers {
             mode = .selfDraft(layers: draftLayers)
         } else {
-            return
+            return nil
         }
-        try gen.enableSpeculation(SpeculationOptions(mode: mode, draftTokens: draftN, pMin: draftPMin))
+        return SpeculationOptions(mode: mode, draftTokens: draftN, pMin: draftPMin)
+    }
+
+    /// Turns speculation on in `gen` when a mode was asked for.
+    func apply(to gen: Generator) throws {
+        if let o = try options(for: gen.session) { try gen.enableSpeculation(o) }
     }
 }
 

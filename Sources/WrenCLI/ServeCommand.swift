@@ -15,7 +15,8 @@ struct Serve: ParsableCommand {
         Endpoints: POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, \
         POST /tokenize, POST /detokenize, and GET /metrics with --metrics. Each --lora NAME=DIR is \
         served as model NAME (the base under its file name or --alias). -c is the context of each slot. \
-        See docs/serve.md.
+        --draft, --lookup-ngram or --draft-layers speculate for a greedy request while it is the only one \
+        generating. See docs/serve.md.
         """)
 
     @OptionGroup var model: ModelOptions
@@ -51,6 +52,8 @@ struct Serve: ParsableCommand {
     var shutdownGrace = 10.0
 
     @OptionGroup var template: ChatTemplateOptions
+
+    @OptionGroup(title: "Speculative decoding (greedy requests while they generate alone)") var speculation: SpeculationFlags
 
     func validate() throws {
         if !(1...64).contains(parallel) { throw ValidationError("--parallel must be in 1...64") }
@@ -98,7 +101,7 @@ struct Serve: ParsableCommand {
         let delay = ProcessInfo.processInfo.environment["WREN_SERVE_STEP_DELAY_MS"].flatMap(Double.init).map { min(max($0, 0), 1000) / 1000 } ?? 0
         let engine = Engine(queueLimit: queue, stepDelay: delay)
         let server = WrenServer(settings: settings, engine: engine)
-        let (model, parallel, promptChunk, template) = (self.model, self.parallel, self.promptChunk, self.template)
+        let (model, parallel, promptChunk, template, speculation) = (self.model, self.parallel, self.promptChunk, self.template, self.speculation)
         let loader: @Sendable () throws -> [ServedModel] = {
             // For tests of the loading state (/health says 503): hold the load this long.
             if let ms = ProcessInfo.processInfo.environment["WREN_SERVE_LOAD_DELAY_MS"].flatMap(Int.init), ms > 0, ms <= 60_000 {
@@ -109,6 +112,7 @@ struct Serve: ParsableCommand {
                 let (m, session) = try model.load(defaultContext: { min($0.contextLength, 2048) }, sequences: parallel, attach: false)
                 if i > 0 { try m.attachAdapter(path: path, scale: model.adapters.scale(i - 1)) }
                 let scheduler = try BatchScheduler(model: m, session: session, promptChunk: min(promptChunk, session.maxBatch), alignedReuse: true)
+                if let o = try speculation.options(for: session) { try scheduler.enableSpeculation(o) }
                 served.append(ServedModel(name: name, model: m, scheduler: scheduler, formatter: Result { try template.formatter(m) }))
             }
             return served
@@ -123,7 +127,7 @@ struct Serve: ParsableCommand {
                     stderrLine("wren serve: listening on http://\(host):\(bound) (loading \(modelPath))")
                     engine.load(loader) { error in
                         if let error {
-                            stderrLine("error: \(error)")
+                            stderrLine("wren: error: \(error)")
                             Foundation.exit(1)
                         }
                         let ms = engine.models

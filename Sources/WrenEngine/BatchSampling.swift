@@ -27,6 +27,12 @@
 // reuses part of another's prefix evaluates only the rest, which may run on
 // other kernels than the whole prompt would (last-bit differences); jobs
 // started together, or with prompts short enough for the decode kernels, are exact.
+//
+// Speculative decoding (`enableSpeculation`): when a greedy job is the only one
+// generating, a step drafts tokens for it and verifies them in one pass on the
+// decode kernels, whose rows are the bits of single decode steps, so its tokens
+// are exactly those without speculation. With two or more jobs generating, the
+// batched step is the better use of the weights, and speculation waits.
 
 import Foundation
 import WrenKernels
@@ -128,6 +134,9 @@ public final class BatchScheduler: @unchecked Sendable {
     private var lastPrompt: (tokens: [Int32], logits: [Float])?
     private let t0 = DispatchTime.now().uptimeNanoseconds
     private var admitted = 0
+    /// Speculative decoding for a lone greedy job, when enabled.
+    public private(set) var speculation: SpeculationOptions?
+    private var drafter: Drafter?
     /// Each token's bytes and whether it is a control token (built for the first JSON job).
     private lazy var vocabulary: (bytes: [[UInt8]], control: [Bool]) = {
         let t = model.tokenizer
@@ -182,6 +191,13 @@ public final class BatchScheduler: @unchecked Sendable {
     }
 
     func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+
+    /// Turns on speculative decoding for greedy jobs that generate alone (see the top of this file).
+    /// - Throws: as `Generator.enableSpeculation`.
+    public func enableSpeculation(_ options: SpeculationOptions) throws {
+        drafter = try options.makeDrafter(model: model, session: session)
+        speculation = options
+    }
 
     /// Throws when a job cannot run on this scheduler (bad options, empty or too long a prompt, an unknown id).
     public func validate(_ job: BatchJob) throws {
@@ -425,6 +441,14 @@ public final class BatchScheduler: @unchecked Sendable {
 
     /// Each generating job picks its next token; then one pass decodes all that go on.
     private func decodeStep() -> Bool {
+        if drafter != nil {
+            let generating = slots.indices.filter { if case .decode? = slots[$0]?.phase { return true } else { return false } }
+            if generating.count == 1, let slot = slots[generating[0]], slot.job.options.sampling.temperature <= 0,
+               slot.job.options.minTokens == 0, slot.job.logprobs == nil, !slot.job.json {
+                speculate(generating[0])
+                return true
+            }
+        }
         var steps: [(sequence: Int, token: Int32)] = []
         var any = false
         for s in slots.indices {
@@ -485,6 +509,84 @@ public final class BatchScheduler: @unchecked Sendable {
             for step in steps { fail(step.sequence, error) }
         }
         return true
+    }
+
+    /// One speculative step of greedy job `s`, alone: its next token, then drafted tokens checked
+    /// in one pass of the decode kernels; the greedy pick of each verification row must equal the
+    /// draft to keep it. Accepted tokens are reported as generated; the rest leave the cache.
+    private func speculate(_ s: Int) {
+        guard var slot = slots[s], let drafter, let spec = speculation else { return }
+        if let m = slot.job.options.maxTokens, slot.run.out.count >= m {
+            finish(s)
+            return
+        }
+        let tok = slot.run.pick(endTokens: endTokens)
+        if slot.run.out.count == 1 { slot.run.stats.timeToFirstToken = now() - slot.run.started }
+        func take(_ t: Int32) -> StopReason? {
+            do {
+                let (piece, reason) = try slot.run.accept(t, endTokens: endTokens)
+                slot.handler(.token(t, text: piece, logprob: nil))
+                return reason
+            } catch {
+                slot.run.reason = .length
+                return .length
+            }
+        }
+        if let reason = take(tok) {
+            slot.run.reason = reason
+            slots[s] = slot
+            finish(s)
+            return
+        }
+        let start = session.positions[s]
+        if start >= session.contextLength {
+            slot.run.reason = .length
+            slot.run.stats.contextFull = true
+            slots[s] = slot
+            finish(s)
+            return
+        }
+        var limit = min(spec.draftTokens, session.contextLength - start - 1)
+        if let m = slot.job.options.maxTokens { limit = min(limit, m - slot.run.out.count) }
+        var scratch = slot.run.sampler
+        let draft = limit > 0 ? ((try? drafter.propose(after: slot.run.history, limit: limit, sampler: &scratch)) ?? []) : []
+        let V = model.config.vocabSize
+        let all: [Float]
+        do {
+            all = try session.evaluate([tok] + draft.map(\.token), sequence: s, allLogits: true, decodeKernels: true)
+        } catch {
+            slots[s] = slot
+            fail(s, error)
+            return
+        }
+        cached[s] += [tok] + draft.map(\.token)
+        var stats = slot.run.stats.speculation ?? SpeculationStats()
+        stats.targetPasses += 1
+        stats.drafted += draft.count
+        var kept = 0, ended: StopReason? = nil
+        while kept < draft.count {
+            var check = slot.run.sampler
+            let want = check.sample(Array(all[(kept * V)..<((kept + 1) * V)]), history: slot.run.history[...])
+            guard want == draft[kept].token else { break }
+            slot.run.out.append(want)
+            slot.run.history.append(want)
+            kept += 1
+            if let r = take(want) { ended = r; break }
+        }
+        stats.accepted += kept
+        drafter.observe(drafted: draft.count, accepted: kept)
+        session.truncate(to: start + 1 + kept, sequence: s)
+        cached[s] = Array(cached[s][..<(start + 1 + kept)])
+        slot.run.stats.speculation = stats
+        slot.run.logits = Array(all[(kept * V)..<((kept + 1) * V)])
+        slots[s] = slot
+        if let ended {
+            slots[s]!.run.reason = ended
+            finish(s)
+        } else if let m = slot.job.options.maxTokens, slot.run.out.count >= m {
+            slots[s]!.run.reason = .length
+            finish(s)
+        }
     }
 
     /// One job while it runs: its sampler, tokens, text and stop checks.

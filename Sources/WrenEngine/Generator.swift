@@ -78,25 +78,7 @@ public final class Generator: @unchecked Sendable {
     /// Turns on speculative decoding for later `generate` calls.
     /// - Throws: a draft model with another vocabulary; bad draft lengths or layer counts.
     public func enableSpeculation(_ options: SpeculationOptions) throws {
-        guard options.draftTokens >= 1, options.draftTokens < session.maxBatch else {
-            throw EngineError.invalidParameter("the draft length must be in 1...\(session.maxBatch - 1) (got \(options.draftTokens))")
-        }
-        guard options.pMin >= 0, options.pMin <= 1 else { throw EngineError.invalidParameter("draft p-min must be in [0, 1] (got \(options.pMin))") }
-        switch options.mode {
-        case .draftModel(let s):
-            try checkSameVocabulary(target: model, draft: s.model)
-            drafter = ModelDrafter(session: s, pMin: options.pMin)
-        case .selfDraft(let layers):
-            guard layers >= 1, layers < model.config.blockCount else {
-                throw EngineError.invalidSetting(setting: "draftLayers", reason: "must be in 1...\(model.config.blockCount - 1) for this model (got \(layers))")
-            }
-            let s = try InferenceSession(model: model, contextLength: session.contextLength, threads: session.threads,
-                                         kvType: session.kvType, activations: session.activations, layers: layers)
-            drafter = ModelDrafter(session: s, pMin: options.pMin)
-        case .lookup(let n):
-            guard n >= 1 else { throw EngineError.invalidSetting(setting: "lookupNgram", reason: "must be at least 1 (got \(n))") }
-            drafter = LookupDrafter(ngram: n, length: options.draftTokens)
-        }
+        drafter = try options.makeDrafter(model: model, session: session)
         speculation = options
     }
 

@@ -57,6 +57,32 @@ public struct SpeculationOptions {
     }
 }
 
+extension SpeculationOptions {
+    /// The drafter these options describe for a target `model` decoding in `session` (checked:
+    /// draft lengths, p-min, a draft model's vocabulary, self-draft layers, n-gram length).
+    func makeDrafter(model: LlamaModel, session: InferenceSession) throws -> Drafter {
+        guard draftTokens >= 1, draftTokens < session.maxBatch else {
+            throw EngineError.invalidParameter("the draft length must be in 1...\(session.maxBatch - 1) (got \(draftTokens))")
+        }
+        guard pMin >= 0, pMin <= 1 else { throw EngineError.invalidParameter("draft p-min must be in [0, 1] (got \(pMin))") }
+        switch mode {
+        case .draftModel(let s):
+            try checkSameVocabulary(target: model, draft: s.model)
+            return ModelDrafter(session: s, pMin: pMin)
+        case .selfDraft(let layers):
+            guard layers >= 1, layers < model.config.blockCount else {
+                throw EngineError.invalidSetting(setting: "draftLayers", reason: "must be in 1...\(model.config.blockCount - 1) for this model (got \(layers))")
+            }
+            let s = try InferenceSession(model: model, contextLength: session.contextLength, threads: session.threads,
+                                         kvType: session.kvType, activations: session.activations, layers: layers)
+            return ModelDrafter(session: s, pMin: pMin)
+        case .lookup(let n):
+            guard n >= 1 else { throw EngineError.invalidSetting(setting: "lookupNgram", reason: "must be at least 1 (got \(n))") }
+            return LookupDrafter(ngram: n, length: draftTokens)
+        }
+    }
+}
+
 /// Drafts with a model: the draft session follows the history (reusing its
 /// cache up to the common prefix) and proposes tokens one decode step each.
 public final class ModelDrafter: Drafter {

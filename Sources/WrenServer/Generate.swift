@@ -159,6 +159,10 @@ extension WrenServer {
             metrics.add("wren_prompt_tokens_evaluated_total", Double(r.stats.promptTokensEvaluated))
             metrics.add("wren_generated_tokens_total", Double(r.tokens.count))
             metrics.add("wren_generations_total", labels: [("reason", r.stopReason.rawValue)])
+            if let sp = r.stats.speculation {
+                metrics.add("wren_speculative_drafted_total", Double(sp.drafted))
+                metrics.add("wren_speculative_accepted_total", Double(sp.accepted))
+            }
             if !r.tokens.isEmpty { metrics.observe("wren_time_to_first_token_seconds", r.stats.timeToFirstToken) }
             if r.tokens.count > 1 { metrics.observe("wren_generation_tokens_per_second", r.stats.generationTokensPerSecond) }
         }

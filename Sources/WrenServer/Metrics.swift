@@ -30,6 +30,8 @@ public final class ServerMetrics: @unchecked Sendable {
             "wren_prompt_tokens_evaluated_total": ("counter", "Prompt tokens evaluated (the rest came from the prefix cache)."),
             "wren_generated_tokens_total": ("counter", "Tokens generated."),
             "wren_generations_total": ("counter", "Generations finished, by finish reason."),
+            "wren_speculative_drafted_total": ("counter", "Tokens drafted for speculative decoding."),
+            "wren_speculative_accepted_total": ("counter", "Drafted tokens the model kept."),
             "wren_time_to_first_token_seconds": ("histogram", "From a request's arrival to its first generated token."),
             "wren_generation_tokens_per_second": ("histogram", "Decode speed of one generation (tokens after the first over their time)."),
             "wren_request_duration_seconds": ("histogram", "From a generation request's arrival to its last byte."),

@@ -243,6 +243,45 @@ final class BatchSchedulerTests: XCTestCase {
         XCTAssertEqual(Double(g[0].logprob), reference(prompt.count - 1, g[0].token), accuracy: 1e-5)
     }
 
+    /// Speculation for a lone greedy job (a draft model, here the same weights so drafts are
+    /// accepted, and prompt lookup) gives exactly the tokens of plain decoding; with two jobs
+    /// generating, the batched step runs and they are exact too.
+    func testSpeculationIsExact() throws {
+        let m = try model(TinyModel(seed: 87, dim: 64, ff: 128), .q8_0)
+        var o = GenerationOptions(maxTokens: 40, sampling: .greedy)
+        o.sampling.logitBias = [0: -.infinity, 1: -.infinity, 2: -.infinity]
+        let prompts: [[Int32]] = [[5, 6, 7, 5, 6, 7, 5, 6], [9, 12, 30, 9, 12]]
+        func run(_ spec: SpeculationOptions?, together: Bool) throws -> (tokens: [[Int32]], stats: [SpeculationStats?]) {
+            let s = try BatchScheduler(model: m, session: try InferenceSession(model: m, contextLength: 96, threads: 2, sequences: 2))
+            if let spec { try s.enableSpeculation(spec) }
+            let log = Log()
+            if together {
+                for (i, p) in prompts.enumerated() { s.add(BatchJob(prompt: p, options: o), handler: log.handler(i)) }
+                runUntil(s, log, count: prompts.count)
+            } else {
+                for (i, p) in prompts.enumerated() {
+                    s.add(BatchJob(prompt: p, options: o), handler: log.handler(i))
+                    runUntil(s, log, count: i + 1)
+                }
+            }
+            for i in prompts.indices { XCTAssertEqual(log.pieces[i] ?? "", log.results[i]?.text) }
+            return (prompts.indices.map { log.results[$0]?.tokens ?? [] }, prompts.indices.map { log.results[$0]?.stats.speculation })
+        }
+        let plain = try run(nil, together: false).tokens
+        XCTAssertEqual(plain.map(\.count), [40, 40])
+        let draftModel = try LlamaModel(path: "\(dir)/q8_0.wren")
+        let draft = SpeculationOptions(mode: .draftModel(try InferenceSession(model: draftModel, contextLength: 96, threads: 2)), draftTokens: 6, pMin: 0)
+        let withDraft = try run(draft, together: false)
+        XCTAssertEqual(withDraft.tokens, plain)
+        let st = try XCTUnwrap(withDraft.stats[0])
+        XCTAssertGreaterThan(st.accepted, 30, "the same weights as draft: nearly every draft is kept")
+        XCTAssertLessThan(st.targetPasses, 15)
+        let lookup = try run(SpeculationOptions(mode: .lookup(ngram: 2), draftTokens: 4), together: false)
+        XCTAssertEqual(lookup.tokens, plain)
+        let together = try run(SpeculationOptions(mode: .lookup(ngram: 2), draftTokens: 4), together: true)
+        XCTAssertEqual(together.tokens, plain)
+    }
+
     func testRefusedJobsFailAlone() throws {
         let m = try model(TinyModel(seed: 86), .f32)
         let s = try BatchScheduler(model: m, session: try InferenceSession(model: m, contextLength: 16, threads: 1, sequences: 2))

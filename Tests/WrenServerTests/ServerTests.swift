@@ -385,6 +385,23 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(s.stop(), 0)
     }
 
+    /// --draft: a greedy request generating alone is speculated and gets the plain server's text.
+    func testSpeculativeServerIsExact() throws {
+        let body = #"{"prompt": "abc dog", "max_tokens": 30, "temperature": 0, \#(ServerTests.noEnd)}"#
+        let plain = try ServeProcess(["-m", modelPath])
+        let want = try request(plain.port, "POST", "/v1/completions", body: body).json
+        XCTAssertEqual(plain.stop(), 0)
+        let spec = try ServeProcess(["-m", modelPath, "--draft", modelPath, "--draft-p-min", "0", "--draft-n", "5", "--metrics"])
+        let got = try request(spec.port, "POST", "/v1/completions", body: body).json
+        let m = try request(spec.port, "GET", "/metrics").body
+        let accepted = m.components(separatedBy: "\n").first { $0.hasPrefix("wren_speculative_accepted_total ") }
+        XCTAssertGreaterThan(Int(accepted?.split(separator: " ")[1] ?? "") ?? 0, 20, "the same weights as draft: most drafts kept")
+        XCTAssertEqual(spec.stop(), 0)
+        let text = { (o: [String: Any]) in ((o["choices"] as? [[String: Any]])?.first?["text"]) as? String }
+        XCTAssertNotNil(text(want))
+        XCTAssertEqual(text(got), text(want))
+    }
+
     func testHealthWhileLoadingAndBadStarts() throws {
         let s = try ServeProcess(["-m", modelPath], environment: ["WREN_SERVE_LOAD_DELAY_MS": "1500"], waitReady: false)
         let h = try request(s.port, "GET", "/health")
