@@ -13,15 +13,13 @@ Standard library only.
 """
 import argparse
 import json
-import os
 import signal
-import socket
 import statistics
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
+
+from wren_server import start
 
 PROMPTS = [
     "Write a short story about a lighthouse keeper who finds a message in a bottle.",
@@ -33,29 +31,6 @@ PROMPTS = [
     "Describe the water cycle to a ten-year-old.",
     "Write a letter to a friend about a trip to the mountains.",
 ]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start(args):
-    port = free_port()
-    cmd = [args.wren, "serve", "-m", args.model, "--port", str(port), "-t", str(args.threads), "--parallel", str(max(args.streams, 1))]
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, base
-        except Exception:
-            time.sleep(0.2)
-    proc.kill()
-    sys.exit("the server did not become ready: " + proc.stderr.read())
 
 
 def stream(base, prompt, seed, tokens, out):
@@ -101,7 +76,7 @@ def main():
     ap.add_argument("--tokens", type=int, default=128)
     ap.add_argument("-r", "--rounds", type=int, default=3)
     args = ap.parse_args()
-    proc, base = start(args)
+    proc, base, _ = start(args.wren, args.model, ["-t", str(args.threads), "--parallel", str(max(args.streams, 1))])
     try:
         round_of(base, 1, 8, 999)  # warm-up
         one, many, ttft_one, ttft_many = [], [], [], []

@@ -27,20 +27,14 @@ import argparse
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
+
+from wren_server import start
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main():
@@ -81,17 +75,9 @@ metric_list:
   - metric: acc
 """)
 
-    port = free_port()
     name = os.path.splitext(os.path.basename(args.model))[0]
-    proc = subprocess.Popen([args.wren, "serve", "-m", args.model, "--port", str(port), "-t", "2"] + exact, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    proc, base, _ = start(args.wren, args.model, ["-t", "2"] + exact)
     try:
-        for _ in range(600):
-            try:
-                if urllib.request.urlopen(base + "/health", timeout=2).status == 200:
-                    break
-            except Exception:
-                time.sleep(0.1)
         t0 = time.time()
         out = lm_eval.simple_evaluate(
             model="local-completions",

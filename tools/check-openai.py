@@ -23,21 +23,14 @@ Exits non-zero on the first failure, saying which.
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-import urllib.request
 
 import openai
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from wren_server import start
 
 
 def check(cond, what):
@@ -51,22 +44,11 @@ def main():
     ap.add_argument("-m", "--model", default="models/smol.wren")
     ap.add_argument("--wren", default=".build/release/wren")
     args = ap.parse_args()
-    port = free_port()
     keyfile = tempfile.NamedTemporaryFile("w", delete=False)
     keyfile.write("test-key-123\n")
     keyfile.close()
-    proc = subprocess.Popen([args.wren, "serve", "-m", args.model, "--port", str(port), "-t", "2", "--parallel", "4",
-                             "--api-key-file", keyfile.name], stderr=subprocess.PIPE, text=True)
-    base = f"http://127.0.0.1:{port}"
+    proc, base, _ = start(args.wren, args.model, ["-t", "2", "--parallel", "4", "--api-key-file", keyfile.name], stderr=subprocess.PIPE)
     try:
-        for _ in range(600):
-            try:
-                if urllib.request.urlopen(base + "/health", timeout=2).status == 200:
-                    break
-            except Exception:
-                time.sleep(0.1)
-        else:
-            sys.exit("FAIL: the server did not become ready")
         client = openai.OpenAI(base_url=base + "/v1", api_key="test-key-123", max_retries=0, timeout=300)
         name = os.path.splitext(os.path.basename(args.model))[0]
 

@@ -24,19 +24,14 @@ import random
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
 
+from wren_server import start
+
 PROMPTS = ["Tell me a joke.", "What is the capital of Italy?", "Write a poem about the sea.", "Explain gravity simply.",
            "List five fruits.", "How do I boil an egg?", "Describe a sunset.", "What is a prime number?"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def rss_mb(pid):
@@ -85,7 +80,6 @@ def stream_chat(port, stats, rng, abandon):
         if not chunk:
             break
         buf += chunk
-        n = buf.count(b"\ndata: ") + buf.startswith(b"data: ")
         if b'"content"' in chunk and first is None and b'"content":""' not in chunk:
             first = time.time() - t0
         events = buf.count(b"data: ")
@@ -182,20 +176,9 @@ def main():
     ap.add_argument("--max-growth", type=float, default=64, help="MB of RSS growth allowed")
     ap.add_argument("--seed", type=int, default=1)
     args = ap.parse_args()
-    port, max_body = free_port(), 65536
-    proc = subprocess.Popen([args.wren, "serve", "-m", args.model, "--port", str(port), "-t", str(args.threads),
-                             "--parallel", str(args.parallel), "--max-body", str(max_body), "--metrics", "-c", "1024"],
-                            stderr=subprocess.PIPE, text=True)
-    for _ in range(600):
-        try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            c.request("GET", "/health")
-            if c.getresponse().status == 200:
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        sys.exit("the server did not become ready")
+    max_body = 65536
+    proc, _, port = start(args.wren, args.model, ["-t", str(args.threads), "--parallel", str(args.parallel), "--max-body", str(max_body),
+                                                  "--metrics", "-c", "1024"])
     stats = Stats()
     # Warm-up: every slot used once, so the KV cache's pages are touched before the first reading.
     threads = [threading.Thread(target=whole, args=(port, Stats(), random.Random(i))) for i in range(args.parallel)]

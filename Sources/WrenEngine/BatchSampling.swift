@@ -59,39 +59,6 @@ public struct BatchJob: Sendable {
     }
 }
 
-/// A token's log-probability under the model (log-softmax of its logits, before any
-/// sampling transform) and the most likely tokens at its position.
-public struct TokenLogprob: Sendable, Equatable {
-    public var token: Int32
-    public var logprob: Float
-    public var top: [Alternative]
-    public struct Alternative: Sendable, Equatable {
-        public var token: Int32
-        public var logprob: Float
-    }
-
-    /// Token `token`'s log-probability under `logits`, and the `top` most likely (most likely first, lowest id on ties).
-    public static func of(_ token: Int32, logits: [Float], top: Int) -> TokenLogprob {
-        var mx = -Float.infinity
-        for v in logits where v > mx { mx = v }
-        var sum = 0.0
-        for v in logits { sum += Foundation.exp(Double(v - mx)) }
-        let lse = mx + Float(Foundation.log(sum))
-        var best: [Alternative] = []
-        if top > 0 {
-            best.reserveCapacity(top + 1)
-            for (i, v) in logits.enumerated() where best.count < top || v > best[best.count - 1].logprob {
-                var j = best.count
-                while j > 0, best[j - 1].logprob < v { j -= 1 }
-                best.insert(Alternative(token: Int32(i), logprob: v), at: j)
-                if best.count > top { best.removeLast() }
-            }
-            for j in best.indices { best[j].logprob -= lse }
-        }
-        return TokenLogprob(token: token, logprob: logits[Int(token)] - lse, top: best)
-    }
-}
-
 /// What a job reports as it runs (on the thread running the steps; keep handlers short).
 public enum BatchEvent: Sendable {
     /// The prompt's tokens after the first with their log-probabilities (jobs with `promptLogprobs`), once read.
@@ -175,11 +142,16 @@ public final class BatchScheduler: @unchecked Sendable {
     /// - Parameters:
     ///   - promptChunk: prompt tokens per step (default: the session's batch limit).
     ///   - alignedReuse: see the top of this file.
-    public init(model: LlamaModel, session: InferenceSession, promptChunk: Int? = nil, alignedReuse: Bool = false) throws {
+    public convenience init(model: LlamaModel, session: InferenceSession, promptChunk: Int? = nil, alignedReuse: Bool = false) throws {
         let c = promptChunk ?? session.maxBatch
         guard c >= 1, c <= session.maxBatch else {
             throw EngineError.invalidParameter("the prompt chunk must be in 1...\(session.maxBatch) (got \(c))")
         }
+        self.init(model: model, session: session, chunk: c, alignedReuse: alignedReuse)
+    }
+
+    /// `chunk` in 1...session.maxBatch.
+    init(model: LlamaModel, session: InferenceSession, chunk c: Int, alignedReuse: Bool) {
         self.model = model
         self.session = session
         self.promptChunk = c
@@ -642,65 +614,5 @@ public final class BatchScheduler: @unchecked Sendable {
             stats.generationSeconds = max(0, now - promptStart - stats.promptSeconds)
             return GenerationResult(text: text.text, tokens: out, stopReason: reason, stats: stats)
         }
-    }
-}
-
-/// A fixed list of jobs run to the end on a `BatchScheduler` (RAFT's sampling, `wren run -n`).
-public final class BatchGenerator: @unchecked Sendable {
-    public let model: LlamaModel
-    public let session: InferenceSession
-    public let endTokens: Set<Int32>
-    let scheduler: BatchScheduler
-
-    /// - Parameters:
-    ///   - width: jobs decoded together (the session's sequences).
-    ///   - contextLength: per sequence: prompt plus generated tokens.
-    public convenience init(model: LlamaModel, width: Int, contextLength: Int? = nil, threads: Int? = nil, kvType: KVCacheType = .f16,
-                            activations: Activations = .q8) throws {
-        self.init(model: model, session: try InferenceSession(model: model, contextLength: contextLength, threads: threads,
-                                                              maxBatch: max(512, width), kvType: kvType, activations: activations,
-                                                              sequences: width))
-    }
-
-    /// Over a session of several sequences (its caches are taken over: nothing in them is reused).
-    public init(model: LlamaModel, session: InferenceSession) {
-        self.model = model
-        self.session = session
-        // The chunk is the session's own limit, so the initializer cannot fail.
-        scheduler = try! BatchScheduler(model: model, session: session)
-        endTokens = scheduler.endTokens
-    }
-
-    /// Runs every job and returns their results in order. `onDone(i, result)` is
-    /// called as job i finishes (results arrive out of order). Every job is checked before any runs.
-    public func generate(_ jobs: [BatchJob], onDone: (Int, GenerationResult) -> Void = { _, _ in }) throws -> [GenerationResult] {
-        for j in jobs { try scheduler.validate(j) }
-        final class Box: @unchecked Sendable { var events: [(Int, BatchEvent)] = [] }
-        let box = Box()
-        for (i, j) in jobs.enumerated() {
-            scheduler.add(j) { e in
-                switch e {
-                case .done, .failed: box.events.append((i, e))
-                case .token, .prompt: break
-                }
-            }
-        }
-        var results = [GenerationResult?](repeating: nil, count: jobs.count)
-        var remaining = jobs.count
-        while remaining > 0 {
-            scheduler.step()
-            for (i, e) in box.events {
-                switch e {
-                case .done(let r):
-                    results[i] = r
-                    onDone(i, r)
-                case .failed(let error): throw error
-                default: break
-                }
-                remaining -= 1
-            }
-            box.events = []
-        }
-        return results.map { $0! }
     }
 }

@@ -165,8 +165,9 @@ enum OpenAIRequest {
         if let seed = try o.integer("seed") { plan.seed = UInt64(bitPattern: Int64(seed)) }
         if let v = o.value("stop") {
             let stops: [String]
-            if let one = v as? String { stops = [one] } else if let many = v as? [Any], many.allSatisfy({ $0 is String }) {
-                stops = many as! [String]
+            if let one = v as? String { stops = [one] } else if let many = v as? [Any], case let strings = many.compactMap({ $0 as? String }),
+                                                                    strings.count == many.count {
+                stops = strings
             } else {
                 throw APIError.invalid("\"stop\" must be a string or an array of strings", param: "stop")
             }
@@ -258,10 +259,11 @@ enum OpenAIRequest {
         if let s = p as? String {
             plan.prompts = [.text(s)]
         } else if let a = p as? [Any], !a.isEmpty {
-            if a.allSatisfy({ $0 is String }) {
-                plan.prompts = (a as! [String]).map { .text($0) }
-            } else if a.allSatisfy({ $0 is [Any] }) {
-                plan.prompts = try (a as! [[Any]]).enumerated().map { .tokens(try ids($1, "prompt[\($0)]")) }
+            let strings = a.compactMap { $0 as? String }, lists = a.compactMap { $0 as? [Any] }
+            if strings.count == a.count {
+                plan.prompts = strings.map { .text($0) }
+            } else if lists.count == a.count {
+                plan.prompts = try lists.enumerated().map { .tokens(try ids($1, "prompt[\($0)]")) }
             } else {
                 plan.prompts = [.tokens(try ids(a, "prompt"))]
             }
