@@ -51,6 +51,9 @@ struct Serve: ParsableCommand {
     @Option(name: .customLong("shutdown-grace"), help: "Seconds running generations may finish after SIGTERM before they are cancelled.")
     var shutdownGrace = 10.0
 
+    @Option(name: .customLong("idle-timeout"), help: "Seconds a connection may send nothing while none of its requests runs (idle keep-alive, or a request arriving too slowly) before it is closed.")
+    var idleTimeout = 60.0
+
     @OptionGroup var template: ChatTemplateOptions
 
     @OptionGroup(title: "Speculative decoding (greedy requests while they generate alone)") var speculation: SpeculationFlags
@@ -62,6 +65,7 @@ struct Serve: ParsableCommand {
         if maxBody < 1024 { throw ValidationError("--max-body must be at least 1024") }
         if !(1...512).contains(promptChunk) { throw ValidationError("--prompt-chunk must be in 1...512") }
         if !(shutdownGrace >= 0 && shutdownGrace.isFinite) { throw ValidationError("--shutdown-grace must be a finite number >= 0") }
+        if !(idleTimeout > 0 && idleTimeout <= 86400) { throw ValidationError("--idle-timeout must be in (0, 86400] seconds") }
         if template.system != nil { throw ValidationError("--system does not apply to serve (requests carry their own system message)") }
     }
 
@@ -85,6 +89,7 @@ struct Serve: ParsableCommand {
         settings.metrics = metrics
         settings.maxBodyBytes = maxBody
         settings.shutdownGrace = shutdownGrace
+        settings.idleTimeout = idleTimeout
         if let f = apiKeyFile {
             guard let d = MappedFile.contents(of: f), let s = String(data: d, encoding: .utf8) else { fail(CLIError(message: "\(f): cannot read the API key file")) }
             let key = s.trimmingCharacters(in: .whitespacesAndNewlines)

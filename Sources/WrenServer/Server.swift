@@ -30,6 +30,9 @@ public struct ServerSettings: Sendable {
     public var metrics = false
     /// Seconds running generations get to finish after SIGTERM before they are cancelled.
     public var shutdownGrace = 10.0
+    /// A connection that sends nothing for this long while no request of its runs (idle keep-alive,
+    /// or a request trickling in) is closed.
+    public var idleTimeout = 60.0
     public init() {}
 }
 
@@ -83,7 +86,9 @@ public final class WrenServer: @unchecked Sendable {
         }
         var logger = Logger(label: "wren.serve")
         logger.logLevel = .error
-        let app = Application(router: router, configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "wren"),
+        let app = Application(router: router,
+                              server: .http1(configuration: .init(idleTimeout: .milliseconds(Int64(settings.idleTimeout * 1000)))),
+                              configuration: .init(address: .hostname(settings.host, port: settings.port), serverName: "wren"),
                               onServerRunning: { channel in onListening(channel.localAddress?.port ?? self.settings.port) },
                               logger: logger)
         let group = ServiceGroup(configuration: .init(services: [app], gracefulShutdownSignals: [], logger: logger))

@@ -250,7 +250,16 @@ final class ServerTests: XCTestCase {
 
     /// Four clients at once get the texts four sequential ones do (greedy, and seeded sampling).
     func testParallelEqualsSequential() throws {
-        let s = try ServeProcess(["-m", modelPath, "--parallel", "4", "--prompt-chunk", "16"])
+        let s = try ServeProcess(["-m", modelPath, "--parallel", "4", "--prompt-chunk", "16", "--idle-timeout", "1"])
+        // A request that trickles in (half the headers, then nothing) is cut off after the idle timeout.
+        let slow = try connectLoopback(s.port)
+        sendAll(slow, Array("POST /v1/completions HTTP/1.1\r\nHost: x\r\n".utf8))
+        let t0 = Date()
+        var byte: UInt8 = 0
+        let n = recv(slow, &byte, 1, 0)
+        XCTAssertLessThanOrEqual(n, 0, "the server closed the connection")
+        XCTAssertLessThan(Date().timeIntervalSince(t0), 10)
+        close(slow)
         let prompts = ["abc", "abc dog cat", "the cat sat on the mat and the dog", "xyz"]
         @Sendable func body(_ i: Int) -> String {
             #"{"prompt": "\#(prompts[i])", "max_tokens": 16, "temperature": \#(i % 2 == 0 ? 0 : 0.9), "seed": \#(i), \#(ServerTests.noEnd)}"#
