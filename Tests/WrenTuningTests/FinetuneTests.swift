@@ -274,7 +274,7 @@ final class FinetuneTests: XCTestCase {
         XCTAssertEqual(a.tokenIDs, ids.map(Int.init))
         let st = try SafetensorsFile(path: dir + "/ad/adapter_model.safetensors")
         XCTAssertTrue(st.tensors.contains { $0.name == "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta" && $0.shape == [5, 32] })
-        let cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/ad/adapter_config.json"))) as! [String: Any]
+        let cfg = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: dir + "/ad/adapter_config.json"))) as? [String: Any])
         XCTAssertEqual(cfg["trainable_token_indices"] as? [Int], ids.map(Int.init))
         let m = try LlamaModel(path: model)
         var baseRows = [Float](repeating: 0, count: ids.count * 32)
