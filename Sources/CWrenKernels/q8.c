@@ -13,11 +13,12 @@
 // The SIMD kernels only choose which integer lanes hold which partial sums;
 // the float operations per (row, token) are these, in this order.
 //
-// Prompt tiles: the rows of a tile are repacked once per call (nibbles
-// unpacked, four rows interleaved in 8-byte groups, scales widened), so one
-// 32-byte load feeds four rows and maddubs/madd leave the four rows' partial
-// sums in separate lanes; two tokens' lanes are merged by one hadd, and one
-// fma applies eight (row, token) scales at once.
+// Two or more tokens: four rows are interleaved in 8-byte groups (nibbles
+// unpacked), so one 32-byte vector holds four rows and maddubs/madd leave the
+// four rows' partial sums in separate lanes; two tokens' lanes are merged by one
+// hadd, and one fma applies eight (row, token) scales at once. A few tokens
+// (decode batches) interleave each block in registers as they read it; a long
+// prompt repacks each row group once into a buffer and runs every token over it.
 #pragma STDC FP_CONTRACT OFF
 #include "kernels_common.h"
 
@@ -142,9 +143,8 @@ SIMD_FN static inline __m128 scales4(const uint8_t *r0, const uint8_t *r1, const
     return _mm_cvtph_ps(_mm_setr_epi16((short)load_u16(r0), (short)load_u16(r1), (short)load_u16(r2), (short)load_u16(r3), 0, 0, 0, 0));
 }
 
-// ---- One or two tokens against rows (decode, short verification passes): four
-// rows per step, read in place; with two tokens each weight block is unpacked
-// once for both.
+// ---- One token against rows (decode): four rows per step, read in place.
+// (NT tokens per pass also work; the batched passes use pairs_in_place below.)
 // BLOCK_BYTES: block size; ISUM(blk, x): the block's 8-lane integer partials
 // against x; HAS_MIN: q4_1's minimum term (the f16 after the scale); NT: tokens.
 #define GEMV_Q8(NAME, NT, BLOCK_BYTES, ISUM, HAS_MIN)                                                           \
@@ -190,16 +190,6 @@ GEMV_Q8(gemv_q4_0_q8, 1, 18, ISUM_Q4_0, 0)
 GEMV_Q8(gemv_q8_0_q8, 1, 34, ISUM_Q8_0, 0)
 GEMV_Q8(gemv_q5_0_q8, 1, 22, ISUM_Q5_0, 0)
 GEMV_Q8(gemv_q5_1_q8, 1, 24, ISUM_Q5_1, 1)
-GEMV_Q8(gemv2_q4_1_q8, 2, 20, ISUM_Q4_1, 1)
-GEMV_Q8(gemv2_q4_0_q8, 2, 18, ISUM_Q4_0, 0)
-GEMV_Q8(gemv2_q8_0_q8, 2, 34, ISUM_Q8_0, 0)
-GEMV_Q8(gemv2_q5_0_q8, 2, 22, ISUM_Q5_0, 0)
-GEMV_Q8(gemv2_q5_1_q8, 2, 24, ISUM_Q5_1, 1)
-GEMV_Q8(gemv4_q4_1_q8, 4, 20, ISUM_Q4_1, 1)
-GEMV_Q8(gemv4_q4_0_q8, 4, 18, ISUM_Q4_0, 0)
-GEMV_Q8(gemv4_q8_0_q8, 4, 34, ISUM_Q8_0, 0)
-GEMV_Q8(gemv4_q5_0_q8, 4, 22, ISUM_Q5_0, 0)
-GEMV_Q8(gemv4_q5_1_q8, 4, 24, ISUM_Q5_1, 1)
 
 // ---- Prompt tiles. A packed group of four rows holds, per block:
 //   w[4][32]: chunk c = the rows' elements 8c…8c+7, row after row (8 bytes each)
@@ -263,51 +253,135 @@ SIMD_FN static void pack_group(int kind, const uint8_t *w, size_t row_bytes, int
     }
 }
 
-// Two tokens (x0, x1 with their d and s) against one packed group: eight
-// (row, token) results, stored to y0[0…3] and y1[0…3] (the first `n` rows).
-SIMD_FN static void tile_4x2(int kind, const uint8_t *p, int blocks, const int8_t *x0, const int8_t *x1,
-                             const float *d0, const float *d1, const float *s0, const float *s1,
-                             const int32_t *sx0, const int32_t *sx1, float *y0, float *y1, int n) {
-    size_t pb = packed_block_bytes(kind);
-    __m256 A = _mm256_setzero_ps(), M = _mm256_setzero_ps();
-    for (int b = 0; b < blocks; b++, p += pb) {
-        __m256i P0, P1;
-        const int64_t *c0 = (const int64_t *)(x0 + 32 * b), *c1 = (const int64_t *)(x1 + 32 * b);
-        if (!packs_signs(kind)) {
-            __m256i w = _mm256_loadu_si256((const __m256i *)p);
-            P0 = dot_u8(w, _mm256_set1_epi64x(c0[0]));
-            P1 = dot_u8(w, _mm256_set1_epi64x(c1[0]));
-            for (int c = 1; c < 4; c++) {
-                w = _mm256_loadu_si256((const __m256i *)(p + 32 * c));
-                P0 = _mm256_add_epi32(P0, dot_u8(w, _mm256_set1_epi64x(c0[c])));
-                P1 = _mm256_add_epi32(P1, dot_u8(w, _mm256_set1_epi64x(c1[c])));
-            }
-        } else {
-            __m256i w = _mm256_loadu_si256((const __m256i *)p), sg = _mm256_loadu_si256((const __m256i *)(p + 128));
-            P0 = dot_u8(w, _mm256_sign_epi8(_mm256_set1_epi64x(c0[0]), sg));
-            P1 = dot_u8(w, _mm256_sign_epi8(_mm256_set1_epi64x(c1[0]), sg));
-            for (int c = 1; c < 4; c++) {
-                w = _mm256_loadu_si256((const __m256i *)(p + 32 * c));
-                sg = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * c));
-                P0 = _mm256_add_epi32(P0, dot_u8(w, _mm256_sign_epi8(_mm256_set1_epi64x(c0[c]), sg)));
-                P1 = _mm256_add_epi32(P1, dot_u8(w, _mm256_sign_epi8(_mm256_set1_epi64x(c1[c]), sg)));
-            }
+// The exact block sums of four rows against two tokens, in the lane order of one
+// hadd: r0t0 r1t0 r0t1 r1t1 | r2t0 r3t0 r2t1 r3t1. C[c]: chunk c of the four rows
+// (their elements 8c…8c+7, row after row); q8_0: |w| with the signs in SG.
+// The unsigned 4- and 5-bit integers (≤ 31) let the four chunks' maddubs pairs
+// add in int16 before one madd (|Σ| ≤ 4·2·31·127 = 31,496 < 32,767); q8_0's
+// |w| ≤ 128 does not, so its chunks are widened one by one.
+SIMD_FN static inline __m256i pair_sums(int signs, const __m256i *C, const __m256i *SG, const int8_t *x0, const int8_t *x1) {
+    const int64_t *c0 = (const int64_t *)x0, *c1 = (const int64_t *)x1;
+    if (!signs) {
+        __m256i S0 = _mm256_maddubs_epi16(C[0], _mm256_set1_epi64x(c0[0]));
+        __m256i S1 = _mm256_maddubs_epi16(C[0], _mm256_set1_epi64x(c1[0]));
+        for (int c = 1; c < 4; c++) {
+            S0 = _mm256_add_epi16(S0, _mm256_maddubs_epi16(C[c], _mm256_set1_epi64x(c0[c])));
+            S1 = _mm256_add_epi16(S1, _mm256_maddubs_epi16(C[c], _mm256_set1_epi64x(c1[c])));
         }
-        __m256i isum = _mm256_hadd_epi32(P0, P1);
-        if (offset_shift(kind))   // Σ (q − 8)·x = Σ q·x − 8·Σ x (q4_0; 16 for q5_0)
-            isum = _mm256_sub_epi32(isum, _mm256_sll_epi32(_mm256_blend_epi32(_mm256_set1_epi32(sx0[b]), _mm256_set1_epi32(sx1[b]), 0xCC),
-                                                           _mm_cvtsi32_si128(offset_shift(kind))));
-        const float *f = (const float *)(p + packed_scales(kind));
-        __m256 dx = _mm256_blend_ps(_mm256_set1_ps(d0[b]), _mm256_set1_ps(d1[b]), 0xCC);
-        A = _mm256_fmadd_ps(_mm256_mul_ps(_mm256_loadu_ps(f), dx), _mm256_cvtepi32_ps(isum), A);
-        if (has_min(kind))
-            M = _mm256_fmadd_ps(_mm256_loadu_ps(f + 8), _mm256_blend_ps(_mm256_set1_ps(s0[b]), _mm256_set1_ps(s1[b]), 0xCC), M);
+        const __m256i ones = _mm256_set1_epi16(1);
+        return _mm256_hadd_epi32(_mm256_madd_epi16(S0, ones), _mm256_madd_epi16(S1, ones));
     }
+    __m256i P0 = dot_u8(C[0], _mm256_sign_epi8(_mm256_set1_epi64x(c0[0]), SG[0]));
+    __m256i P1 = dot_u8(C[0], _mm256_sign_epi8(_mm256_set1_epi64x(c1[0]), SG[0]));
+    for (int c = 1; c < 4; c++) {
+        P0 = _mm256_add_epi32(P0, dot_u8(C[c], _mm256_sign_epi8(_mm256_set1_epi64x(c0[c]), SG[c])));
+        P1 = _mm256_add_epi32(P1, dot_u8(C[c], _mm256_sign_epi8(_mm256_set1_epi64x(c1[c]), SG[c])));
+    }
+    return _mm256_hadd_epi32(P0, P1);
+}
+
+// One block of a pair into its accumulators: the canonical fma per (row, token).
+// dw, mw: the four rows' scales and minimums in the hadd lane order; d0, s0, sx0
+// and d1, s1, sx1: the two tokens' scale, scaled sum and integer sum of the block.
+SIMD_FN static inline void pair_accumulate(int kind, __m256i isum, __m256 dw, __m256 mw, float d0, float d1, float s0, float s1,
+                                           int32_t sx0, int32_t sx1, __m256 *A, __m256 *M) {
+    if (offset_shift(kind))   // Σ (q − 8)·x = Σ q·x − 8·Σ x (q4_0; 16 for q5_0)
+        isum = _mm256_sub_epi32(isum, _mm256_sll_epi32(_mm256_blend_epi32(_mm256_set1_epi32(sx0), _mm256_set1_epi32(sx1), 0xCC),
+                                                       _mm_cvtsi32_si128(offset_shift(kind))));
+    __m256 dx = _mm256_blend_ps(_mm256_set1_ps(d0), _mm256_set1_ps(d1), 0xCC);
+    *A = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), *A);
+    if (has_min(kind))
+        *M = _mm256_fmadd_ps(mw, _mm256_blend_ps(_mm256_set1_ps(s0), _mm256_set1_ps(s1), 0xCC), *M);
+}
+
+// A pair's eight results: rows r…r+live−1 of tokens t0 and t1.
+SIMD_FN static inline void pair_store(int kind, __m256 A, __m256 M, float *y0, float *y1, int live) {
     __m256 Y = has_min(kind) ? _mm256_add_ps(A, M) : A;
     Y = _mm256_permutevar8x32_ps(Y, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
     float out[8];
     _mm256_storeu_ps(out, Y);
-    for (int k = 0; k < n; k++) { y0[k] = out[k]; y1[k] = out[4 + k]; }
+    for (int k = 0; k < live; k++) { y0[k] = out[k]; y1[k] = out[4 + k]; }
+}
+
+// Two tokens t0, t1 against one packed group: eight (row, token) results, stored
+// to rows r…r+live−1 of both.
+SIMD_FN static void tile_4x2(int kind, const uint8_t *p, int blocks, const int8_t *qs, const float *d, const float *s,
+                             const int32_t *sx, int t0, int t1, float *y, int ldy, int r, int live) {
+    size_t pb = packed_block_bytes(kind), n = 32 * (size_t)blocks;
+    __m256 A = _mm256_setzero_ps(), M = _mm256_setzero_ps();
+    for (int b = 0; b < blocks; b++, p += pb) {
+        __m256i C[4], SG[4];
+        for (int c = 0; c < 4; c++) {
+            C[c] = _mm256_loadu_si256((const __m256i *)(p + 32 * c));
+            if (packs_signs(kind)) SG[c] = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * c));
+        }
+        __m256i isum = pair_sums(packs_signs(kind), C, SG, qs + t0 * n + 32 * b, qs + t1 * n + 32 * b);
+        const float *f = (const float *)(p + packed_scales(kind));
+        size_t i0 = (size_t)t0 * blocks + b, i1 = (size_t)t1 * blocks + b;
+        pair_accumulate(kind, isum, _mm256_loadu_ps(f), has_min(kind) ? _mm256_loadu_ps(f + 8) : _mm256_setzero_ps(),
+                        d[i0], d[i1], s[i0], s[i1], offset_shift(kind) ? sx[i0] : 0, offset_shift(kind) ? sx[i1] : 0, &A, &M);
+    }
+    pair_store(kind, A, M, y + (size_t)t0 * ldy + r, y + (size_t)t1 * ldy + r, live);
+}
+
+// ---- A few tokens (a batch of decode steps, short verification passes) against
+// rows read in place: each block of four rows is transposed in registers into the
+// tile layout (the same 4 × 4 transpose of 64-bit lanes as pack_group), then every
+// pair of tokens runs as in tile_4x2. NP pairs per pass over the rows: tokens
+// t0 … t0+2·NP−1, the ones past `tokens` repeating the last (their stores are
+// the same bits again).
+SIMD_FN static inline __attribute__((always_inline)) void pairs_in_place(int kind, int block_bytes, int NP, const uint8_t *w,
+        size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s, const int32_t *sx, int blocks,
+        int t0, int tokens, float *y, int ldy) {
+    size_t group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;
+    // Per pair p: its tokens' activation blocks, scales, scaled sums and integer sums.
+    const int8_t *xa[4], *xb[4];
+    const float *da[4], *db[4], *sa[4], *sb[4];
+    const int32_t *ia[4], *ib[4];
+    int ta[4], tb[4];
+    for (int p = 0; p < NP; p++) {
+        ta[p] = t0 + 2 * p < tokens ? t0 + 2 * p : tokens - 1;
+        tb[p] = t0 + 2 * p + 1 < tokens ? t0 + 2 * p + 1 : tokens - 1;
+        xa[p] = qs + (size_t)ta[p] * 32 * blocks; xb[p] = qs + (size_t)tb[p] * 32 * blocks;
+        da[p] = d + (size_t)ta[p] * blocks; db[p] = d + (size_t)tb[p] * blocks;
+        sa[p] = s + (size_t)ta[p] * blocks; sb[p] = s + (size_t)tb[p] * blocks;
+        ia[p] = sx + (size_t)ta[p] * blocks; ib[p] = sx + (size_t)tb[p] * blocks;
+    }
+    for (int r = 0; r < rows; r += 4) {
+        const uint8_t *rw[4];
+        for (int k = 0; k < 4; k++) rw[k] = w + (size_t)(r + k < rows ? r + k : rows - 1) * row_bytes;
+        __m256 A[4], M[4];
+        for (int p = 0; p < NP; p++) { A[p] = _mm256_setzero_ps(); M[p] = _mm256_setzero_ps(); }
+        for (int b = 0; b < blocks; b++) {
+            const char *pf = (const char *)rw[0] + pf_ahead + 4 * (size_t)b * block_bytes;
+            _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + 64, _MM_HINT_T0);
+            if (4 * block_bytes > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);
+            const uint8_t *b0 = rw[0] + (size_t)b * block_bytes, *b1 = rw[1] + (size_t)b * block_bytes,
+                          *b2 = rw[2] + (size_t)b * block_bytes, *b3 = rw[3] + (size_t)b * block_bytes;
+            __m256i R0 = block_ints(kind, b0), R1 = block_ints(kind, b1), R2 = block_ints(kind, b2), R3 = block_ints(kind, b3);
+            __m256i T0 = _mm256_unpacklo_epi64(R0, R1), T1 = _mm256_unpackhi_epi64(R0, R1);
+            __m256i T2 = _mm256_unpacklo_epi64(R2, R3), T3 = _mm256_unpackhi_epi64(R2, R3);
+            __m256i C[4] = { _mm256_permute2x128_si256(T0, T2, 0x20), _mm256_permute2x128_si256(T1, T3, 0x20),
+                             _mm256_permute2x128_si256(T0, T2, 0x31), _mm256_permute2x128_si256(T1, T3, 0x31) }, SG[4];
+            if (packs_signs(kind))
+                for (int c = 0; c < 4; c++) { SG[c] = C[c]; C[c] = _mm256_abs_epi8(C[c]); }
+            const __m256i lanes = _mm256_setr_epi32(0, 1, 0, 1, 2, 3, 2, 3);
+            __m128 d4 = scales4(b0, b1, b2, b3);
+            __m256 dw = _mm256_permutevar8x32_ps(_mm256_set_m128(d4, d4), lanes), mw = dw;
+            if (has_min(kind)) {
+                __m128 m4 = scales4(b0 + 2, b1 + 2, b2 + 2, b3 + 2);
+                mw = _mm256_permutevar8x32_ps(_mm256_set_m128(m4, m4), lanes);
+            }
+#pragma clang loop unroll(full)
+            for (int p = 0; p < NP; p++) {
+                __m256i isum = pair_sums(packs_signs(kind), C, SG, xa[p] + 32 * b, xb[p] + 32 * b);
+                pair_accumulate(kind, isum, dw, mw, da[p][b], db[p][b], sa[p][b], sb[p][b],
+                                offset_shift(kind) ? ia[p][b] : 0, offset_shift(kind) ? ib[p][b] : 0, &A[p], &M[p]);
+            }
+        }
+        int live = rows - r < 4 ? rows - r : 4;
+        for (int p = 0; p < NP; p++) pair_store(kind, A[p], M[p], y + (size_t)ta[p] * ldy + r, y + (size_t)tb[p] * ldy + r, live);
+    }
 }
 
 // Repacked rows live in a per-thread buffer that only grows.
@@ -324,10 +398,13 @@ static uint8_t *pack_space(size_t bytes) {
     return pack_buf;
 }
 
-// Below this many tokens the rows are read in place, two tokens at a time (the
-// repacking pass would cost more than it saves); the results are the same bits.
+// Below this many tokens the rows are read in place and transposed in registers
+// (pairs_in_place); from here on, repacking each group once for all the tokens
+// costs less. Measured with `wren bench -p 64 -b N -t 1` on the 2-core EPYC
+// (SmolLM2 q4_1): in place 527/550/557/556 tok/s at N = 8/16/32/64, repacked
+// 531/477/530/565. The results are the same bits either way.
 #ifndef TILE_MIN_TOKENS
-#define TILE_MIN_TOKENS 8
+#define TILE_MIN_TOKENS 48
 #endif
 
 SIMD_FN static void tiles_over_packed(int kind, uint8_t *pk, size_t packed, int rows, const int8_t *qs, const float *d, const float *s,
@@ -337,32 +414,42 @@ SIMD_FN static void tiles_of_group(int kind, const uint8_t *pg, int rows, int g,
                                    const int32_t *sx, int blocks, int tokens, float *y, int ldy);
 
 typedef void (*gemv_fn)(const uint8_t *, size_t, int, const int8_t *, const float *, const float *, int, float *, int);
+typedef void (*pairs_fn)(const uint8_t *, size_t, int, const int8_t *, const float *, const float *, const int32_t *, int, int, int,
+                         float *, int);
 
-SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, gemv_fn gemv2, gemv_fn gemv4, const uint8_t *w, size_t row_bytes, int rows,
-                                 const int8_t *qs, const float *d, const float *s, int blocks, int tokens, float *y, int ldy) {
-    const size_t n = 32 * (size_t)blocks;
+SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, pairs_fn pairs2, pairs_fn pairs4, const uint8_t *w,
+                                 size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s, int blocks, int tokens,
+                                 float *y, int ldy) {
+    if (tokens == 1) { gemv(w, row_bytes, rows, qs, d, s, blocks, y, ldy); return; }
     int groups = (rows + 3) / 4;
     size_t gbytes = (size_t)blocks * packed_block_bytes(kind);
-    // One packed group, then (q4_0, q5_0) each token's block sums Σx.
-    size_t packed = (gbytes + 63) / 64 * 64;
-    uint8_t *pk = tokens >= TILE_MIN_TOKENS ? pack_space(packed + 4 * (size_t)tokens * blocks) : NULL;
-    if (!pk) {
-        // Four tokens per pass over the rows where there are four (a batch of decode
-        // steps: the weights come from memory once for all four), then two, then one.
-        int t = 0;
-        for (; t + 4 <= tokens; t += 4)
-            gemv4(w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks, y + (size_t)t * ldy, ldy);
-        for (; t + 2 <= tokens; t += 2)
-            gemv2(w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks, y + (size_t)t * ldy, ldy);
-        if (t < tokens)
-            gemv(w, row_bytes, rows, qs + t * n, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks, y + (size_t)t * ldy, ldy);
+    // One packed group (tiles only), then (q4_0, q5_0) each token's block sums Σx.
+    size_t packed = tokens >= TILE_MIN_TOKENS ? (gbytes + 63) / 64 * 64 : 0;
+    uint8_t *pk = pack_space(packed + 4 * (size_t)tokens * blocks);
+    if (!pk) {   // no memory for the buffer: one token at a time (the same bits)
+        for (int t = 0; t < tokens; t++)
+            gemv(w, row_bytes, rows, qs + (size_t)t * 32 * blocks, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks,
+                 y + (size_t)t * ldy, ldy);
         return;
     }
-    // Each group is packed and used at once, while it is in L1: the next rows'
-    // loads from memory overlap the products of these.
     int32_t *sx = (int32_t *)(pk + packed);
     block_sums(kind, qs, tokens, blocks, sx);
+    if (!packed) {
+        // Up to eight tokens per pass over the rows (the weights come from memory
+        // once for all of them), then up to four.
+        int t = 0;
+        for (; tokens - t > 4; t += 8) pairs4(w, row_bytes, rows, qs, d, s, sx, blocks, t, t + 8 < tokens ? t + 8 : tokens, y, ldy);
+        if (t < tokens) pairs2(w, row_bytes, rows, qs, d, s, sx, blocks, t, tokens, y, ldy);
+        return;
+    }
+    // Each group is packed and used at once, while it is in L1; the next group's
+    // rows are fetched meanwhile.
     for (int g = 0; g < groups; g++) {
+        if (g + 1 < groups) {
+            const char *next = (const char *)w + (size_t)(4 * g + 4) * row_bytes;
+            int more = rows - 4 * g - 4 < 4 ? rows - 4 * g - 4 : 4;
+            for (size_t o = 0; o < (size_t)more * row_bytes; o += 64) _mm_prefetch(next + o, _MM_HINT_T0);
+        }
         pack_group(kind, w, row_bytes, rows, 4 * g, blocks, block_bytes, pk);
         tiles_of_group(kind, pk, rows, g, qs, d, s, sx, blocks, tokens, y, ldy);
     }
@@ -383,14 +470,9 @@ SIMD_FN static void block_sums(int kind, const int8_t *qs, int tokens, int block
 // Every token against packed group g (rows 4g … 4g+3) at pg.
 SIMD_FN static void tiles_of_group(int kind, const uint8_t *pg, int rows, int g, const int8_t *qs, const float *d, const float *s,
                                    const int32_t *sx, int blocks, int tokens, float *y, int ldy) {
-    const size_t n = 32 * (size_t)blocks;
     int r = 4 * g, live = rows - r < 4 ? rows - r : 4;
-    for (int t = 0; t < tokens; t += 2) {
-        int u = t + 1 < tokens ? t + 1 : t;   // an odd last token pairs with itself
-        tile_4x2(kind, pg, blocks, qs + t * n, qs + u * n, d + (size_t)t * blocks, d + (size_t)u * blocks,
-                 s + (size_t)t * blocks, s + (size_t)u * blocks, sx + (size_t)t * blocks, sx + (size_t)u * blocks,
-                 y + (size_t)t * ldy + r, y + (size_t)u * ldy + r, live);
-    }
+    for (int t = 0; t < tokens; t += 2)   // an odd last token pairs with itself
+        tile_4x2(kind, pg, blocks, qs, d, s, sx, t, t + 1 < tokens ? t + 1 : t, y, ldy, r, live);
 }
 
 // The tiles over groups already packed at pk (`packed` bytes, then room for the
@@ -419,15 +501,22 @@ SIMD_FN void wren_q8_tiles_min(uint8_t *pk, size_t packed, int rows, const int8_
     tiles_over_packed(KIND_Q4_1, pk, packed, rows, qs, d, s, blocks, tokens, y, ldy);
 }
 
-#define GEMM_Q8_AVX2(NAME, KIND, BYTES, GEMV, GEMV2, GEMV4)                                                           \
-    void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,    \
-              int blocks, int tokens, float *y, int ldy) {                                                     \
-        gemm_q8_avx2(KIND, BYTES, GEMV, GEMV2, GEMV4, w, row_bytes, rows, qs, d, s, blocks, tokens, y, ldy);          \
+#define PAIRS_Q8(NAME, KIND, BYTES, NP)                                                                                \
+    SIMD_FN static void NAME(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,    \
+                             const int32_t *sx, int blocks, int t0, int tokens, float *y, int ldy) {                          \
+        pairs_in_place(KIND, BYTES, NP, w, row_bytes, rows, qs, d, s, sx, blocks, t0, tokens, y, ldy);                      \
     }
-GEMM_Q8_AVX2(wren_gemm_q8_q4_0_avx2, KIND_Q4_0, 18, gemv_q4_0_q8, gemv2_q4_0_q8, gemv4_q4_0_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q4_1_avx2, KIND_Q4_1, 20, gemv_q4_1_q8, gemv2_q4_1_q8, gemv4_q4_1_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q8_0_avx2, KIND_Q8_0, 34, gemv_q8_0_q8, gemv2_q8_0_q8, gemv4_q8_0_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q5_0_avx2, KIND_Q5_0, 22, gemv_q5_0_q8, gemv2_q5_0_q8, gemv4_q5_0_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q5_1_avx2, KIND_Q5_1, 24, gemv_q5_1_q8, gemv2_q5_1_q8, gemv4_q5_1_q8)
+#define GEMM_Q8_AVX2(NAME, KIND, BYTES, GEMV)                                                                            \
+    PAIRS_Q8(NAME##_pairs2, KIND, BYTES, 2)                                                                             \
+    PAIRS_Q8(NAME##_pairs4, KIND, BYTES, 4)                                                                             \
+    void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,                 \
+              int blocks, int tokens, float *y, int ldy) {                                                              \
+        gemm_q8_avx2(KIND, BYTES, GEMV, NAME##_pairs2, NAME##_pairs4, w, row_bytes, rows, qs, d, s, blocks, tokens, y, ldy); \
+    }
+GEMM_Q8_AVX2(wren_gemm_q8_q4_0_avx2, KIND_Q4_0, 18, gemv_q4_0_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q4_1_avx2, KIND_Q4_1, 20, gemv_q4_1_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q8_0_avx2, KIND_Q8_0, 34, gemv_q8_0_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q5_0_avx2, KIND_Q5_0, 22, gemv_q5_0_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q5_1_avx2, KIND_Q5_1, 24, gemv_q5_1_q8)
 
 #endif

@@ -104,14 +104,16 @@ final class OpsTests: XCTestCase {
     }
 
     /// The 8-bit products compute one canonical arithmetic (CWrenKernels/q8.c), so
-    /// every path gives the same bits: AVX2 and portable, prompt tiles (≥ 8 tokens,
-    /// rows repacked) and the one-token gemv, any row count (short row groups) and
+    /// every path gives the same bits: AVX2 and portable, prompt tiles (≥ 48 tokens,
+    /// rows repacked), batches read in place and the one-token gemv, any row count (short row groups) and
     /// thread count. Speculative verification and batch invariance rest on this.
     func testQ8PathsAreBitIdentical() {
         var rng = SeededRNG(seed: 79)
         for dt in DType.allCases where dt.isQuantized {
-            // 4…7 tokens: four, then two, then one per pass over the rows; 8 and more: tiles.
-            for (rows, blocks, T) in [(1, 1, 5), (7, 3, 4), (9, 2, 7), (5, 4, 6), (37, 18, 17), (130, 5, 33)] {
+            // 2…47 tokens: up to eight per pass over rows read in place (a short pass
+            // repeats its last token); 48 and more: repacked tiles (q8.c, TILE_MIN_TOKENS).
+            for (rows, blocks, T) in [(1, 1, 5), (7, 3, 4), (9, 2, 7), (5, 4, 2), (6, 2, 3), (11, 3, 8), (37, 18, 17),
+                                      (130, 5, 33), (13, 2, 9), (67, 3, 50)] {
                 let n = rowLength(dt, blocks: blocks)
                 let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
                 let x = (0..<(n * T)).map { _ in rng.normal() }
