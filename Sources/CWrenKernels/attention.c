@@ -99,10 +99,56 @@ SIMD_FN static inline float kdot_f16(const uint8_t *kp, const float *q, int hd) 
     return hsum256(a);
 }
 
+// Eight positions' scores at once, each with exactly kdot_f16's operations (its
+// own fma chain over j, then hsum256's additions, done transposed): eight
+// independent chains instead of one latency-bound chain per position.
+SIMD_FN static inline __m256 hsum8(const __m256 *a) {
+    // Lanes [x_p | x_p+4]: hsum256's first step (low half + high half) for p and p + 4.
+    __m256 X[4];
+    for (int p = 0; p < 4; p++)
+        X[p] = _mm256_add_ps(_mm256_permute2f128_ps(a[p], a[p + 4], 0x20), _mm256_permute2f128_ps(a[p], a[p + 4], 0x31));
+    // Transpose each 128-bit half: R[c] holds element c of the four positions.
+    __m256 t0 = _mm256_unpacklo_ps(X[0], X[1]), t1 = _mm256_unpackhi_ps(X[0], X[1]);
+    __m256 t2 = _mm256_unpacklo_ps(X[2], X[3]), t3 = _mm256_unpackhi_ps(X[2], X[3]);
+    __m256 R0 = _mm256_shuffle_ps(t0, t2, 0x44), R1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 R2 = _mm256_shuffle_ps(t1, t3, 0x44), R3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    // hsum256's (x0 + x2) + (x1 + x3).
+    return _mm256_add_ps(_mm256_add_ps(R0, R2), _mm256_add_ps(R1, R3));
+}
+
+SIMD_FN static inline __m256 kdot8_f16(const uint8_t *kp, size_t stride, const float *q, int hd) {
+    __m256 a[8];
+    for (int p = 0; p < 8; p++) a[p] = _mm256_setzero_ps();
+    for (int j = 0; j < hd; j += 8) {
+        __m256 qv = _mm256_loadu_ps(q + j);
+        for (int p = 0; p < 8; p++)
+            a[p] = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(kp + p * stride + 2 * j))), qv, a[p]);
+    }
+    return hsum8(a);
+}
+
 SIMD_FN static inline void vaxpy_f16(float e, const uint8_t *vp, float *out, int hd) {
     __m256 ev = _mm256_set1_ps(e);
     for (int j = 0; j < hd; j += 8)
         _mm256_storeu_ps(out + j, _mm256_fmadd_ps(ev, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + 2 * j))), _mm256_loadu_ps(out + j)));
+}
+
+// A block's bn positions into out (vaxpy_f16 once per position, in order). With
+// 64-wide heads the accumulator stays in eight registers across the block
+// instead of going through memory at every position; the operations are the same.
+SIMD_FN static inline void vblock_f16(const float *e, int bn, const uint8_t *v, size_t stride, float *out, int hd) {
+    if (hd != 64) {
+        for (int i = 0; i < bn; i++) vaxpy_f16(e[i], v + (size_t)i * stride, out, hd);
+        return;
+    }
+    __m256 o[8];
+    for (int c = 0; c < 8; c++) o[c] = _mm256_loadu_ps(out + 8 * c);
+    for (int i = 0; i < bn; i++) {
+        __m256 ev = _mm256_set1_ps(e[i]);
+        const uint8_t *vp = v + (size_t)i * stride;
+        for (int c = 0; c < 8; c++) o[c] = _mm256_fmadd_ps(ev, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(vp + 16 * c))), o[c]);
+    }
+    for (int c = 0; c < 8; c++) _mm256_storeu_ps(out + 8 * c, o[c]);
 }
 
 SIMD_FN static inline void vaxpy_q8_0(float e, const uint8_t *vp, float *out, int hd) {
@@ -117,8 +163,10 @@ SIMD_FN static inline void vaxpy_q8_0(float e, const uint8_t *vp, float *out, in
 }
 
 // One query head over n cached positions, keys in blocks of 64 with a running
-// maximum and sum (online softmax); KDOT/VAXPY read one position's head.
-#define ATTEND(NAME, KDOT, VAXPY)                                                                       \
+// maximum and sum (online softmax); KDOT reads one position's key, KDOT8 eight
+// positions' (the same bits as KDOT, used where KDOT8_OK), VBLOCK adds a block's
+// weighted values to out.
+#define ATTEND(NAME, KDOT, KDOT8, KDOT8_OK, VBLOCK)                                                                       \
 SIMD_FN static void NAME(const float *q, const uint8_t *k, const uint8_t *v, size_t stride, int n, int hd, \
                          float scale, float *out) {                                                    \
     float sc[64], run_max = -INFINITY, run_sum = 0;                                                    \
@@ -126,10 +174,12 @@ SIMD_FN static void NAME(const float *q, const uint8_t *k, const uint8_t *v, siz
     for (int p0 = 0; p0 < n; p0 += 64) {                                                               \
         int bn = n - p0 < 64 ? n - p0 : 64;                                                            \
         float bmax = -INFINITY;                                                                        \
-        for (int i = 0; i < bn; i++) {                                                                 \
-            sc[i] = KDOT(k + (size_t)(p0 + i) * stride, q, hd) * scale;                                \
-            if (sc[i] > bmax) bmax = sc[i];                                                            \
-        }                                                                                              \
+        int i = 0;                                                                                     \
+        for (; i + 8 <= bn && KDOT8_OK; i += 8)                                                        \
+            _mm256_storeu_ps(sc + i, _mm256_mul_ps(KDOT8(k + (size_t)(p0 + i) * stride, stride, q, hd),  \
+                                                   _mm256_set1_ps(scale)));                            \
+        for (; i < bn; i++) sc[i] = KDOT(k + (size_t)(p0 + i) * stride, q, hd) * scale;                \
+        for (i = 0; i < bn; i++) if (sc[i] > bmax) bmax = sc[i];                                       \
         if (bmax > run_max) {                                                                          \
             float corr = expf(run_max - bmax);                                                         \
             if (run_sum != 0) for (int j = 0; j < hd; j++) out[j] *= corr;                             \
@@ -140,18 +190,19 @@ SIMD_FN static void NAME(const float *q, const uint8_t *k, const uint8_t *v, siz
         for (; i8 + 8 <= bn; i8 += 8)                                                                  \
             _mm256_storeu_ps(sc + i8, exp256(_mm256_sub_ps(_mm256_loadu_ps(sc + i8), _mm256_set1_ps(run_max)))); \
         for (; i8 < bn; i8++) sc[i8] = expf(sc[i8] - run_max);                                         \
-        for (int i = 0; i < bn; i++) {                                                                 \
-            run_sum += sc[i];                                                                          \
-            VAXPY(sc[i], v + (size_t)(p0 + i) * stride, out, hd);                                      \
-        }                                                                                              \
+        for (i = 0; i < bn; i++) run_sum += sc[i];                                                     \
+        VBLOCK(sc, bn, v + (size_t)p0 * stride, stride, out, hd);                                      \
     }                                                                                                  \
     float inv = 1 / run_sum;                                                                           \
     for (int j = 0; j < hd; j++) out[j] *= inv;                                                        \
 }
 
 SIMD_FN static inline float kdot_q8_0(const uint8_t *kp, const float *q, int hd) { return dot_q8_0_avx2(kp, q, hd / 32); }
-ATTEND(attend_f16_avx2, kdot_f16, vaxpy_f16)
-ATTEND(attend_q8_0_avx2, kdot_q8_0, vaxpy_q8_0)
+ATTEND(attend_f16_avx2, kdot_f16, kdot8_f16, 1, vblock_f16)
+SIMD_FN static inline void vblock_q8_0(const float *e, int bn, const uint8_t *v, size_t stride, float *out, int hd) {
+    for (int i = 0; i < bn; i++) vaxpy_q8_0(e[i], v + (size_t)i * stride, out, hd);
+}
+ATTEND(attend_q8_0_avx2, kdot_q8_0, kdot8_f16, 0, vblock_q8_0)
 #endif
 
 static float kdot_f16_scalar(const uint8_t *kp, const float *q, int hd) { return dot_f16_scalar(kp, q, hd); }

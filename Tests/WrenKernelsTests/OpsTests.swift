@@ -243,6 +243,40 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    /// Decode attention over an f16 cache (eight positions' scores per pass, a
+    /// 64-wide head's values accumulated in registers, the tail one position at a
+    /// time) against a double-precision softmax(q·k)·v on the same f16 values, for
+    /// head widths with and without the register path and counts around the 8- and
+    /// 64-position blocks; AVX2 and portable. Tolerance 1e-5 absolute (values ~N(0,1)):
+    /// f32 dots of ≤ 128 terms and a softmax over ≤ 150 weights, measured ≤ 5.1e-7;
+    /// a kernel that mixes up positions is off by ~0.5.
+    func testDecodeAttentionOverF16Cache() {
+        var rng = SeededRNG(seed: 23)
+        for hd in [32, 64, 128] {
+            for n in [1, 7, 8, 9, 63, 64, 65, 150] {
+                let stride = 3 * hd   // rows of three kv heads; this head is the second
+                let k = (0..<(n * stride)).map { _ in Float16(rng.normal()) }, v = (0..<(n * stride)).map { _ in Float16(rng.normal()) }
+                let q = (0..<hd).map { _ in rng.normal() }
+                let scale = 1 / Float(hd).squareRoot()
+                var want = [Double](repeating: 0, count: hd), scores = [Double]()
+                for p in 0..<n { scores.append((0..<hd).reduce(0.0) { $0 + Double(k[p * stride + hd + $1]) * Double(q[$1]) } * Double(scale)) }
+                let top = scores.max()!, weights = scores.map { exp($0 - top) }, total = weights.reduce(0, +)
+                for p in 0..<n { for j in 0..<hd { want[j] += weights[p] / total * Double(v[p * stride + hd + j]) } }
+                for scalar in [false, true] {
+                    wren_kernels_force_scalar(scalar ? 1 : 0)
+                    defer { wren_kernels_force_scalar(0) }
+                    var out = [Float](repeating: .nan, count: hd)
+                    k.withUnsafeBytes { kp in v.withUnsafeBytes { vp in
+                        Attention.decodeF16(q: q, k: kp.baseAddress! + 2 * hd, v: vp.baseAddress! + 2 * hd, stride: 2 * stride, n: n, hd: hd,
+                                            scale: scale, out: &out)
+                    } }
+                    let worst = zip(out, want).map { abs(Double($0) - $1) }.max()!
+                    XCTAssertLessThan(worst, 1e-5, "hd \(hd), n \(n), scalar \(scalar)")
+                }
+            }
+        }
+    }
+
     func testDotMatchesNaive() {
         var rng = SeededRNG(seed: 3)
         for n in [1, 7, 33, 255] {
