@@ -229,30 +229,59 @@ SIMD_FN static void gemm_f32_avx2(const float *w, int rows, const float *x, int 
     }
 }
 
-static int simd_state = -1;
-void wren_kernels_force_scalar(int on) { simd_state = on ? 0 : -1; }
+static int simd_state = -1;   /* -1: not chosen yet; else the set: 0 portable, 1 AVX2, 2 AVX-512 VNNI */
+static int forced = -1;       /* tests: the set asked for (capped by the CPU), -1: the environment's */
+
+/* The best set this CPU runs: AVX-512 VNNI needs F, BW, VL and VNNI (the OS saving the
+   AVX-512 state is part of __builtin_cpu_supports' answer) on top of AVX2/FMA/F16C. */
+static int cpu_best(void) {
+    __builtin_cpu_init();
+    int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    int vnni = avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+               __builtin_cpu_supports("avx512vnni");
+    return vnni ? 2 : avx2 ? 1 : 0;
+}
+static const char *set_names[] = { "scalar", "avx2", "avx512vnni" };
+
+void wren_kernels_force_scalar(int on) { forced = on ? 0 : -1; simd_state = -1; }
+int wren_kernels_force_set(int set) {
+    int best = cpu_best();
+    forced = set < 0 ? -1 : set < best ? set : best;
+    simd_state = -1;
+    return wren_kernels_simd();
+}
+int wren_kernels_best(void) { return cpu_best(); }
 /* WREN_KERNELS=scalar (or portable) forces the portable C paths (the test command runs the
    engine tests once more that way, so the fallback is covered on every machine);
-   WREN_KERNELS=avx2 asks for the AVX2 set. A set this CPU or build lacks (avx512: not
-   written yet) is named on stderr with the set used instead, never skipped silently. */
+   WREN_KERNELS=avx2 asks for the AVX2 set, avx512vnni (or avx512) for the VNNI one. A set
+   this CPU lacks is named on stderr with the set used instead, never skipped silently. */
 int wren_kernels_simd(void) {
     if (simd_state < 0) {
+        int best = cpu_best();
+        if (forced >= 0) { simd_state = forced; return simd_state; }
         const char *k = getenv("WREN_KERNELS");
-        __builtin_cpu_init();
-        int avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
-        int portable = k && (strcmp(k, "scalar") == 0 || strcmp(k, "portable") == 0);
-        if (k && *k && !portable && strcmp(k, "avx2") != 0)
-            fprintf(stderr, "wren: WREN_KERNELS=%s: this build has no such kernel set (it has avx2 and scalar); using %s\n",
-                    k, avx2 ? "avx2" : "scalar");
-        else if (k && strcmp(k, "avx2") == 0 && !avx2)
-            fprintf(stderr, "wren: WREN_KERNELS=avx2: this CPU lacks AVX2/FMA/F16C; using scalar\n");
-        simd_state = !portable && avx2;
+        int want = best;
+        if (k && *k) {
+            if (strcmp(k, "scalar") == 0 || strcmp(k, "portable") == 0) want = 0;
+            else if (strcmp(k, "avx2") == 0) want = 1;
+            else if (strcmp(k, "avx512vnni") == 0 || strcmp(k, "avx512") == 0) want = 2;
+            else fprintf(stderr, "wren: WREN_KERNELS=%s: no such kernel set (scalar, avx2, avx512vnni); using %s\n", k, set_names[best]);
+        }
+        if (want > best) {
+            fprintf(stderr, "wren: WREN_KERNELS=%s: this CPU lacks it; using %s\n", k, set_names[best]);
+            want = best;
+        }
+        simd_state = want;
     }
     return simd_state;
 }
+const char *wren_kernels_name(void) { return set_names[wren_kernels_simd()]; }
 #else
 int wren_kernels_simd(void) { return 0; }
 void wren_kernels_force_scalar(int on) { (void)on; }
+int wren_kernels_force_set(int set) { (void)set; return 0; }
+int wren_kernels_best(void) { return 0; }
+const char *wren_kernels_name(void) { return "scalar"; }
 #endif
 
 
@@ -449,7 +478,6 @@ static const wren_type_traits avx2[TYPE_SLOTS] = {
 };
 #endif
 
-const char *wren_kernels_name(void) { return wren_kernels_simd() ? "avx2" : "scalar"; }
 
 const wren_type_traits *wren_type(uint32_t dtype) {
     if (dtype >= TYPE_SLOTS) return NULL;

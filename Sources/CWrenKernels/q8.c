@@ -20,7 +20,7 @@
 // (decode batches) interleave each block in registers as they read it; a long
 // prompt repacks each row group once into a buffer and runs every token over it.
 #pragma STDC FP_CONTRACT OFF
-#include "kernels_common.h"
+#include "q8_common.h"
 
 // ---- Portable: one (row, token) at a time.
 
@@ -104,45 +104,6 @@ GEMM_Q8_SCALAR(wren_gemm_q8_q5_1_scalar, q8_row_q5_1)
 
 #if HAVE_SIMD
 
-// ---- The weights' integers of one block as 32 bytes, element order.
-SIMD_FN static inline __m256i nibbles32(const uint8_t *q) {
-    __m128i bytes = _mm_loadu_si128((const __m128i *)q), mask = _mm_set1_epi8(15);
-    __m128i lo = _mm_and_si128(bytes, mask), hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), mask);
-    return _mm256_inserti128_si256(_mm256_castsi128_si256(lo), hi, 1);
-}
-
-// The 5-bit types' integers of one block in element order: the nibbles, plus
-// 0x10 in byte j where bit j of qh is set (byte j/8 of qh broadcast to eight
-// bytes, each tested against its own bit).
-SIMD_FN static inline __m256i q5_ints(const uint8_t *qh, const uint8_t *qs) {
-    uint32_t h; memcpy(&h, qh, 4);
-    __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32((int)h),
-        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
-    __m256i bit = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bit), bit);
-    return _mm256_or_si256(nibbles32(qs), _mm256_and_si256(set, _mm256_set1_epi8(0x10)));
-}
-
-// Σ over 4-byte groups of w·x as 8 int32 lanes. maddubs multiplies unsigned by
-// signed bytes into int16 pairs (|w| ≤ 128, |x| ≤ 127: never saturates);
-// signed weights go through |w| and x with w's sign.
-SIMD_FN static inline __m256i dot_u8(__m256i w, __m256i x) {
-    return _mm256_madd_epi16(_mm256_maddubs_epi16(w, x), _mm256_set1_epi16(1));
-}
-SIMD_FN static inline __m256i dot_i8(__m256i w, __m256i x) {
-    return dot_u8(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-}
-
-// Four rows' 8-lane partial sums → their four exact block sums [r0, r1, r2, r3].
-SIMD_FN static inline __m128i reduce4(__m256i v0, __m256i v1, __m256i v2, __m256i v3) {
-    __m256i h = _mm256_hadd_epi32(_mm256_hadd_epi32(v0, v1), _mm256_hadd_epi32(v2, v3));
-    return _mm_add_epi32(_mm256_castsi256_si128(h), _mm256_extracti128_si256(h, 1));
-}
-
-SIMD_FN static inline __m128 scales4(const uint8_t *r0, const uint8_t *r1, const uint8_t *r2, const uint8_t *r3) {
-    return _mm_cvtph_ps(_mm_setr_epi16((short)load_u16(r0), (short)load_u16(r1), (short)load_u16(r2), (short)load_u16(r3), 0, 0, 0, 0));
-}
-
 // ---- One token against rows (decode): four rows per step, read in place.
 // (NT tokens per pass also work; the batched passes use pairs_in_place below.)
 // BLOCK_BYTES: block size; ISUM(blk, x): the block's 8-lane integer partials
@@ -190,34 +151,6 @@ GEMV_Q8(gemv_q4_0_q8, 1, 18, ISUM_Q4_0, 0)
 GEMV_Q8(gemv_q8_0_q8, 1, 34, ISUM_Q8_0, 0)
 GEMV_Q8(gemv_q5_0_q8, 1, 22, ISUM_Q5_0, 0)
 GEMV_Q8(gemv_q5_1_q8, 1, 24, ISUM_Q5_1, 1)
-
-// ---- Prompt tiles. A packed group of four rows holds, per block:
-//   w[4][32]: chunk c = the rows' elements 8c…8c+7, row after row (8 bytes each)
-//   q8_0: then sign[4][32], the same bytes before taking |w|
-//   dw[8] = d0 d1 d0 d1 d2 d3 d2 d3, and for q4_1 mw[8] (the minimums) likewise
-// so one hadd of two tokens' sums lines up with dw: lanes r0t0 r1t0 r0t1 r1t1 | r2t0 r3t0 r2t1 r3t1.
-enum { KIND_Q4_0, KIND_Q4_1, KIND_Q8_0, KIND_Q5_0, KIND_Q5_1 };
-
-// q4_* and q5_* pack their unsigned integers (q4_0's −8 and q5_0's −16 are
-// taken off the block sum as 8·Σx and 16·Σx); q8_0 packs |w| and w (the sign trick).
-static inline int packs_signs(int kind) { return kind == KIND_Q8_0; }
-static inline int has_min(int kind) { return kind == KIND_Q4_1 || kind == KIND_Q5_1; }
-/// log2 of the offset subtracted from the packed integers (0: none).
-static inline int offset_shift(int kind) { return kind == KIND_Q4_0 ? 3 : kind == KIND_Q5_0 ? 4 : 0; }
-static inline size_t packed_block_bytes(int kind) { return packs_signs(kind) ? 256 + 32 : has_min(kind) ? 128 + 64 : 128 + 32; }
-static inline size_t packed_scales(int kind) { return packs_signs(kind) ? 256 : 128; }
-
-// The packed integers of one block as 32 bytes in element order (q4_0: the
-// nibbles, without their −8).
-SIMD_FN static inline __m256i block_ints(int kind, const uint8_t *blk) {
-    switch (kind) {
-    case KIND_Q4_1: return nibbles32(blk + 4);
-    case KIND_Q4_0: return nibbles32(blk + 2);
-    case KIND_Q5_0: return q5_ints(blk + 2, blk + 6);
-    case KIND_Q5_1: return q5_ints(blk + 4, blk + 8);
-    default: return _mm256_loadu_si256((const __m256i *)(blk + 2));
-    }
-}
 
 // Packs rows r0 … r0+3 (a short group repeats its last row) of every block:
 // the four rows' 8-byte chunks are a 4 × 4 transpose of 64-bit lanes.
@@ -280,109 +213,13 @@ SIMD_FN static inline __m256i pair_sums(int signs, const __m256i *C, const __m25
     return _mm256_hadd_epi32(P0, P1);
 }
 
-// One block of a pair into its accumulators: the canonical fma per (row, token).
-// dw, mw: the four rows' scales and minimums in the hadd lane order; d0, s0, sx0
-// and d1, s1, sx1: the two tokens' scale, scaled sum and integer sum of the block.
-SIMD_FN static inline void pair_accumulate(int kind, __m256i isum, __m256 dw, __m256 mw, float d0, float d1, float s0, float s1,
-                                           int32_t sx0, int32_t sx1, __m256 *A, __m256 *M) {
-    if (offset_shift(kind))   // Σ (q − 8)·x = Σ q·x − 8·Σ x (q4_0; 16 for q5_0)
-        isum = _mm256_sub_epi32(isum, _mm256_sll_epi32(_mm256_blend_epi32(_mm256_set1_epi32(sx0), _mm256_set1_epi32(sx1), 0xCC),
-                                                       _mm_cvtsi32_si128(offset_shift(kind))));
-    __m256 dx = _mm256_blend_ps(_mm256_set1_ps(d0), _mm256_set1_ps(d1), 0xCC);
-    *A = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), *A);
-    if (has_min(kind))
-        *M = _mm256_fmadd_ps(mw, _mm256_blend_ps(_mm256_set1_ps(s0), _mm256_set1_ps(s1), 0xCC), *M);
-}
-
-// A pair's eight results: rows r…r+live−1 of tokens t0 and t1.
-SIMD_FN static inline void pair_store(int kind, __m256 A, __m256 M, float *y0, float *y1, int live) {
-    __m256 Y = has_min(kind) ? _mm256_add_ps(A, M) : A;
-    Y = _mm256_permutevar8x32_ps(Y, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
-    float out[8];
-    _mm256_storeu_ps(out, Y);
-    for (int k = 0; k < live; k++) { y0[k] = out[k]; y1[k] = out[4 + k]; }
-}
-
-// Two tokens t0, t1 against one packed group: eight (row, token) results, stored
-// to rows r…r+live−1 of both.
-SIMD_FN static void tile_4x2(int kind, const uint8_t *p, int blocks, const int8_t *qs, const float *d, const float *s,
-                             const int32_t *sx, int t0, int t1, float *y, int ldy, int r, int live) {
-    size_t pb = packed_block_bytes(kind), n = 32 * (size_t)blocks;
-    __m256 A = _mm256_setzero_ps(), M = _mm256_setzero_ps();
-    for (int b = 0; b < blocks; b++, p += pb) {
-        __m256i C[4], SG[4];
-        for (int c = 0; c < 4; c++) {
-            C[c] = _mm256_loadu_si256((const __m256i *)(p + 32 * c));
-            if (packs_signs(kind)) SG[c] = _mm256_loadu_si256((const __m256i *)(p + 128 + 32 * c));
-        }
-        __m256i isum = pair_sums(packs_signs(kind), C, SG, qs + t0 * n + 32 * b, qs + t1 * n + 32 * b);
-        const float *f = (const float *)(p + packed_scales(kind));
-        size_t i0 = (size_t)t0 * blocks + b, i1 = (size_t)t1 * blocks + b;
-        pair_accumulate(kind, isum, _mm256_loadu_ps(f), has_min(kind) ? _mm256_loadu_ps(f + 8) : _mm256_setzero_ps(),
-                        d[i0], d[i1], s[i0], s[i1], offset_shift(kind) ? sx[i0] : 0, offset_shift(kind) ? sx[i1] : 0, &A, &M);
-    }
-    pair_store(kind, A, M, y + (size_t)t0 * ldy + r, y + (size_t)t1 * ldy + r, live);
-}
-
-// ---- A few tokens (a batch of decode steps, short verification passes) against
-// rows read in place: each block of four rows is transposed in registers into the
-// tile layout (the same 4 × 4 transpose of 64-bit lanes as pack_group), then every
-// pair of tokens runs as in tile_4x2. NP pairs per pass over the rows: tokens
-// t0 … t0+2·NP−1, the ones past `tokens` repeating the last (their stores are
-// the same bits again).
-SIMD_FN static inline __attribute__((always_inline)) void pairs_in_place(int kind, int block_bytes, int NP, const uint8_t *w,
-        size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s, const int32_t *sx, int blocks,
-        int t0, int tokens, float *y, int ldy) {
-    size_t group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;
-    // Per pair p: its tokens' activation blocks, scales, scaled sums and integer sums.
-    const int8_t *xa[4], *xb[4];
-    const float *da[4], *db[4], *sa[4], *sb[4];
-    const int32_t *ia[4], *ib[4];
-    int ta[4], tb[4];
-    for (int p = 0; p < NP; p++) {
-        ta[p] = t0 + 2 * p < tokens ? t0 + 2 * p : tokens - 1;
-        tb[p] = t0 + 2 * p + 1 < tokens ? t0 + 2 * p + 1 : tokens - 1;
-        xa[p] = qs + (size_t)ta[p] * 32 * blocks; xb[p] = qs + (size_t)tb[p] * 32 * blocks;
-        da[p] = d + (size_t)ta[p] * blocks; db[p] = d + (size_t)tb[p] * blocks;
-        sa[p] = s + (size_t)ta[p] * blocks; sb[p] = s + (size_t)tb[p] * blocks;
-        ia[p] = sx + (size_t)ta[p] * blocks; ib[p] = sx + (size_t)tb[p] * blocks;
-    }
-    for (int r = 0; r < rows; r += 4) {
-        const uint8_t *rw[4];
-        for (int k = 0; k < 4; k++) rw[k] = w + (size_t)(r + k < rows ? r + k : rows - 1) * row_bytes;
-        __m256 A[4], M[4];
-        for (int p = 0; p < NP; p++) { A[p] = _mm256_setzero_ps(); M[p] = _mm256_setzero_ps(); }
-        for (int b = 0; b < blocks; b++) {
-            const char *pf = (const char *)rw[0] + pf_ahead + 4 * (size_t)b * block_bytes;
-            _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + 64, _MM_HINT_T0);
-            if (4 * block_bytes > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);
-            const uint8_t *b0 = rw[0] + (size_t)b * block_bytes, *b1 = rw[1] + (size_t)b * block_bytes,
-                          *b2 = rw[2] + (size_t)b * block_bytes, *b3 = rw[3] + (size_t)b * block_bytes;
-            __m256i R0 = block_ints(kind, b0), R1 = block_ints(kind, b1), R2 = block_ints(kind, b2), R3 = block_ints(kind, b3);
-            __m256i T0 = _mm256_unpacklo_epi64(R0, R1), T1 = _mm256_unpackhi_epi64(R0, R1);
-            __m256i T2 = _mm256_unpacklo_epi64(R2, R3), T3 = _mm256_unpackhi_epi64(R2, R3);
-            __m256i C[4] = { _mm256_permute2x128_si256(T0, T2, 0x20), _mm256_permute2x128_si256(T1, T3, 0x20),
-                             _mm256_permute2x128_si256(T0, T2, 0x31), _mm256_permute2x128_si256(T1, T3, 0x31) }, SG[4];
-            if (packs_signs(kind))
-                for (int c = 0; c < 4; c++) { SG[c] = C[c]; C[c] = _mm256_abs_epi8(C[c]); }
-            const __m256i lanes = _mm256_setr_epi32(0, 1, 0, 1, 2, 3, 2, 3);
-            __m128 d4 = scales4(b0, b1, b2, b3);
-            __m256 dw = _mm256_permutevar8x32_ps(_mm256_set_m128(d4, d4), lanes), mw = dw;
-            if (has_min(kind)) {
-                __m128 m4 = scales4(b0 + 2, b1 + 2, b2 + 2, b3 + 2);
-                mw = _mm256_permutevar8x32_ps(_mm256_set_m128(m4, m4), lanes);
-            }
-#pragma clang loop unroll(full)
-            for (int p = 0; p < NP; p++) {
-                __m256i isum = pair_sums(packs_signs(kind), C, SG, xa[p] + 32 * b, xb[p] + 32 * b);
-                pair_accumulate(kind, isum, dw, mw, da[p][b], db[p][b], sa[p][b], sb[p][b],
-                                offset_shift(kind) ? ia[p][b] : 0, offset_shift(kind) ? ib[p][b] : 0, &A[p], &M[p]);
-            }
-        }
-        int live = rows - r < 4 ? rows - r : 4;
-        for (int p = 0; p < NP; p++) pair_store(kind, A[p], M[p], y + (size_t)ta[p] * ldy + r, y + (size_t)tb[p] * ldy + r, live);
-    }
-}
+#define Q8_FN SIMD_FN
+#define Q8_NAME(x) x##_avx2
+#define Q8_PAIR_SUMS pair_sums
+#include "q8_pairs.inc"
+#undef Q8_FN
+#undef Q8_NAME
+#undef Q8_PAIR_SUMS
 
 // Repacked rows live in a per-thread buffer that only grows.
 static _Thread_local uint8_t *pack_buf;
@@ -410,17 +247,17 @@ static uint8_t *pack_space(size_t bytes) {
 SIMD_FN static void tiles_over_packed(int kind, uint8_t *pk, size_t packed, int rows, const int8_t *qs, const float *d, const float *s,
                                       int blocks, int tokens, float *y, int ldy);
 SIMD_FN static void block_sums(int kind, const int8_t *qs, int tokens, int blocks, int32_t *sx);
-SIMD_FN static void tiles_of_group(int kind, const uint8_t *pg, int rows, int g, const int8_t *qs, const float *d, const float *s,
-                                   const int32_t *sx, int blocks, int tokens, float *y, int ldy);
 
 typedef void (*gemv_fn)(const uint8_t *, size_t, int, const int8_t *, const float *, const float *, int, float *, int);
-typedef void (*pairs_fn)(const uint8_t *, size_t, int, const int8_t *, const float *, const float *, const int32_t *, int, int, int,
-                         float *, int);
 
-SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, pairs_fn pairs2, pairs_fn pairs4, const uint8_t *w,
-                                 size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s, int blocks, int tokens,
-                                 float *y, int ldy) {
+// The set for two or more tokens: VNNI where the CPU has it (and it is not
+// forced off), else AVX2. Every set gives the same bits.
+static const struct q8_set *pair_set(void) { return wren_kernels_simd() >= 2 ? wren_q8_vnni_set() : &set_avx2; }
+
+SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, const uint8_t *w, size_t row_bytes, int rows,
+                                 const int8_t *qs, const float *d, const float *s, int blocks, int tokens, float *y, int ldy) {
     if (tokens == 1) { gemv(w, row_bytes, rows, qs, d, s, blocks, y, ldy); return; }
+    const struct q8_set *set = pair_set();
     int groups = (rows + 3) / 4;
     size_t gbytes = (size_t)blocks * packed_block_bytes(kind);
     // One packed group (tiles only), then (q4_0, q5_0) each token's block sums Σx.
@@ -438,8 +275,9 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, pairs_
         // Up to eight tokens per pass over the rows (the weights come from memory
         // once for all of them), then up to four.
         int t = 0;
-        for (; tokens - t > 4; t += 8) pairs4(w, row_bytes, rows, qs, d, s, sx, blocks, t, t + 8 < tokens ? t + 8 : tokens, y, ldy);
-        if (t < tokens) pairs2(w, row_bytes, rows, qs, d, s, sx, blocks, t, tokens, y, ldy);
+        for (; tokens - t > 4; t += 8)
+            set->pairs4[kind](w, row_bytes, rows, qs, d, s, sx, blocks, t, t + 8 < tokens ? t + 8 : tokens, y, ldy);
+        if (t < tokens) set->pairs2[kind](w, row_bytes, rows, qs, d, s, sx, blocks, t, tokens, y, ldy);
         return;
     }
     // Each group is packed and used at once, while it is in L1; the next group's
@@ -451,7 +289,7 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, pairs_
             for (size_t o = 0; o < (size_t)more * row_bytes; o += 64) _mm_prefetch(next + o, _MM_HINT_T0);
         }
         pack_group(kind, w, row_bytes, rows, 4 * g, blocks, block_bytes, pk);
-        tiles_of_group(kind, pk, rows, g, qs, d, s, sx, blocks, tokens, y, ldy);
+        set->tiles_of_group(kind, pk, rows, g, qs, d, s, sx, blocks, tokens, y, ldy);
     }
 }
 
@@ -467,13 +305,6 @@ SIMD_FN static void block_sums(int kind, const int8_t *qs, int tokens, int block
     }
 }
 
-// Every token against packed group g (rows 4g … 4g+3) at pg.
-SIMD_FN static void tiles_of_group(int kind, const uint8_t *pg, int rows, int g, const int8_t *qs, const float *d, const float *s,
-                                   const int32_t *sx, int blocks, int tokens, float *y, int ldy) {
-    int r = 4 * g, live = rows - r < 4 ? rows - r : 4;
-    for (int t = 0; t < tokens; t += 2)   // an odd last token pairs with itself
-        tile_4x2(kind, pg, blocks, qs, d, s, sx, t, t + 1 < tokens ? t + 1 : t, y, ldy, r, live);
-}
 
 // The tiles over groups already packed at pk (`packed` bytes, then room for the
 // tokens' block sums).
@@ -484,7 +315,8 @@ SIMD_FN static void tiles_over_packed(int kind, uint8_t *pk, size_t packed, int 
     int32_t *sx = (int32_t *)(pk + packed);
     block_sums(kind, qs, tokens, blocks, sx);
     // A group's packed rows (a few KB) stay in L1 while every token passes over them.
-    for (int g = 0; g < groups; g++) tiles_of_group(kind, pk + g * gbytes, rows, g, qs, d, s, sx, blocks, tokens, y, ldy);
+    const struct q8_set *set = pair_set();
+    for (int g = 0; g < groups; g++) set->tiles_of_group(kind, pk + g * gbytes, rows, g, qs, d, s, sx, blocks, tokens, y, ldy);
 }
 
 // For q8_k.c: q4_k and q5_k rows repacked as q4_1-kind groups (their unsigned
@@ -501,17 +333,10 @@ SIMD_FN void wren_q8_tiles_min(uint8_t *pk, size_t packed, int rows, const int8_
     tiles_over_packed(KIND_Q4_1, pk, packed, rows, qs, d, s, blocks, tokens, y, ldy);
 }
 
-#define PAIRS_Q8(NAME, KIND, BYTES, NP)                                                                                \
-    SIMD_FN static void NAME(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,    \
-                             const int32_t *sx, int blocks, int t0, int tokens, float *y, int ldy) {                          \
-        pairs_in_place(KIND, BYTES, NP, w, row_bytes, rows, qs, d, s, sx, blocks, t0, tokens, y, ldy);                      \
-    }
-#define GEMM_Q8_AVX2(NAME, KIND, BYTES, GEMV)                                                                            \
-    PAIRS_Q8(NAME##_pairs2, KIND, BYTES, 2)                                                                             \
-    PAIRS_Q8(NAME##_pairs4, KIND, BYTES, 4)                                                                             \
-    void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,                 \
-              int blocks, int tokens, float *y, int ldy) {                                                              \
-        gemm_q8_avx2(KIND, BYTES, GEMV, NAME##_pairs2, NAME##_pairs4, w, row_bytes, rows, qs, d, s, blocks, tokens, y, ldy); \
+#define GEMM_Q8_AVX2(NAME, KIND, BYTES, GEMV)                                                                         \
+    void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,              \
+              int blocks, int tokens, float *y, int ldy) {                                                           \
+        gemm_q8_avx2(KIND, BYTES, GEMV, w, row_bytes, rows, qs, d, s, blocks, tokens, y, ldy);                       \
     }
 GEMM_Q8_AVX2(wren_gemm_q8_q4_0_avx2, KIND_Q4_0, 18, gemv_q4_0_q8)
 GEMM_Q8_AVX2(wren_gemm_q8_q4_1_avx2, KIND_Q4_1, 20, gemv_q4_1_q8)

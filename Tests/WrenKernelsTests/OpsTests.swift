@@ -104,11 +104,13 @@ final class OpsTests: XCTestCase {
     }
 
     /// The 8-bit products compute one canonical arithmetic (CWrenKernels/q8.c), so
-    /// every path gives the same bits: AVX2 and portable, prompt tiles (≥ 48 tokens,
-    /// rows repacked), batches read in place and the one-token gemv, any row count (short row groups) and
-    /// thread count. Speculative verification and batch invariance rest on this.
+    /// every path gives the same bits: each SIMD set this CPU runs (AVX2, and AVX-512
+    /// VNNI where present) and the portable C, prompt tiles (≥ 48 tokens, rows
+    /// repacked), batches read in place and the one-token gemv, any row count (short
+    /// row groups) and thread count. Speculative verification and batch invariance rest on this.
     func testQ8PathsAreBitIdentical() {
         var rng = SeededRNG(seed: 79)
+        let sets = Array(0...Int(wren_kernels_best()))   // 0: portable, 1: AVX2, 2: AVX-512 VNNI
         for dt in DType.allCases where dt.isQuantized {
             // 2…47 tokens: up to eight per pass over rows read in place (a short pass
             // repeats its last token); 48 and more: repacked tiles (q8.c, TILE_MIN_TOKENS).
@@ -117,9 +119,9 @@ final class OpsTests: XCTestCase {
                 let n = rowLength(dt, blocks: blocks)
                 let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
                 let x = (0..<(n * T)).map { _ in rng.normal() }
-                func run(_ x: [Float], tokens: Int, threads: Int, scalar: Bool) -> [Float] {
-                    wren_kernels_force_scalar(scalar ? 1 : 0)
-                    defer { wren_kernels_force_scalar(0) }
+                func run(_ x: [Float], tokens: Int, threads: Int, set: Int) -> [Float] {
+                    XCTAssertEqual(Int(wren_kernels_force_set(Int32(set))), set)
+                    defer { wren_kernels_force_set(-1) }
                     var y = [Float](repeating: .nan, count: rows * tokens)
                     w.withUnsafeBytes { wp in x.withUnsafeBufferPointer { xp in y.withUnsafeMutableBufferPointer { yp in
                         Ops.matmul(dt, wp.baseAddress!, rows: rows, n: n, x: xp.baseAddress!, tokens: tokens, y: yp.baseAddress!,
@@ -127,13 +129,15 @@ final class OpsTests: XCTestCase {
                     } } }
                     return y
                 }
-                let reference = run(x, tokens: T, threads: 1, scalar: true)
+                let reference = run(x, tokens: T, threads: 1, set: 0)
                 XCTAssertTrue(reference.allSatisfy(\.isFinite))
-                let tiles = run(x, tokens: T, threads: 2, scalar: false)
-                XCTAssertEqual(tiles.map(\.bitPattern), reference.map(\.bitPattern), "\(dt) \(rows)×\(n), \(T) tokens: SIMD vs portable")
-                var alone: [Float] = []
-                for t in 0..<T { alone += run(Array(x[(t * n)..<((t + 1) * n)]), tokens: 1, threads: 3, scalar: false) }
-                XCTAssertEqual(alone.map(\.bitPattern), reference.map(\.bitPattern), "\(dt) \(rows)×\(n): one token at a time vs tiles")
+                for set in sets {
+                    let batch = run(x, tokens: T, threads: 2, set: set)
+                    XCTAssertEqual(batch.map(\.bitPattern), reference.map(\.bitPattern), "\(dt) \(rows)×\(n), \(T) tokens: set \(set) vs portable")
+                    var alone: [Float] = []
+                    for t in 0..<T { alone += run(Array(x[(t * n)..<((t + 1) * n)]), tokens: 1, threads: 3, set: set) }
+                    XCTAssertEqual(alone.map(\.bitPattern), reference.map(\.bitPattern), "\(dt) \(rows)×\(n), set \(set): one token at a time vs a batch")
+                }
             }
         }
     }
@@ -146,7 +150,12 @@ final class OpsTests: XCTestCase {
         wren_kernels_force_scalar(1)
         XCTAssertEqual(Machine.kernels, "scalar")
         wren_kernels_force_scalar(0)
-        XCTAssertEqual(Machine.kernels, wren_kernels_simd() == 1 ? "avx2" : "scalar")
+        XCTAssertEqual(Machine.kernels, ["scalar", "avx2", "avx512vnni"][Int(wren_kernels_simd())])
+        for set in 0...Int(wren_kernels_best()) {
+            XCTAssertEqual(Int(wren_kernels_force_set(Int32(set))), set)
+            XCTAssertEqual(Machine.kernels, ["scalar", "avx2", "avx512vnni"][set])
+        }
+        wren_kernels_force_set(-1)
     }
 
     /// OpenBLAS products widen the rows a tile at a time (the scratch holds a few
@@ -177,7 +186,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testQ8ActivationKernels() {
-        checkQ8(label: wren_kernels_simd() == 1 ? "avx2" : "scalar")
+        checkQ8(label: Machine.kernels)
         wren_kernels_force_scalar(1)
         defer { wren_kernels_force_scalar(0) }
         checkQ8(label: "scalar")
@@ -214,7 +223,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testFusedKernelsMatchReference() {
-        checkAll(label: wren_kernels_simd() == 1 ? "avx2" : "scalar")
+        checkAll(label: Machine.kernels)
     }
 
     func testScalarFallbackMatchesReference() {

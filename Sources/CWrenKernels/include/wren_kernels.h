@@ -71,10 +71,15 @@ void wren_swiglu(float *gate, const float *up, int n);
 void wren_geglu(float *gate, const float *up, int n);
 /// Backward of swiglu: dg += dh·u·silu'(g), du += dh·silu(g) (accumulates).
 void wren_swiglu_backward(const float *g, const float *u, const float *dh, float *dg, float *du, int n);
-/// 1 when the AVX2/FMA/F16C kernels are in use.
+/// The kernel set in use: 0 the portable C, 1 AVX2/FMA/F16C, 2 AVX2 plus AVX-512
+/// VNNI for the 8-bit products of several tokens (non-zero: SIMD).
 int wren_kernels_simd(void);
-/// The kernel set in use: "avx2" or "scalar" (the portable C).
+/// The kernel set in use: "scalar" (the portable C), "avx2" or "avx512vnni".
 const char *wren_kernels_name(void);
+/// The best set this CPU runs (0, 1 or 2, as wren_kernels_simd).
+int wren_kernels_best(void);
 /// Tests: 1 forces the portable scalar kernels, 0 restores detection.
 void wren_kernels_force_scalar(int on);
+/// Tests: use set `set` (capped by the CPU), or detection again for −1; returns the set in use.
+int wren_kernels_force_set(int set);
 #endif
