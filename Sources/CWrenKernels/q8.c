@@ -104,53 +104,16 @@ GEMM_Q8_SCALAR(wren_gemm_q8_q5_1_scalar, q8_row_q5_1)
 
 #if HAVE_SIMD
 
-// ---- One token against rows (decode): four rows per step, read in place.
-// (NT tokens per pass also work; the batched passes use pairs_in_place below.)
-// BLOCK_BYTES: block size; ISUM(blk, x): the block's 8-lane integer partials
-// against x; HAS_MIN: q4_1's minimum term (the f16 after the scale); NT: tokens.
-#define GEMV_Q8(NAME, NT, BLOCK_BYTES, ISUM, HAS_MIN)                                                           \
-SIMD_FN static void NAME(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d,          \
-                         const float *s, int blocks, float *y, int ldy) {                                         \
-    size_t group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;                              \
-    const size_t n = 32 * (size_t)blocks;                                                                         \
-    for (int r = 0; r < rows; r += 4) {                                                                           \
-        /* A short last group repeats its last row; only real rows are stored. */                                 \
-        const uint8_t *rw[4];                                                                                     \
-        for (int k = 0; k < 4; k++) rw[k] = w + (size_t)(r + k < rows ? r + k : rows - 1) * row_bytes;            \
-        __m128 A[NT], M[NT];                                                                                      \
-        for (int t = 0; t < NT; t++) { A[t] = _mm_setzero_ps(); M[t] = _mm_setzero_ps(); }                        \
-        for (int b = 0; b < blocks; b++) {                                                                        \
-            const char *pf = (const char *)rw[0] + pf_ahead + 4 * b * BLOCK_BYTES;                                \
-            _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + 64, _MM_HINT_T0);                                    \
-            if (4 * BLOCK_BYTES > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);                                       \
-            const uint8_t *b0 = rw[0] + b * BLOCK_BYTES, *b1 = rw[1] + b * BLOCK_BYTES,                           \
-                          *b2 = rw[2] + b * BLOCK_BYTES, *b3 = rw[3] + b * BLOCK_BYTES;                           \
-            __m128 dw = scales4(b0, b1, b2, b3), mw = HAS_MIN ? scales4(b0 + 2, b1 + 2, b2 + 2, b3 + 2) : dw;     \
-            for (int t = 0; t < NT; t++) {                                                                        \
-                __m256i x = _mm256_loadu_si256((const __m256i *)(qs + t * n + 32 * b));                           \
-                __m128i isum = reduce4(ISUM(b0, x), ISUM(b1, x), ISUM(b2, x), ISUM(b3, x));                       \
-                A[t] = _mm_fmadd_ps(_mm_mul_ps(dw, _mm_set1_ps(d[t * blocks + b])), _mm_cvtepi32_ps(isum), A[t]); \
-                if (HAS_MIN) M[t] = _mm_fmadd_ps(mw, _mm_set1_ps(s[t * blocks + b]), M[t]);                       \
-            }                                                                                                     \
-        }                                                                                                         \
-        for (int t = 0; t < NT; t++) {                                                                            \
-            float out[4];                                                                                         \
-            _mm_storeu_ps(out, HAS_MIN ? _mm_add_ps(A[t], M[t]) : A[t]);                                          \
-            for (int k = 0; k < 4 && r + k < rows; k++) y[(size_t)t * ldy + r + k] = out[k];                      \
-        }                                                                                                         \
-    }                                                                                                             \
-}
-
 #define ISUM_Q4_1(blk, x) dot_u8(nibbles32((blk) + 4), x)
 #define ISUM_Q4_0(blk, x) dot_i8(_mm256_sub_epi8(nibbles32((blk) + 2), _mm256_set1_epi8(8)), x)
 #define ISUM_Q8_0(blk, x) dot_i8(_mm256_loadu_si256((const __m256i *)((blk) + 2)), x)
 #define ISUM_Q5_0(blk, x) dot_i8(_mm256_sub_epi8(q5_ints((blk) + 2, (blk) + 6), _mm256_set1_epi8(16)), x)
 #define ISUM_Q5_1(blk, x) dot_u8(q5_ints((blk) + 4, (blk) + 8), x)
-GEMV_Q8(gemv_q4_1_q8, 1, 20, ISUM_Q4_1, 1)
-GEMV_Q8(gemv_q4_0_q8, 1, 18, ISUM_Q4_0, 0)
-GEMV_Q8(gemv_q8_0_q8, 1, 34, ISUM_Q8_0, 0)
-GEMV_Q8(gemv_q5_0_q8, 1, 22, ISUM_Q5_0, 0)
-GEMV_Q8(gemv_q5_1_q8, 1, 24, ISUM_Q5_1, 1)
+GEMV_Q8(gemv_q4_1_avx2, SIMD_FN, 1, 20, ISUM_Q4_1, 1)
+GEMV_Q8(gemv_q4_0_avx2, SIMD_FN, 1, 18, ISUM_Q4_0, 0)
+GEMV_Q8(gemv_q8_0_avx2, SIMD_FN, 1, 34, ISUM_Q8_0, 0)
+GEMV_Q8(gemv_q5_0_avx2, SIMD_FN, 1, 22, ISUM_Q5_0, 0)
+GEMV_Q8(gemv_q5_1_avx2, SIMD_FN, 1, 24, ISUM_Q5_1, 1)
 
 // Packs rows r0 … r0+3 (a short group repeats its last row) of every block:
 // the four rows' 8-byte chunks are a 4 × 4 transpose of 64-bit lanes.
@@ -248,16 +211,16 @@ SIMD_FN static void tiles_over_packed(int kind, uint8_t *pk, size_t packed, int 
                                       int blocks, int tokens, float *y, int ldy);
 SIMD_FN static void block_sums(int kind, const int8_t *qs, int tokens, int blocks, int32_t *sx);
 
-typedef void (*gemv_fn)(const uint8_t *, size_t, int, const int8_t *, const float *, const float *, int, float *, int);
 
-// The set for two or more tokens: VNNI where the CPU has it (and it is not
-// forced off), else AVX2. Every set gives the same bits.
+// The kernel set: VNNI where the CPU has it (and it is not forced off), else
+// AVX2. Every set gives the same bits.
 static const struct q8_set *pair_set(void) { return wren_kernels_simd() >= 2 ? wren_q8_vnni_set() : &set_avx2; }
 
-SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, gemv_fn gemv, const uint8_t *w, size_t row_bytes, int rows,
+SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, const uint8_t *w, size_t row_bytes, int rows,
                                  const int8_t *qs, const float *d, const float *s, int blocks, int tokens, float *y, int ldy) {
-    if (tokens == 1) { gemv(w, row_bytes, rows, qs, d, s, blocks, y, ldy); return; }
     const struct q8_set *set = pair_set();
+    q8_gemv_fn gemv = set->gemv[kind];
+    if (tokens == 1) { gemv(w, row_bytes, rows, qs, d, s, blocks, y, ldy); return; }
     int groups = (rows + 3) / 4;
     size_t gbytes = (size_t)blocks * packed_block_bytes(kind);
     // One packed group (tiles only), then (q4_0, q5_0) each token's block sums Σx.
@@ -333,15 +296,15 @@ SIMD_FN void wren_q8_tiles_min(uint8_t *pk, size_t packed, int rows, const int8_
     tiles_over_packed(KIND_Q4_1, pk, packed, rows, qs, d, s, blocks, tokens, y, ldy);
 }
 
-#define GEMM_Q8_AVX2(NAME, KIND, BYTES, GEMV)                                                                         \
+#define GEMM_Q8_AVX2(NAME, KIND, BYTES)                                                                               \
     void NAME(const void *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,              \
               int blocks, int tokens, float *y, int ldy) {                                                           \
-        gemm_q8_avx2(KIND, BYTES, GEMV, w, row_bytes, rows, qs, d, s, blocks, tokens, y, ldy);                       \
+        gemm_q8_avx2(KIND, BYTES, w, row_bytes, rows, qs, d, s, blocks, tokens, y, ldy);                             \
     }
-GEMM_Q8_AVX2(wren_gemm_q8_q4_0_avx2, KIND_Q4_0, 18, gemv_q4_0_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q4_1_avx2, KIND_Q4_1, 20, gemv_q4_1_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q8_0_avx2, KIND_Q8_0, 34, gemv_q8_0_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q5_0_avx2, KIND_Q5_0, 22, gemv_q5_0_q8)
-GEMM_Q8_AVX2(wren_gemm_q8_q5_1_avx2, KIND_Q5_1, 24, gemv_q5_1_q8)
+GEMM_Q8_AVX2(wren_gemm_q8_q4_0_avx2, KIND_Q4_0, 18)
+GEMM_Q8_AVX2(wren_gemm_q8_q4_1_avx2, KIND_Q4_1, 20)
+GEMM_Q8_AVX2(wren_gemm_q8_q8_0_avx2, KIND_Q8_0, 34)
+GEMM_Q8_AVX2(wren_gemm_q8_q5_0_avx2, KIND_Q5_0, 22)
+GEMM_Q8_AVX2(wren_gemm_q8_q5_1_avx2, KIND_Q5_1, 24)
 
 #endif

@@ -46,6 +46,44 @@ SIMD_FN static inline __m128 scales4(const uint8_t *r0, const uint8_t *r1, const
     return _mm_cvtph_ps(_mm_setr_epi16((short)load_u16(r0), (short)load_u16(r1), (short)load_u16(r2), (short)load_u16(r3), 0, 0, 0, 0));
 }
 
+// ---- One token against rows (decode): four rows per step, read in place.
+// (NT tokens per pass also work; the batched passes use pairs_in_place below.)
+// BLOCK_BYTES: block size; ISUM(blk, x): the block's 8-lane integer partials
+// against x; HAS_MIN: q4_1's minimum term (the f16 after the scale); NT: tokens;
+// FN: the kernel set's target attribute.
+#define GEMV_Q8(NAME, FN, NT, BLOCK_BYTES, ISUM, HAS_MIN)                                                           \
+FN static void NAME(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d,              \
+                         const float *s, int blocks, float *y, int ldy) {                                         \
+    size_t group = 4 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;                              \
+    const size_t n = 32 * (size_t)blocks;                                                                         \
+    for (int r = 0; r < rows; r += 4) {                                                                           \
+        /* A short last group repeats its last row; only real rows are stored. */                                 \
+        const uint8_t *rw[4];                                                                                     \
+        for (int k = 0; k < 4; k++) rw[k] = w + (size_t)(r + k < rows ? r + k : rows - 1) * row_bytes;            \
+        __m128 A[NT], M[NT];                                                                                      \
+        for (int t = 0; t < NT; t++) { A[t] = _mm_setzero_ps(); M[t] = _mm_setzero_ps(); }                        \
+        for (int b = 0; b < blocks; b++) {                                                                        \
+            const char *pf = (const char *)rw[0] + pf_ahead + 4 * b * BLOCK_BYTES;                                \
+            _mm_prefetch(pf, _MM_HINT_T0); _mm_prefetch(pf + 64, _MM_HINT_T0);                                    \
+            if (4 * BLOCK_BYTES > 128) _mm_prefetch(pf + 128, _MM_HINT_T0);                                       \
+            const uint8_t *b0 = rw[0] + b * BLOCK_BYTES, *b1 = rw[1] + b * BLOCK_BYTES,                           \
+                          *b2 = rw[2] + b * BLOCK_BYTES, *b3 = rw[3] + b * BLOCK_BYTES;                           \
+            __m128 dw = scales4(b0, b1, b2, b3), mw = HAS_MIN ? scales4(b0 + 2, b1 + 2, b2 + 2, b3 + 2) : dw;     \
+            for (int t = 0; t < NT; t++) {                                                                        \
+                __m256i x = _mm256_loadu_si256((const __m256i *)(qs + t * n + 32 * b));                           \
+                __m128i isum = reduce4(ISUM(b0, x), ISUM(b1, x), ISUM(b2, x), ISUM(b3, x));                       \
+                A[t] = _mm_fmadd_ps(_mm_mul_ps(dw, _mm_set1_ps(d[t * blocks + b])), _mm_cvtepi32_ps(isum), A[t]); \
+                if (HAS_MIN) M[t] = _mm_fmadd_ps(mw, _mm_set1_ps(s[t * blocks + b]), M[t]);                       \
+            }                                                                                                     \
+        }                                                                                                         \
+        for (int t = 0; t < NT; t++) {                                                                            \
+            float out[4];                                                                                         \
+            _mm_storeu_ps(out, HAS_MIN ? _mm_add_ps(A[t], M[t]) : A[t]);                                          \
+            for (int k = 0; k < 4 && r + k < rows; k++) y[(size_t)t * ldy + r + k] = out[k];                      \
+        }                                                                                                         \
+    }                                                                                                             \
+}
+
 // ---- Prompt tiles. A packed group of four rows holds, per block:
 //   w[4][32]: chunk c = the rows' elements 8c…8c+7, row after row (8 bytes each)
 //   q8_0: then sign[4][32], the same bytes before taking |w|
@@ -97,14 +135,16 @@ SIMD_FN static inline void pair_store(int kind, __m256 A, __m256 M, float *y0, f
     for (int k = 0; k < live; k++) { y0[k] = out[k]; y1[k] = out[4 + k]; }
 }
 
-// A kernel set's products of two or more tokens: pairs2[kind] / pairs4[kind] run
+// A kernel set's products: gemv[kind] one token; pairs2[kind] / pairs4[kind] run
 // up to four / eight tokens per pass over rows read in place (tokens t0 … before
 // `tokens`); tiles_of_group runs every token over one packed group.
+typedef void (*q8_gemv_fn)(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
+                           int blocks, float *y, int ldy);
 typedef void (*q8_pairs_fn)(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
                             const int32_t *sx, int blocks, int t0, int tokens, float *y, int ldy);
 typedef void (*q8_group_fn)(int kind, const uint8_t *pg, int rows, int g, const int8_t *qs, const float *d, const float *s,
                             const int32_t *sx, int blocks, int tokens, float *y, int ldy);
-struct q8_set { q8_pairs_fn pairs2[5], pairs4[5]; q8_group_fn tiles_of_group; };
+struct q8_set { q8_gemv_fn gemv[5]; q8_pairs_fn pairs2[5], pairs4[5]; q8_group_fn tiles_of_group; };
 /// The AVX-512 VNNI set (q8_vnni.c); call only where wren_kernels_simd() >= 2.
 const struct q8_set *wren_q8_vnni_set(void);
 

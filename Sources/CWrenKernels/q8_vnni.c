@@ -1,5 +1,5 @@
-// The AVX-512 VNNI set of the 8-bit products of two or more tokens: the same
-// loops and float operations as the AVX2 set (q8_pairs.inc, q8_common.h), with
+// The AVX-512 VNNI set of the 8-bit products: the same loops and float
+// operations as the AVX2 set (GEMV_Q8, q8_pairs.inc, q8_common.h), with
 // each chunk's products summed into int32 lanes by one vpdpbusd (unsigned
 // weight bytes × signed activation bytes, four per lane) where AVX2 needs
 // maddubs, adds and a madd. The integer sums are exact either way, so the
@@ -24,6 +24,20 @@ VNNI_FN static inline __m256i pair_sums_vnni(int signs, const __m256i *C, const 
     }
     return _mm256_hadd_epi32(P0, P1);
 }
+
+// One token: GEMV_Q8 with each row's block sums from vpdpbusd.
+VNNI_FN static inline __m256i dot_u8_vnni(__m256i w, __m256i x) { return _mm256_dpbusd_epi32(_mm256_setzero_si256(), w, x); }
+VNNI_FN static inline __m256i dot_i8_vnni(__m256i w, __m256i x) { return dot_u8_vnni(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w)); }
+#define ISUMV_Q4_1(blk, x) dot_u8_vnni(nibbles32((blk) + 4), x)
+#define ISUMV_Q4_0(blk, x) dot_i8_vnni(_mm256_sub_epi8(nibbles32((blk) + 2), _mm256_set1_epi8(8)), x)
+#define ISUMV_Q8_0(blk, x) dot_i8_vnni(_mm256_loadu_si256((const __m256i *)((blk) + 2)), x)
+#define ISUMV_Q5_0(blk, x) dot_i8_vnni(_mm256_sub_epi8(q5_ints((blk) + 2, (blk) + 6), _mm256_set1_epi8(16)), x)
+#define ISUMV_Q5_1(blk, x) dot_u8_vnni(q5_ints((blk) + 4, (blk) + 8), x)
+GEMV_Q8(gemv_q4_1_vnni, VNNI_FN, 1, 20, ISUMV_Q4_1, 1)
+GEMV_Q8(gemv_q4_0_vnni, VNNI_FN, 1, 18, ISUMV_Q4_0, 0)
+GEMV_Q8(gemv_q8_0_vnni, VNNI_FN, 1, 34, ISUMV_Q8_0, 0)
+GEMV_Q8(gemv_q5_0_vnni, VNNI_FN, 1, 22, ISUMV_Q5_0, 0)
+GEMV_Q8(gemv_q5_1_vnni, VNNI_FN, 1, 24, ISUMV_Q5_1, 1)
 
 #define Q8_FN VNNI_FN
 #define Q8_NAME(x) x##_vnni

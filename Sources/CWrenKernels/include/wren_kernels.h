@@ -72,7 +72,7 @@ void wren_geglu(float *gate, const float *up, int n);
 /// Backward of swiglu: dg += dh·u·silu'(g), du += dh·silu(g) (accumulates).
 void wren_swiglu_backward(const float *g, const float *u, const float *dh, float *dg, float *du, int n);
 /// The kernel set in use: 0 the portable C, 1 AVX2/FMA/F16C, 2 AVX2 plus AVX-512
-/// VNNI for the 8-bit products of several tokens (non-zero: SIMD).
+/// VNNI for the 8-bit products (non-zero: SIMD).
 int wren_kernels_simd(void);
 /// The kernel set in use: "scalar" (the portable C), "avx2" or "avx512vnni".
 const char *wren_kernels_name(void);
