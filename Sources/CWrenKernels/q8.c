@@ -212,6 +212,29 @@ SIMD_FN static void tiles_over_packed(int kind, uint8_t *pk, size_t packed, int 
 SIMD_FN static void block_sums(int kind, const int8_t *qs, int tokens, int blocks, int32_t *sx);
 
 
+// Σ of one activation block's 32 integers.
+SIMD_FN static inline int32_t block_sum(const int8_t *x) {
+    __m256i v = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)x)), _mm256_set1_epi16(1));
+    __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
+    return _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1)));
+}
+
+// The `slots` tokens token[0…] of a pass into the interleaved buffers of `in`.
+SIMD_FN static void interleave(int kind, const int8_t *qs, const float *d, const float *s, int blocks, const int *token, int slots,
+                               struct q8_slots *in) {
+    int8_t *x = (int8_t *)in->x;
+    float *D = (float *)in->d, *S = (float *)in->s;
+    int32_t *SX = (int32_t *)in->sx;
+    for (int b = 0; b < blocks; b++)
+        for (int j = 0; j < slots; j++) {
+            size_t from = (size_t)token[j] * blocks + b, to = (size_t)b * slots + j;
+            _mm256_storeu_si256((__m256i *)(x + 32 * to), _mm256_loadu_si256((const __m256i *)(qs + 32 * from)));
+            D[to] = d[from]; S[to] = s[from];
+            SX[to] = offset_shift(kind) ? block_sum(qs + 32 * from) : 0;
+        }
+}
+
 // The kernel set: VNNI where the CPU has it (and it is not forced off), else
 // AVX2. Every set gives the same bits.
 static const struct q8_set *pair_set(void) { return wren_kernels_simd() >= 2 ? wren_q8_vnni_set() : &set_avx2; }
@@ -223,10 +246,33 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, const uint8_t *w, si
     if (tokens == 1) { gemv(w, row_bytes, rows, qs, d, s, blocks, y, ldy); return; }
     int groups = (rows + 3) / 4;
     size_t gbytes = (size_t)blocks * packed_block_bytes(kind);
-    // One packed group (tiles only), then (q4_0, q5_0) each token's block sums Σx.
-    size_t packed = tokens >= TILE_MIN_TOKENS ? (gbytes + 63) / 64 * 64 : 0;
+    if (tokens < TILE_MIN_TOKENS) {
+        // Up to eight tokens per pass over the rows (the weights come from memory
+        // once for all of them), then up to four; each pass's tokens interleaved first.
+        size_t floats = 8 * (size_t)blocks;
+        uint8_t *buf = pack_space(8 * 32 * (size_t)blocks + 3 * 4 * floats);
+        if (!buf) {   // no memory for the buffer: one token at a time (the same bits)
+            for (int t = 0; t < tokens; t++)
+                gemv(w, row_bytes, rows, qs + (size_t)t * 32 * blocks, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks,
+                     y + (size_t)t * ldy, ldy);
+            return;
+        }
+        struct q8_slots in = { (const int8_t *)buf, (const float *)(buf + 256 * (size_t)blocks),
+                               (const float *)(buf + 256 * (size_t)blocks) + floats,
+                               (const int32_t *)((const float *)(buf + 256 * (size_t)blocks) + 2 * floats), blocks, {0} };
+        for (int t = 0; t < tokens;) {
+            int slots = tokens - t > 4 ? 8 : 4, count = tokens - t < slots ? tokens - t : slots;
+            for (int j = 0; j < slots; j++) in.token[j] = t + (j < count ? j : count - 1);
+            interleave(kind, qs, d, s, blocks, in.token, slots, &in);
+            (slots == 8 ? set->pairs4 : set->pairs2)[kind](w, row_bytes, rows, &in, y, ldy);
+            t += count;
+        }
+        return;
+    }
+    // One packed group, then (q4_0, q5_0) each token's block sums Σx.
+    size_t packed = (gbytes + 63) / 64 * 64;
     uint8_t *pk = pack_space(packed + 4 * (size_t)tokens * blocks);
-    if (!pk) {   // no memory for the buffer: one token at a time (the same bits)
+    if (!pk) {
         for (int t = 0; t < tokens; t++)
             gemv(w, row_bytes, rows, qs + (size_t)t * 32 * blocks, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks,
                  y + (size_t)t * ldy, ldy);
@@ -234,15 +280,6 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, const uint8_t *w, si
     }
     int32_t *sx = (int32_t *)(pk + packed);
     block_sums(kind, qs, tokens, blocks, sx);
-    if (!packed) {
-        // Up to eight tokens per pass over the rows (the weights come from memory
-        // once for all of them), then up to four.
-        int t = 0;
-        for (; tokens - t > 4; t += 8)
-            set->pairs4[kind](w, row_bytes, rows, qs, d, s, sx, blocks, t, t + 8 < tokens ? t + 8 : tokens, y, ldy);
-        if (t < tokens) set->pairs2[kind](w, row_bytes, rows, qs, d, s, sx, blocks, t, tokens, y, ldy);
-        return;
-    }
     // Each group is packed and used at once, while it is in L1; the next group's
     // rows are fetched meanwhile.
     for (int g = 0; g < groups; g++) {
@@ -259,13 +296,7 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, const uint8_t *w, si
 // Each token's block sums Σx, for the kinds whose integers carry an offset.
 SIMD_FN static void block_sums(int kind, const int8_t *qs, int tokens, int blocks, int32_t *sx) {
     if (!offset_shift(kind)) return;
-    for (size_t i = 0; i < (size_t)tokens * blocks; i++) {
-        __m256i v = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), _mm256_loadu_si256((const __m256i *)(qs + 32 * i))),
-                                      _mm256_set1_epi16(1));
-        __m128i h = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-        h = _mm_add_epi32(h, _mm_shuffle_epi32(h, 0x4e));
-        sx[i] = _mm_cvtsi128_si32(_mm_add_epi32(h, _mm_shuffle_epi32(h, 0xb1)));
-    }
+    for (size_t i = 0; i < (size_t)tokens * blocks; i++) sx[i] = block_sum(qs + 32 * i);
 }
 
 

@@ -140,8 +140,12 @@ SIMD_FN static inline void pair_store(int kind, __m256 A, __m256 M, float *y0, f
 // `tokens`); tiles_of_group runs every token over one packed group.
 typedef void (*q8_gemv_fn)(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
                            int blocks, float *y, int ldy);
-typedef void (*q8_pairs_fn)(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
-                            const int32_t *sx, int blocks, int t0, int tokens, float *y, int ldy);
+// The 2·NP tokens of one pass, block by block: block b of slot j has its 32
+// activation bytes at x + (b·2NP + j)·32 and its scale, scaled sum and integer
+// sum at d, s, sx [b·2NP + j]; slot j's results go to output row token[j]
+// (a pass with fewer tokens repeats its last one).
+struct q8_slots { const int8_t *x; const float *d, *s; const int32_t *sx; int blocks; int token[8]; };
+typedef void (*q8_pairs_fn)(const uint8_t *w, size_t row_bytes, int rows, const struct q8_slots *in, float *y, int ldy);
 typedef void (*q8_group_fn)(int kind, const uint8_t *pg, int rows, int g, const int8_t *qs, const float *d, const float *s,
                             const int32_t *sx, int blocks, int tokens, float *y, int ldy);
 struct q8_set { q8_gemv_fn gemv[5]; q8_pairs_fn pairs2[5], pairs4[5]; q8_group_fn tiles_of_group; };

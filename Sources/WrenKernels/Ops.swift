@@ -151,7 +151,10 @@ public enum Ops {
                     let rowBytes = n / Int(type.block) * Int(type.block_bytes)
                     // Several tokens: tiles of 64 rows stay in cache while every token
                     // passes over them (a row's result does not depend on the tiling).
-                    let tile = tokens == 1 ? r1 - r0 : 64
+                    // Up to eight tokens on the 8-bit path take one pass over the rows
+                    // anyway, so they get the worker's whole range in one call.
+                    let onePass = tokens == 1 || (int8 && type.gemm_q8 != nil && tokens <= 8)
+                    let tile = onePass ? r1 - r0 : 64
                     for a in stride(from: r0, to: r1, by: tile) {
                         let b = min(r1, a + tile), w = part.w + a * rowBytes
                         if int8, let gemm = type.gemm_q8 {
