@@ -226,13 +226,22 @@ SIMD_FN static void interleave(int kind, const int8_t *qs, const float *d, const
     int8_t *x = (int8_t *)in->x;
     float *D = (float *)in->d, *S = (float *)in->s;
     int32_t *SX = (int32_t *)in->sx;
-    for (int b = 0; b < blocks; b++)
+    for (int b = 0; b < blocks; b++) {
         for (int j = 0; j < slots; j++) {
-            size_t from = (size_t)token[j] * blocks + b, to = (size_t)b * slots + j;
-            _mm256_storeu_si256((__m256i *)(x + 32 * to), _mm256_loadu_si256((const __m256i *)(qs + 32 * from)));
-            D[to] = d[from]; S[to] = s[from];
-            SX[to] = offset_shift(kind) ? block_sum(qs + 32 * from) : 0;
+            size_t from = (size_t)token[j] * blocks + b;
+            _mm256_storeu_si256((__m256i *)(x + 32 * ((size_t)b * slots + j)), _mm256_loadu_si256((const __m256i *)(qs + 32 * from)));
         }
+        for (int p = 0; p < slots / 2; p++) {   // lanes x0 x0 x1 x1 | x0 x0 x1 x1
+            size_t f0 = (size_t)token[2 * p] * blocks + b, f1 = (size_t)token[2 * p + 1] * blocks + b, to = ((size_t)b * slots / 2 + p) * 8;
+            int32_t i0 = offset_shift(kind) ? block_sum(qs + 32 * f0) : 0, i1 = offset_shift(kind) ? block_sum(qs + 32 * f1) : 0;
+            for (int l = 0; l < 8; l++) {
+                int second = (l & 2) != 0;
+                D[to + l] = second ? d[f1] : d[f0];
+                S[to + l] = second ? s[f1] : s[f0];
+                SX[to + l] = second ? i1 : i0;
+            }
+        }
+    }
 }
 
 // The kernel set: VNNI where the CPU has it (and it is not forced off), else
@@ -249,8 +258,8 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, const uint8_t *w, si
     if (tokens < TILE_MIN_TOKENS) {
         // Up to eight tokens per pass over the rows (the weights come from memory
         // once for all of them), then up to four; each pass's tokens interleaved first.
-        size_t floats = 8 * (size_t)blocks;
-        uint8_t *buf = pack_space(8 * 32 * (size_t)blocks + 3 * 4 * floats);
+        size_t floats = 32 * (size_t)blocks;   // four pairs' lanes per block
+        uint8_t *buf = pack_space(256 * (size_t)blocks + 3 * 4 * floats);
         if (!buf) {   // no memory for the buffer: one token at a time (the same bits)
             for (int t = 0; t < tokens; t++)
                 gemv(w, row_bytes, rows, qs + (size_t)t * 32 * blocks, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks,

@@ -115,15 +115,21 @@ SIMD_FN static inline __m256i block_ints(int kind, const uint8_t *blk) {
 // One block of a pair into its accumulators: the canonical fma per (row, token).
 // dw, mw: the four rows' scales and minimums in the hadd lane order; d0, s0, sx0
 // and d1, s1, sx1: the two tokens' scale, scaled sum and integer sum of the block.
+// The same with the pair's operands already in the hadd lane order (x0 x0 x1 x1 |
+// x0 x0 x1 x1): dx the scales, sx the integer sums, sv the scaled sums.
+SIMD_FN static inline void pair_accumulate_lanes(int kind, __m256i isum, __m256 dw, __m256 mw, __m256 dx, __m256i sx, __m256 sv,
+                                                 __m256 *A, __m256 *M) {
+    if (offset_shift(kind))   // Σ (q − 8)·x = Σ q·x − 8·Σ x (q4_0; 16 for q5_0)
+        isum = _mm256_sub_epi32(isum, _mm256_sll_epi32(sx, _mm_cvtsi32_si128(offset_shift(kind))));
+    *A = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), *A);
+    if (has_min(kind)) *M = _mm256_fmadd_ps(mw, sv, *M);
+}
+
 SIMD_FN static inline void pair_accumulate(int kind, __m256i isum, __m256 dw, __m256 mw, float d0, float d1, float s0, float s1,
                                            int32_t sx0, int32_t sx1, __m256 *A, __m256 *M) {
-    if (offset_shift(kind))   // Σ (q − 8)·x = Σ q·x − 8·Σ x (q4_0; 16 for q5_0)
-        isum = _mm256_sub_epi32(isum, _mm256_sll_epi32(_mm256_blend_epi32(_mm256_set1_epi32(sx0), _mm256_set1_epi32(sx1), 0xCC),
-                                                       _mm_cvtsi32_si128(offset_shift(kind))));
-    __m256 dx = _mm256_blend_ps(_mm256_set1_ps(d0), _mm256_set1_ps(d1), 0xCC);
-    *A = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx), _mm256_cvtepi32_ps(isum), *A);
-    if (has_min(kind))
-        *M = _mm256_fmadd_ps(mw, _mm256_blend_ps(_mm256_set1_ps(s0), _mm256_set1_ps(s1), 0xCC), *M);
+    pair_accumulate_lanes(kind, isum, dw, mw, _mm256_blend_ps(_mm256_set1_ps(d0), _mm256_set1_ps(d1), 0xCC),
+                          _mm256_blend_epi32(_mm256_set1_epi32(sx0), _mm256_set1_epi32(sx1), 0xCC),
+                          _mm256_blend_ps(_mm256_set1_ps(s0), _mm256_set1_ps(s1), 0xCC), A, M);
 }
 
 // A pair's eight results: rows r…r+live−1 of tokens t0 and t1.
@@ -141,9 +147,10 @@ SIMD_FN static inline void pair_store(int kind, __m256 A, __m256 M, float *y0, f
 typedef void (*q8_gemv_fn)(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
                            int blocks, float *y, int ldy);
 // The 2·NP tokens of one pass, block by block: block b of slot j has its 32
-// activation bytes at x + (b·2NP + j)·32 and its scale, scaled sum and integer
-// sum at d, s, sx [b·2NP + j]; slot j's results go to output row token[j]
-// (a pass with fewer tokens repeats its last one).
+// activation bytes at x + (b·2NP + j)·32; pair p (slots 2p, 2p+1) has its
+// scales, scaled sums and integer sums in the hadd lane order at d, s, sx
+// + (b·NP + p)·8; slot j's results go to output row token[j] (a pass with fewer
+// tokens repeats its last one).
 struct q8_slots { const int8_t *x; const float *d, *s; const int32_t *sx; int blocks; int token[8]; };
 typedef void (*q8_pairs_fn)(const uint8_t *w, size_t row_bytes, int rows, const struct q8_slots *in, float *y, int ldy);
 typedef void (*q8_group_fn)(int kind, const uint8_t *pg, int rows, int g, const int8_t *qs, const float *d, const float *s,
