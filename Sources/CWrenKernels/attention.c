@@ -166,7 +166,7 @@ SIMD_FN static inline void vaxpy_q8_0(float e, const uint8_t *vp, float *out, in
 // maximum and sum (online softmax); KDOT reads one position's key, KDOT8 eight
 // positions' (the same bits as KDOT, used where KDOT8_OK), VBLOCK adds a block's
 // weighted values to out.
-#define ATTEND(NAME, KDOT, KDOT8, KDOT8_OK, VBLOCK)                                                                       \
+#define ATTEND(NAME, KDOT, KDOT8, KDOT8_OK, VBLOCK, KV_BYTES)                                                                       \
 SIMD_FN static void NAME(const float *q, const uint8_t *k, const uint8_t *v, size_t stride, int n, int hd, \
                          float scale, float *out) {                                                    \
     float sc[64], run_max = -INFINITY, run_sum = 0;                                                    \
@@ -174,10 +174,17 @@ SIMD_FN static void NAME(const float *q, const uint8_t *k, const uint8_t *v, siz
     for (int p0 = 0; p0 < n; p0 += 64) {                                                               \
         int bn = n - p0 < 64 ? n - p0 : 64;                                                            \
         float bmax = -INFINITY;                                                                        \
+        /* The cache rows are far apart (a row holds every kv head): fetch this block's   \
+           values while its scores are computed, and each next eight keys ahead. */        \
+        for (int r = 0; r < bn; r++)                                                                   \
+            for (int o = 0; o < hd * KV_BYTES; o += 64) _mm_prefetch((const char *)v + (size_t)(p0 + r) * stride + o, _MM_HINT_T0); \
         int i = 0;                                                                                     \
-        for (; i + 8 <= bn && KDOT8_OK; i += 8)                                                        \
+        for (; i + 8 <= bn && KDOT8_OK; i += 8) {                                                      \
+            for (int r = i + 8; r < i + 16 && r < bn; r++)                                             \
+                for (int o = 0; o < hd * KV_BYTES; o += 64) _mm_prefetch((const char *)k + (size_t)(p0 + r) * stride + o, _MM_HINT_T0); \
             _mm256_storeu_ps(sc + i, _mm256_mul_ps(KDOT8(k + (size_t)(p0 + i) * stride, stride, q, hd),  \
                                                    _mm256_set1_ps(scale)));                            \
+        }                                                                                              \
         for (; i < bn; i++) sc[i] = KDOT(k + (size_t)(p0 + i) * stride, q, hd) * scale;                \
         for (i = 0; i < bn; i++) if (sc[i] > bmax) bmax = sc[i];                                       \
         if (bmax > run_max) {                                                                          \
@@ -198,11 +205,11 @@ SIMD_FN static void NAME(const float *q, const uint8_t *k, const uint8_t *v, siz
 }
 
 SIMD_FN static inline float kdot_q8_0(const uint8_t *kp, const float *q, int hd) { return dot_q8_0_avx2(kp, q, hd / 32); }
-ATTEND(attend_f16_avx2, kdot_f16, kdot8_f16, 1, vblock_f16)
+ATTEND(attend_f16_avx2, kdot_f16, kdot8_f16, 1, vblock_f16, 2)
 SIMD_FN static inline void vblock_q8_0(const float *e, int bn, const uint8_t *v, size_t stride, float *out, int hd) {
     for (int i = 0; i < bn; i++) vaxpy_q8_0(e[i], v + (size_t)i * stride, out, hd);
 }
-ATTEND(attend_q8_0_avx2, kdot_q8_0, kdot8_f16, 0, vblock_q8_0)
+ATTEND(attend_q8_0_avx2, kdot_q8_0, kdot8_f16, 0, vblock_q8_0, 1)
 #endif
 
 static float kdot_f16_scalar(const uint8_t *kp, const float *q, int hd) { return dot_f16_scalar(kp, q, hd); }

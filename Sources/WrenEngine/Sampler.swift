@@ -186,15 +186,23 @@ public struct Sampler: Sendable {
                 i = m
             }
         }
-        for (i, l) in logits.enumerated() {
-            let e = (id: Int32(i), logit: l)
-            if heap.count < k {
-                heap.append(e)
-                var j = heap.count - 1
-                while j > 0 && worse(heap[j], heap[(j - 1) / 2]) { heap.swapAt(j, (j - 1) / 2); j = (j - 1) / 2 }
-            } else if worse(heap[0], e) {
-                heap[0] = e
-                siftDown(0)
+        logits.withUnsafeBufferPointer { lp in
+            // Once the heap is full, a logit below its worst cannot enter: one comparison
+            // per logit against a local (the common case), not a heap read.
+            var floor = -Float.infinity
+            for i in 0..<lp.count {
+                let l = lp[i]
+                if heap.count == k && l < floor { continue }
+                let e = (id: Int32(i), logit: l)
+                if heap.count < k {
+                    heap.append(e)
+                    var j = heap.count - 1
+                    while j > 0 && worse(heap[j], heap[(j - 1) / 2]) { heap.swapAt(j, (j - 1) / 2); j = (j - 1) / 2 }
+                } else if worse(heap[0], e) {
+                    heap[0] = e
+                    siftDown(0)
+                }
+                if heap.count == k { floor = heap[0].logit }
             }
         }
         return heap.sorted { worse($1, $0) }
