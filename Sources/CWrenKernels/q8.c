@@ -179,10 +179,17 @@ SIMD_FN static inline __m256i pair_sums(int signs, const __m256i *C, const __m25
 #define Q8_FN SIMD_FN
 #define Q8_NAME(x) x##_avx2
 #define Q8_PAIR_SUMS pair_sums
+// q8_0 read in place: |w| and the signs, as in the tiles.
+#define Q8_SIGNED_PREP(C, SG, W) do { for (int c_ = 0; c_ < 4; c_++) { (SG)[c_] = (C)[c_]; (C)[c_] = _mm256_abs_epi8((C)[c_]); } } while (0)
+#define Q8_INPLACE_SUMS(signs, C, SG, W, x0, x1) pair_sums(signs, C, SG, x0, x1)
+#define Q8_OFFSET_X 0
 #include "q8_pairs.inc"
 #undef Q8_FN
 #undef Q8_NAME
 #undef Q8_PAIR_SUMS
+#undef Q8_SIGNED_PREP
+#undef Q8_INPLACE_SUMS
+#undef Q8_OFFSET_X
 
 // Repacked rows live in a per-thread buffer that only grows.
 static _Thread_local uint8_t *pack_buf;
@@ -222,14 +229,16 @@ SIMD_FN static inline int32_t block_sum(const int8_t *x) {
 
 // The `slots` tokens token[0…] of a pass into the interleaved buffers of `in`.
 SIMD_FN static void interleave(int kind, const int8_t *qs, const float *d, const float *s, int blocks, const int *token, int slots,
-                               struct q8_slots *in) {
+                               int offset_x, struct q8_slots *in) {
+    const __m256i flip = _mm256_set1_epi8(offset_x && packs_signs(kind) ? (char)0x80 : 0);   // x + 128 = x ^ 0x80
     int8_t *x = (int8_t *)in->x;
     float *D = (float *)in->d, *S = (float *)in->s;
     int32_t *SX = (int32_t *)in->sx;
     for (int b = 0; b < blocks; b++) {
         for (int j = 0; j < slots; j++) {
             size_t from = (size_t)token[j] * blocks + b;
-            _mm256_storeu_si256((__m256i *)(x + 32 * ((size_t)b * slots + j)), _mm256_loadu_si256((const __m256i *)(qs + 32 * from)));
+            _mm256_storeu_si256((__m256i *)(x + 32 * ((size_t)b * slots + j)),
+                                _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(qs + 32 * from)), flip));
         }
         for (int p = 0; p < slots / 2; p++) {   // lanes x0 x0 x1 x1 | x0 x0 x1 x1
             size_t f0 = (size_t)token[2 * p] * blocks + b, f1 = (size_t)token[2 * p + 1] * blocks + b, to = ((size_t)b * slots / 2 + p) * 8;
@@ -272,7 +281,7 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, const uint8_t *w, si
         for (int t = 0; t < tokens;) {
             int slots = tokens - t > 4 ? 8 : 4, count = tokens - t < slots ? tokens - t : slots;
             for (int j = 0; j < slots; j++) in.token[j] = t + (j < count ? j : count - 1);
-            interleave(kind, qs, d, s, blocks, in.token, slots, &in);
+            interleave(kind, qs, d, s, blocks, in.token, slots, set->offset_x, &in);
             (slots == 8 ? set->pairs4 : set->pairs2)[kind](w, row_bytes, rows, &in, y, ldy);
             t += count;
         }

@@ -155,7 +155,9 @@ struct q8_slots { const int8_t *x; const float *d, *s; const int32_t *sx; int bl
 typedef void (*q8_pairs_fn)(const uint8_t *w, size_t row_bytes, int rows, const struct q8_slots *in, float *y, int ldy);
 typedef void (*q8_group_fn)(int kind, const uint8_t *pg, int rows, int g, const int8_t *qs, const float *d, const float *s,
                             const int32_t *sx, int blocks, int tokens, float *y, int ldy);
-struct q8_set { q8_gemv_fn gemv[5]; q8_pairs_fn pairs2[5], pairs4[5]; q8_group_fn tiles_of_group; };
+// offset_x: the set's passes over rows in place read q8_0's activation bytes
+// stored as x + 128 (unsigned), so signed weights need no sign trick.
+struct q8_set { q8_gemv_fn gemv[5]; q8_pairs_fn pairs2[5], pairs4[5]; q8_group_fn tiles_of_group; int offset_x; };
 /// The AVX-512 VNNI set (q8_vnni.c); call only where wren_kernels_simd() >= 2.
 const struct q8_set *wren_q8_vnni_set(void);
 

@@ -39,6 +39,30 @@ GEMV_Q8(gemv_q8_0_vnni, VNNI_FN, 1, 34, ISUMV_Q8_0, 0)
 GEMV_Q8(gemv_q5_0_vnni, VNNI_FN, 1, 22, ISUMV_Q5_0, 0)
 GEMV_Q8(gemv_q5_1_vnni, VNNI_FN, 1, 24, ISUMV_Q5_1, 1)
 
+// q8_0 read in place: the activations come as x + 128 (unsigned, struct
+// q8_set's offset_x), the weights stay signed, and Σ (x + 128)·w = Σ x·w + 128·Σ w:
+// the rows' 128·Σ w per block, in the pair lane order, is taken off each pair's sums.
+VNNI_FN static inline __m256i signed_prep_vnni(const __m256i *C) {
+    const __m256i ones = _mm256_set1_epi8(1);
+    __m256i S = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) S = _mm256_dpbusd_epi32(S, ones, C[c]);
+    return _mm256_slli_epi32(_mm256_hadd_epi32(S, S), 7);
+}
+VNNI_FN static inline __m256i inplace_sums_vnni(int signs, const __m256i *C, const __m256i *SG, __m256i W, const int8_t *x0,
+                                                const int8_t *x1) {
+    if (!signs) return pair_sums_vnni(0, C, SG, x0, x1);
+    const int64_t *c0 = (const int64_t *)x0, *c1 = (const int64_t *)x1;
+    __m256i P0 = _mm256_setzero_si256(), P1 = _mm256_setzero_si256();
+    for (int c = 0; c < 4; c++) {
+        P0 = _mm256_dpbusd_epi32(P0, _mm256_set1_epi64x(c0[c]), C[c]);
+        P1 = _mm256_dpbusd_epi32(P1, _mm256_set1_epi64x(c1[c]), C[c]);
+    }
+    return _mm256_sub_epi32(_mm256_hadd_epi32(P0, P1), W);
+}
+#define Q8_SIGNED_PREP(C, SG, W) ((void)(SG), (W) = signed_prep_vnni(C))
+#define Q8_INPLACE_SUMS inplace_sums_vnni
+#define Q8_OFFSET_X 1
+
 #define Q8_FN VNNI_FN
 #define Q8_NAME(x) x##_vnni
 #define Q8_PAIR_SUMS pair_sums_vnni
