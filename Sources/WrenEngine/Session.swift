@@ -112,7 +112,11 @@ public final class InferenceSession: @unchecked Sendable {
                                                       physical / 1e9))
         }
         state = RunState(model: model, maxBatch: maxBatch, context: ctx, sequences: sequences, layers: nl, kvType: kvType)
-        openblas_set_num_threads_wrapper(self.threads)
+        // OpenBLAS stays single-threaded: its products are split across the worker pool
+        // (Ops.matmulBLAS, attendRowBlocks). Its own threads would spin on sched_yield
+        // after each call, taking a core from the pool during decode steps (measured ~5%
+        // of a batched decode step's CPU time on the 2-core VM).
+        openblas_set_num_threads_wrapper(1)
     }
 
     /// Forgets every evaluated token of every sequence.
@@ -413,10 +417,18 @@ struct CacheOps: BlockOps {
                 }
                 kf = UnsafePointer(state.kvWide); vf = UnsafePointer(state.kvWide + n * hd); ld = hd
             }
+            // Blocks of query rows across the workers (disjoint rows of the scores and of
+            // out; OpenBLAS single-threaded in each), taken as they come: later rows see
+            // more keys. The blocks do not depend on the thread count.
+            let rowsPerJob = 16, jobs = (T + rowsPerJob - 1) / rowsPerJob
+            let Q = SendablePointer(q), O = SendablePointer(out), P = SendablePointer(state.scores)
+            let K = SendablePointer(UnsafeMutablePointer(mutating: kf)), V = SendablePointer(UnsafeMutablePointer(mutating: vf))
             for h in (g * group)..<((g + 1) * group) {
-                Attention.rowBlock(q: q + h * hd, ldq: qDim, k: kf, v: vf, ldkv: ld, rows: 0..<T, start: start, hd: hd, scale: scale,
-                                   probs: state.scores, ldp: n, out: out + h * hd, ldo: qDim, pool: WorkerPool.shared(s.threads),
-                                   window: window)
+                WorkerPool.shared(s.threads).run(jobs) { j in
+                    let rows = (j * rowsPerJob)..<min(T, (j + 1) * rowsPerJob)
+                    Attention.rowBlock(q: Q.p + h * hd, ldq: qDim, k: K.p, v: V.p, ldkv: ld, rows: rows, start: start, hd: hd, scale: scale,
+                                       probs: P.p, ldp: n, out: O.p + h * hd, ldo: qDim, window: window)
+                }
             }
         }
     }

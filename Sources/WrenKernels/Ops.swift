@@ -190,24 +190,35 @@ public enum Ops {
                                   y: UnsafeMutablePointer<Float>, scratch: UnsafeMutablePointer<Float>, scratchFloats: Int = blasTileFloats,
                                   threads: Int = 1) {
         if dtype == .f32 {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(rows), Int32(n),
-                        1, x, Int32(n), w.assumingMemoryBound(to: Float.self), Int32(n), 0, y, Int32(rows))
+            let chunks = max(1, min(threads, rows / 16)), per = (rows + chunks - 1) / chunks
+            let X = SendablePointer(UnsafeMutablePointer(mutating: x)), Y = SendablePointer(y)
+            let W = SendablePointer(UnsafeMutablePointer(mutating: w.assumingMemoryBound(to: Float.self)))
+            WorkerPool.shared(threads).run(chunks) { c in
+                let r0 = c * per, r1 = min(rows, r0 + per)
+                guard r0 < r1 else { return }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(r1 - r0), Int32(n),
+                            1, X.p, Int32(n), W.p + r0 * n, Int32(n), 0, Y.p + r0, Int32(rows))
+            }
             return
         }
         precondition(scratchFloats >= n, "the scratch must hold a row")
         let rowBytes = dtype.byteCount(elements: n)!
         let tile = min(rows, scratchFloats / n)
         let S = SendablePointer(scratch), W = SendableRawPointer(w)
+        let X = SendablePointer(UnsafeMutablePointer(mutating: x)), Y = SendablePointer(y)
         for t0 in stride(from: 0, to: rows, by: tile) {
             let t1 = min(rows, t0 + tile), count = t1 - t0
             let chunks = max(1, min(threads, count / 16))
             let per = (count + chunks - 1) / chunks
+            // Each worker widens its rows and multiplies them (its own output columns):
+            // OpenBLAS runs single-threaded inside the pool (InferenceSession sets it so).
             WorkerPool.shared(threads).run(chunks) { c in
                 let r0 = t0 + c * per, r1 = min(t1, r0 + per)
-                if r0 < r1 { Quant.dequantize(dtype, W.p + r0 * rowBytes, S.p + (r0 - t0) * n, count: (r1 - r0) * n) }
+                guard r0 < r1 else { return }
+                Quant.dequantize(dtype, W.p + r0 * rowBytes, S.p + (r0 - t0) * n, count: (r1 - r0) * n)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(r1 - r0), Int32(n),
+                            1, X.p, Int32(n), S.p + (r0 - t0) * n, Int32(n), 0, Y.p + r0, Int32(rows))
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(tokens), Int32(count), Int32(n),
-                        1, x, Int32(n), scratch, Int32(n), 0, y + t0, Int32(rows))
         }
     }
 

@@ -36,7 +36,7 @@ public final class WorkerPool: @unchecked Sendable {
     private let current = Mutex<Job?>(nil)
     private let cond = NSCondition()
     private var parked = 0
-    private let spinIterations = 20_000
+    private let spinIterations = 200_000
 
     nonisolated(unsafe) private static var pools: [Int: WorkerPool] = [:]
     private static let poolsLock = NSLock()
