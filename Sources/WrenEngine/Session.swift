@@ -117,6 +117,7 @@ public final class InferenceSession: @unchecked Sendable {
         // after each call, taking a core from the pool during decode steps (measured ~5%
         // of a batched decode step's CPU time on the 2-core VM).
         openblas_set_num_threads_wrapper(1)
+        _ = stopOpenBLASThreads
     }
 
     /// Forgets every evaluated token of every sequence.
@@ -448,6 +449,20 @@ public struct ForwardProfile: Sendable {
 }
 
 func openblas_set_num_threads_wrapper(_ n: Int) { openblas_set_num_threads(Int32(n)) }
+
+/// OpenBLAS's pthread build starts its server threads when the library loads, and
+/// they spin on sched_yield for about 0.1 s before sleeping: on a 2-core machine that
+/// takes a core from the first decode steps of every run. Sessions run OpenBLAS
+/// single-threaded, so its threads are stopped once, where the build has them
+/// (`blas_thread_shutdown_`, looked up at run time: the serial build lacks it). A later
+/// multi-threaded call would start them again.
+private let stopOpenBLASThreads: Void = {
+    openblas_set_num_threads(1)
+    if let f = dlsym(nil, "blas_thread_shutdown_") {
+        typealias Shutdown = @convention(c) () -> Int32
+        _ = unsafeBitCast(f, to: Shutdown.self)()
+    }
+}()
 
 extension InferenceSession {
     /// x · row, for an adapter's trainable token rows on the tied head.
