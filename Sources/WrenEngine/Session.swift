@@ -379,16 +379,23 @@ struct CacheOps: BlockOps {
             attendRowBlocks(kc: kc + base[0] * rowBytes, vc: vc + base[0] * rowBytes, q: q, out: out, T: T, start: positions[0], scale: scale,
                             window: window)
         } else {
-            // One job per (token, head) over the cache with an online softmax.
+            // Jobs over the cache with an online softmax: one per (token, head), or,
+            // where there are enough of them to keep the workers busy, one per (token,
+            // kv head) running that kv head's query heads one after another, so its
+            // keys and values come from memory once and then from the core's cache.
+            // Each head's result is the same either way.
             let decode = Attention.decode(over: kvType.dtype)
             let Q = SendablePointer(q), A = SendablePointer(out)
             let KC = SendableRawPointer(UnsafeRawPointer(kc)), VC = SendableRawPointer(UnsafeRawPointer(vc))
-            WorkerPool.shared(s.threads).run(T * heads) { job in
-                let t = job / heads, h = job % heads, kvh = h / group
+            let perJob = group > 1 && T * c.headCountKV >= 4 * s.threads ? group : 1, jobsPerToken = heads / perJob
+            WorkerPool.shared(s.threads).run(T * jobsPerToken) { job in
+                let t = job / jobsPerToken, h0 = job % jobsPerToken * perJob
                 // A windowed layer sees the last `window` positions up to its own.
                 let end = positions[t] + 1, first = window > 0 ? max(0, end - window) : 0
-                let row = (base[t] + first) * rowBytes + kvh * headBytes
-                decode(Q.p + t * qDim + h * hd, KC.p + row, VC.p + row, rowBytes, end - first, hd, scale, A.p + t * qDim + h * hd)
+                for h in h0..<(h0 + perJob) {
+                    let row = (base[t] + first) * rowBytes + h / group * headBytes
+                    decode(Q.p + t * qDim + h * hd, KC.p + row, VC.p + row, rowBytes, end - first, hd, scale, A.p + t * qDim + h * hd)
+                }
             }
         }
         if timed { attentionNs += s.now() - t0 }
