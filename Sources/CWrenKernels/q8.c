@@ -183,6 +183,7 @@ SIMD_FN static inline __m256i pair_sums(int signs, const __m256i *C, const __m25
 #define Q8_SIGNED_PREP(C, SG, W) do { for (int c_ = 0; c_ < 4; c_++) { (SG)[c_] = (C)[c_]; (C)[c_] = _mm256_abs_epi8((C)[c_]); } } while (0)
 #define Q8_INPLACE_SUMS(signs, C, SG, W, x0, x1) pair_sums(signs, C, SG, x0, x1)
 #define Q8_OFFSET_X 0
+#define Q8_ROWS8 { 0 }
 #include "q8_pairs.inc"
 #undef Q8_FN
 #undef Q8_NAME
@@ -190,6 +191,7 @@ SIMD_FN static inline __m256i pair_sums(int signs, const __m256i *C, const __m25
 #undef Q8_SIGNED_PREP
 #undef Q8_INPLACE_SUMS
 #undef Q8_OFFSET_X
+#undef Q8_ROWS8
 
 // Repacked rows live in a per-thread buffer that only grows.
 static _Thread_local uint8_t *pack_buf;
@@ -264,6 +266,33 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, const uint8_t *w, si
     if (tokens == 1) { gemv(w, row_bytes, rows, qs, d, s, blocks, y, ldy); return; }
     int groups = (rows + 3) / 4;
     size_t gbytes = (size_t)blocks * packed_block_bytes(kind);
+    if (tokens <= 8 && set->rows8[kind]) {
+        // Eight rows per step with the tokens broadcast (q8_vnni.c); the tokens'
+        // blocks interleaved first, with their integer sums for the kinds that take
+        // an offset off.
+        uint8_t *buf = pack_space((32 + 12) * (size_t)tokens * blocks);
+        if (!buf) {
+            for (int t = 0; t < tokens; t++)
+                gemv(w, row_bytes, rows, qs + (size_t)t * 32 * blocks, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks,
+                     y + (size_t)t * ldy, ldy);
+            return;
+        }
+        size_t m = (size_t)tokens * blocks;
+        int8_t *X = (int8_t *)buf;
+        float *D = (float *)(buf + 32 * m), *S = D + m;
+        int32_t *SX = (int32_t *)(S + m);
+        int sums = offset_shift(kind) || packs_signs(kind);
+        for (int b = 0; b < blocks; b++)
+            for (int j = 0; j < tokens; j++) {
+                size_t from = (size_t)j * blocks + b, to = (size_t)b * tokens + j;
+                _mm256_storeu_si256((__m256i *)(X + 32 * to), _mm256_loadu_si256((const __m256i *)(qs + 32 * from)));
+                D[to] = d[from]; S[to] = s[from];
+                SX[to] = sums ? block_sum(qs + 32 * from) : 0;
+            }
+        struct q8_tokens in = { X, D, S, SX, blocks, tokens };
+        set->rows8[kind](w, row_bytes, rows, &in, y, ldy);
+        return;
+    }
     if (tokens < TILE_MIN_TOKENS) {
         // Up to eight tokens per pass over the rows (the weights come from memory
         // once for all of them), then up to four; each pass's tokens interleaved first.

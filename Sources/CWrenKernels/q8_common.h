@@ -157,7 +157,14 @@ typedef void (*q8_group_fn)(int kind, const uint8_t *pg, int rows, int g, const 
                             const int32_t *sx, int blocks, int tokens, float *y, int ldy);
 // offset_x: the set's passes over rows in place read q8_0's activation bytes
 // stored as x + 128 (unsigned), so signed weights need no sign trick.
-struct q8_set { q8_gemv_fn gemv[5]; q8_pairs_fn pairs2[5], pairs4[5]; q8_group_fn tiles_of_group; int offset_x; };
+// rows8[kind] (NULL where a set has none): up to eight tokens against rows read
+// in place, eight rows per step with the tokens in broadcasts.
+// Its input: `count` tokens block by block, block b of token j at x + (b·count + j)·32
+// and its scale, scaled sum and integer sum at d, s, sx [b·count + j]; token j's
+// results go to y + j·ldy.
+struct q8_tokens { const int8_t *x; const float *d, *s; const int32_t *sx; int blocks, count; };
+typedef void (*q8_rows8_fn)(const uint8_t *w, size_t row_bytes, int rows, const struct q8_tokens *in, float *y, int ldy);
+struct q8_set { q8_gemv_fn gemv[5]; q8_pairs_fn pairs2[5], pairs4[5]; q8_group_fn tiles_of_group; int offset_x; q8_rows8_fn rows8[5]; };
 /// The AVX-512 VNNI set (q8_vnni.c); call only where wren_kernels_simd() >= 2.
 const struct q8_set *wren_q8_vnni_set(void);
 

@@ -62,6 +62,134 @@ VNNI_FN static inline __m256i inplace_sums_vnni(int signs, const __m256i *C, con
 #define Q8_SIGNED_PREP(C, SG, W) ((void)(SG), (W) = signed_prep_vnni(C))
 #define Q8_INPLACE_SUMS inplace_sums_vnni
 #define Q8_OFFSET_X 1
+#define Q8_ROWS8 { rows8_q4_0, rows8_q4_1, rows8_q8_0, 0, 0 }
+
+// ---- Up to eight tokens, eight rows per step. Each block of the eight rows is
+// transposed so that vector c holds bytes 4c…4c+3 of every row (an int32 lane per
+// row), and token j's four bytes of chunk c go into vpdpbusd as a broadcast from
+// memory: a lane then sums one (row, token) block, with no horizontal step, and
+// one fma applies the block's scale to eight rows of a token. The weights are the
+// unsigned operand: q4's nibbles as they are (q4_0's −8 taken off as 8·Σx), q8_0's
+// bytes as w + 128 (128·Σx taken off).
+VNNI_FN static inline __attribute__((always_inline)) void rows8_body(int kind, int block_bytes, int NT, const uint8_t *w,
+        size_t row_bytes, int rows, const struct q8_tokens *in, float *y, int ldy) {
+    size_t group = 8 * row_bytes, pf_ahead = (PF_BYTES + group - 1) / group * group;
+    const int blocks = in->blocks;
+    for (int r = 0; r < rows; r += 8) {
+        const uint8_t *rw[8];
+        for (int k = 0; k < 8; k++) rw[k] = w + (size_t)(r + k < rows ? r + k : rows - 1) * row_bytes;
+        __m256 A[8], M[8];
+        for (int j = 0; j < NT; j++) { A[j] = _mm256_setzero_ps(); M[j] = _mm256_setzero_ps(); }
+        const int8_t *xb = in->x;
+        const float *db = in->d, *sb = in->s;
+        const int32_t *ib = in->sx;
+        for (int b = 0; b < blocks; b++, xb += 32 * NT, db += NT, sb += NT, ib += NT) {
+            const char *pf = (const char *)rw[0] + pf_ahead + 8 * (size_t)b * block_bytes;
+            for (int o = 0; o < 8 * block_bytes; o += 64) _mm_prefetch(pf + o, _MM_HINT_T0);
+            const uint8_t *bk[8];
+            for (int k = 0; k < 8; k++) bk[k] = rw[k] + (size_t)b * block_bytes;
+            __m256i C[8];
+            if (kind == KIND_Q4_0 || kind == KIND_Q4_1) {
+                // Rows k and k+4 share a vector: low nibbles give chunks 0–3, high 4–7; a
+                // 4 × 4 transpose of int32 lanes per 128-bit half puts rows 0–3 | 4–7 in order.
+                int q = kind == KIND_Q4_1 ? 4 : 2;
+                const __m256i m = _mm256_set1_epi8(15);
+                __m256i L[4], H[4];
+                for (int k = 0; k < 4; k++) {
+                    __m256i V = _mm256_inserti128_si256(_mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)(bk[k] + q))),
+                                                        _mm_loadu_si128((const __m128i *)(bk[k + 4] + q)), 1);
+                    L[k] = _mm256_and_si256(V, m);
+                    H[k] = _mm256_and_si256(_mm256_srli_epi16(V, 4), m);
+                }
+                for (int h = 0; h < 2; h++) {
+                    const __m256i *S = h ? H : L;
+                    __m256i a0 = _mm256_unpacklo_epi32(S[0], S[1]), a1 = _mm256_unpackhi_epi32(S[0], S[1]);
+                    __m256i a2 = _mm256_unpacklo_epi32(S[2], S[3]), a3 = _mm256_unpackhi_epi32(S[2], S[3]);
+                    C[4 * h + 0] = _mm256_unpacklo_epi64(a0, a2); C[4 * h + 1] = _mm256_unpackhi_epi64(a0, a2);
+                    C[4 * h + 2] = _mm256_unpacklo_epi64(a1, a3); C[4 * h + 3] = _mm256_unpackhi_epi64(a1, a3);
+                }
+            } else {
+                // q8_0: eight rows of 32 bytes (+ 128), an 8 × 8 transpose of int32 lanes.
+                const __m256i flip = _mm256_set1_epi8((char)0x80);
+                __m256i R[8], T[8], U[8];
+                for (int k = 0; k < 8; k++) R[k] = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(bk[k] + 2)), flip);
+                for (int k = 0; k < 8; k += 2) {
+                    T[k] = _mm256_unpacklo_epi32(R[k], R[k + 1]);
+                    T[k + 1] = _mm256_unpackhi_epi32(R[k], R[k + 1]);
+                }
+                for (int k = 0; k < 8; k += 4) {
+                    U[k] = _mm256_unpacklo_epi64(T[k], T[k + 2]);     U[k + 1] = _mm256_unpackhi_epi64(T[k], T[k + 2]);
+                    U[k + 2] = _mm256_unpacklo_epi64(T[k + 1], T[k + 3]); U[k + 3] = _mm256_unpackhi_epi64(T[k + 1], T[k + 3]);
+                }
+                for (int c = 0; c < 4; c++) {
+                    C[c] = _mm256_permute2x128_si256(U[c], U[c + 4], 0x20);
+                    C[c + 4] = _mm256_permute2x128_si256(U[c], U[c + 4], 0x31);
+                }
+            }
+            __m256 dw, mw = _mm256_setzero_ps();
+            if (has_min(kind)) {
+                // The rows' (scale, minimum) f16 pairs: two conversions, then even and odd lanes.
+                uint32_t p[8];
+                for (int k = 0; k < 8; k++) memcpy(&p[k], bk[k], 4);
+                __m256 lo = _mm256_cvtph_ps(_mm_setr_epi32((int)p[0], (int)p[1], (int)p[2], (int)p[3]));
+                __m256 hi = _mm256_cvtph_ps(_mm_setr_epi32((int)p[4], (int)p[5], (int)p[6], (int)p[7]));
+                dw = _mm256_permutex2var_ps(lo, _mm256_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14), hi);
+                mw = _mm256_permutex2var_ps(lo, _mm256_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15), hi);
+            } else {
+                dw = _mm256_cvtph_ps(_mm_setr_epi16((short)load_u16(bk[0]), (short)load_u16(bk[1]), (short)load_u16(bk[2]),
+                                                    (short)load_u16(bk[3]), (short)load_u16(bk[4]), (short)load_u16(bk[5]),
+                                                    (short)load_u16(bk[6]), (short)load_u16(bk[7])));
+            }
+#pragma clang loop unroll(full)
+            for (int j = 0; j < NT; j++) {
+                const int8_t *x = xb + 32 * j;
+                __m256i P = _mm256_setzero_si256();
+                for (int c = 0; c < 8; c++) {
+                    int32_t v;
+                    memcpy(&v, x + 4 * c, 4);
+                    P = _mm256_dpbusd_epi32(P, C[c], _mm256_set1_epi32(v));
+                }
+                if (offset_shift(kind)) P = _mm256_sub_epi32(P, _mm256_set1_epi32(ib[j] << offset_shift(kind)));
+                if (packs_signs(kind)) P = _mm256_sub_epi32(P, _mm256_set1_epi32(ib[j] << 7));
+                A[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(db[j])), _mm256_cvtepi32_ps(P), A[j]);
+                if (has_min(kind)) M[j] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sb[j]), M[j]);
+            }
+        }
+        int live = rows - r < 8 ? rows - r : 8;
+        for (int j = 0; j < NT; j++) {
+            __m256 Y = has_min(kind) ? _mm256_add_ps(A[j], M[j]) : A[j];
+            float *out = y + (size_t)j * ldy + r;
+            if (live == 8) _mm256_storeu_ps(out, Y);
+            else {
+                float tmp[8];
+                _mm256_storeu_ps(tmp, Y);
+                for (int k = 0; k < live; k++) out[k] = tmp[k];
+            }
+        }
+    }
+}
+
+#define ROWS8_NT(KIND, BYTES, NT, NAME)                                                                             \
+    VNNI_FN static void NAME##_##NT(const uint8_t *w, size_t row_bytes, int rows, const struct q8_tokens *in, float *y, \
+                                    int ldy) { rows8_body(KIND, BYTES, NT, w, row_bytes, rows, in, y, ldy); }
+#define ROWS8(KIND, BYTES, NAME)                                                                                    \
+    ROWS8_NT(KIND, BYTES, 2, NAME) ROWS8_NT(KIND, BYTES, 3, NAME) ROWS8_NT(KIND, BYTES, 4, NAME)                    \
+    ROWS8_NT(KIND, BYTES, 5, NAME) ROWS8_NT(KIND, BYTES, 6, NAME) ROWS8_NT(KIND, BYTES, 7, NAME)                    \
+    ROWS8_NT(KIND, BYTES, 8, NAME)                                                                                  \
+    VNNI_FN static void NAME(const uint8_t *w, size_t row_bytes, int rows, const struct q8_tokens *in, float *y, int ldy) { \
+        switch (in->count) {                                                                                        \
+        case 2: NAME##_2(w, row_bytes, rows, in, y, ldy); break;                                                    \
+        case 3: NAME##_3(w, row_bytes, rows, in, y, ldy); break;                                                    \
+        case 4: NAME##_4(w, row_bytes, rows, in, y, ldy); break;                                                    \
+        case 5: NAME##_5(w, row_bytes, rows, in, y, ldy); break;                                                    \
+        case 6: NAME##_6(w, row_bytes, rows, in, y, ldy); break;                                                    \
+        case 7: NAME##_7(w, row_bytes, rows, in, y, ldy); break;                                                    \
+        default: NAME##_8(w, row_bytes, rows, in, y, ldy); break;                                                   \
+        }                                                                                                           \
+    }
+ROWS8(KIND_Q4_0, 18, rows8_q4_0)
+ROWS8(KIND_Q4_1, 20, rows8_q4_1)
+ROWS8(KIND_Q8_0, 34, rows8_q8_0)
 
 #define Q8_FN VNNI_FN
 #define Q8_NAME(x) x##_vnni
