@@ -49,7 +49,7 @@ public final class ChatTemplate: @unchecked Sendable {
         globals["add_generation_prompt"] = .bool(addGenerationPrompt)
         globals["bos_token"] = .string(bosToken)
         globals["eos_token"] = .string(eosToken)
-        globals["tools"] = tools.map { JinjaValue.from($0) } ?? .none
+        globals["tools"] = tools.map { JinjaValue.from($0) }   // nil: no "tools" at all (undefined in the template)
         let r = JinjaInterpreter(globals: globals, limits: limits)
         return try Self.onLargeStack {
             do { try r.render(nodes) } catch JinjaInterpreter.Flow.breakLoop, JinjaInterpreter.Flow.continueLoop {
