@@ -142,8 +142,8 @@ SIMD_FN static inline void pair_store(int kind, __m256 A, __m256 M, float *y0, f
 }
 
 // A kernel set's products: gemv[kind] one token; pairs2[kind] / pairs4[kind] run
-// up to four / eight tokens per pass over rows read in place (tokens t0 … before
-// `tokens`); tiles_of_group runs every token over one packed group.
+// up to four / eight tokens per pass over rows read in place (the pass's tokens
+// in a struct q8_slots); tiles_of_group runs every token over one packed group.
 typedef void (*q8_gemv_fn)(const uint8_t *w, size_t row_bytes, int rows, const int8_t *qs, const float *d, const float *s,
                            int blocks, float *y, int ldy);
 // The 2·NP tokens of one pass, block by block: block b of slot j has its 32
