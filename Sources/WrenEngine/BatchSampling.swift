@@ -1,10 +1,11 @@
 // Many generations decoded together (continuous batching). `BatchScheduler`
 // gives each job one sequence (a "slot") of a multi-sequence session; each
-// `step()` admits waiting jobs into free slots, evaluates one prompt chunk of
-// the oldest job still reading its prompt, and decodes one token of every
-// generating job in one pass (`InferenceSession.decode`), so the weights are
-// read once per step for all of them and a long prompt never stalls the others
-// for more than one chunk. Jobs are added and cancelled from any thread while
+// `step()` admits waiting jobs into free slots, lets every generating job pick
+// its next token, and runs one pass for those tokens and one prompt chunk of the
+// oldest job still reading its prompt (`InferenceSession.evaluate(chunk:with:)`;
+// two passes, `evaluate` then `decode`, where the session cannot share one), so
+// the weights are read once per step for all of them and a long prompt never
+// stalls the others for more than one chunk. Jobs are added and cancelled from any thread while
 // another runs the steps (the server's worker, or `BatchGenerator.generate`).
 //
 // Reuse of evaluated prompts:
@@ -77,6 +78,8 @@ public final class BatchScheduler: @unchecked Sendable {
     public let session: InferenceSession
     /// Prompt tokens evaluated per step (at most the session's batch limit).
     public let promptChunk: Int
+    /// Steps whose prompt chunk shared the decode pass (one pass over the weights for both).
+    public private(set) var sharedPasses = 0
     /// Cut reused prefixes to a multiple of `promptChunk` (every job exact; see the top of this file).
     public let alignedReuse: Bool
     /// Ids that end generation (as `Generator`'s).
@@ -234,8 +237,29 @@ public final class BatchScheduler: @unchecked Sendable {
 
         if !cancels.isEmpty { applyCancellations(cancels) }
         admit()
-        let prompting = prefillStep()
-        let decoding = decodeStep()
+        // Generating jobs pick their next tokens first; the next prompt chunk then
+        // shares their decode pass where the session allows it (one pass over the
+        // weights instead of two, with the same results), else runs on its own.
+        let chunk = nextChunk()
+        let (steps, decoding) = pickTokens()
+        if let ch = chunk, !steps.isEmpty, !slots[ch.slot]!.job.promptLogprobs,
+           session.canShare(chunkTokens: ch.tokens.count, steps: steps.count) {
+            let last = ch.end == slots[ch.slot]!.job.prompt.count
+            do {
+                let (c, all) = try session.evaluate(chunk: ch.tokens, sequence: ch.slot, chunkLogits: last, with: steps)
+                sharedPasses += 1
+                finishChunk(ch, logits: c)
+                finishDecode(steps, logits: all)
+            } catch {
+                // Not expected after validation: the jobs in the pass fail.
+                fail(ch.slot, error)
+                for step in steps { fail(step.sequence, error) }
+            }
+        } else {
+            if let ch = chunk { evaluateChunk(ch) }
+            if !steps.isEmpty { decodePass(steps) }
+        }
+        let prompting = chunk != nil
         lock.lock()
         activeCount = slots.reduce(0) { $0 + ($1 == nil ? 0 : 1) }
         waitingCount = waiting.count + inbox.count
@@ -353,16 +377,28 @@ public final class BatchScheduler: @unchecked Sendable {
     }
 
     /// Evaluates the next chunk of the oldest slot reading its prompt. Returns whether one was.
-    private func prefillStep() -> Bool {
+    /// A prompt chunk to evaluate: of slot `slot`, prompt tokens up to `end`.
+    struct Chunk {
+        let slot: Int, end: Int, tokens: [Int32]
+    }
+
+    /// The next chunk of the oldest job still reading its prompt.
+    private func nextChunk() -> Chunk? {
         var pick: Int? = nil
         for (s, slot) in slots.enumerated() {
             guard let slot, case .prompt = slot.phase else { continue }
             if pick == nil || slot.order < slots[pick!]!.order { pick = s }
         }
-        guard let s = pick, var slot = slots[s], case .prompt(let next) = slot.phase else { return false }
+        guard let s = pick, let slot = slots[s], case .prompt(let next) = slot.phase else { return nil }
         let prompt = slot.job.prompt
         let end = min(prompt.count, (next / promptChunk + 1) * promptChunk)
-        let chunk = Array(prompt[next..<end])
+        return Chunk(slot: s, end: end, tokens: Array(prompt[next..<end]))
+    }
+
+    /// Evaluates a chunk on its own pass.
+    private func evaluateChunk(_ ch: Chunk) {
+        guard var slot = slots[ch.slot] else { return }
+        let s = ch.slot, chunk = ch.tokens
         do {
             if slot.job.promptLogprobs {
                 let V = model.config.vocabSize
@@ -375,22 +411,29 @@ public final class BatchScheduler: @unchecked Sendable {
                     }
                     slot.pendingRow = row
                 }
-                slot.run.logits = slot.pendingRow!
+                slots[s] = slot
+                finishChunk(ch, logits: slot.pendingRow!)
             } else {
-                slot.run.logits = try session.evaluate(chunk, sequence: s)
+                finishChunk(ch, logits: try session.evaluate(chunk, sequence: s))
             }
         } catch {
             // Not expected after validation (the chunk fits; ids are in range): the job and its followers fail.
             fail(s, error)
-            return true
         }
-        cached[s] += chunk
-        slot.run.stats.promptTokensEvaluated += chunk.count
-        if end < prompt.count {
-            slot.phase = .prompt(next: end)
+    }
+
+    /// After a chunk's pass: `logits` are its last token's (used once the prompt is read).
+    private func finishChunk(_ ch: Chunk, logits: [Float]) {
+        guard var slot = slots[ch.slot] else { return }
+        let s = ch.slot, prompt = slot.job.prompt
+        cached[s] += ch.tokens
+        slot.run.stats.promptTokensEvaluated += ch.tokens.count
+        if ch.end < prompt.count {
+            slot.phase = .prompt(next: ch.end)
             slots[s] = slot
-            return true
+            return
         }
+        slot.run.logits = logits
         slot.phase = .decode
         slot.run.stats.promptSeconds = now() - slot.run.promptStart
         if slot.job.promptLogprobs {
@@ -408,17 +451,18 @@ public final class BatchScheduler: @unchecked Sendable {
             slots[f]!.run.stats.promptSeconds = now() - slots[f]!.run.promptStart
             slots[f]!.phase = .decode
         }
-        return true
     }
 
-    /// Each generating job picks its next token; then one pass decodes all that go on.
-    private func decodeStep() -> Bool {
+    /// Each generating job picks its next token (reported to its handler); returns the
+    /// steps to decode, and whether any job was generating. A greedy job alone with a
+    /// draft model takes a speculative step here instead.
+    private func pickTokens() -> (steps: [(sequence: Int, token: Int32)], any: Bool) {
         if drafter != nil {
             let generating = slots.indices.filter { if case .decode? = slots[$0]?.phase { return true } else { return false } }
             if generating.count == 1, let slot = slots[generating[0]], slot.job.options.sampling.temperature <= 0,
                slot.job.options.minTokens == 0, slot.job.logprobs == nil, !slot.job.json {
                 speculate(generating[0])
-                return true
+                return ([], true)
             }
         }
         var steps: [(sequence: Int, token: Int32)] = []
@@ -469,18 +513,24 @@ public final class BatchScheduler: @unchecked Sendable {
             slots[s] = slot
             steps.append((s, tok))
         }
-        guard !steps.isEmpty else { return any }
-        let V = model.config.vocabSize
+        return (steps, any)
+    }
+
+    /// One pass decodes every picked token.
+    private func decodePass(_ steps: [(sequence: Int, token: Int32)]) {
         do {
-            let all = try session.decode(steps)
-            for (i, step) in steps.enumerated() {
-                slots[step.sequence]!.run.logits = Array(all[(i * V)..<((i + 1) * V)])
-                cached[step.sequence].append(step.token)
-            }
+            finishDecode(steps, logits: try session.decode(steps))
         } catch {
             for step in steps { fail(step.sequence, error) }
         }
-        return true
+    }
+
+    private func finishDecode(_ steps: [(sequence: Int, token: Int32)], logits all: [Float]) {
+        let V = model.config.vocabSize
+        for (i, step) in steps.enumerated() {
+            slots[step.sequence]!.run.logits = Array(all[(i * V)..<((i + 1) * V)])
+            cached[step.sequence].append(step.token)
+        }
     }
 
     /// One speculative step of greedy job `s`, alone: its next token, then drafted tokens checked

@@ -164,9 +164,61 @@ public final class InferenceSession: @unchecked Sendable {
             guard positions[s] < contextLength else { throw EngineError.contextFull(context: contextLength) }
             guard t >= 0, Int(t) < c.vocabSize else { throw EngineError.invalidToken(t, vocabularySize: c.vocabSize) }
         }
-        forward(steps.map(\.token), sequences: steps.map(\.sequence), positions: steps.map { positions[$0.sequence] }, batched: false)
+        forward(steps.map(\.token), segments: steps.enumerated().map { Segment(sequence: $1.sequence, row: $0, count: 1, position: positions[$1.sequence], rowBlock: false) })
         for (s, _) in steps { positions[s] += 1 }
         return logits(rows: 0..<steps.count)
+    }
+
+    /// Whether `evaluate(chunk:…, with:)` can take a prompt chunk of `chunkTokens` and
+    /// `steps` decode steps in one pass with every row's result unchanged: every product
+    /// (the output head too) on the 8-bit kernels, whose rows do not depend on how many
+    /// tokens share a pass, and no run-time adapters.
+    public func canShare(chunkTokens: Int, steps: Int) -> Bool {
+        chunkTokens + steps <= maxBatch && sharedPasses
+    }
+
+    private lazy var sharedPasses: Bool = {
+        guard activations == .q8, model.adapters.isEmpty, model.output.dtype.traits.gemm_q8 != nil else { return false }
+        return model.layers.allSatisfy { layer in Projection.allCases.allSatisfy { $0.matrix(layer).dtype.traits.gemm_q8 != nil } }
+    }()
+
+    /// A prompt chunk of one sequence and one decode step of each of several others in a
+    /// single pass over the weights (continuous batching: a prompt joins the running
+    /// decode batch). The chunk's rows attend as `evaluate` would attend them alone, each
+    /// step's row as `decode`'s, and every product is one `canShare` allows, so the
+    /// results are bit for bit those of `evaluate(chunk, sequence:)` then `decode(steps)`.
+    /// Returns the logits of the chunk's last token when `chunkLogits` (else empty) and
+    /// those of the steps (steps.count × vocab).
+    public func evaluate(chunk: [Int32], sequence: Int, chunkLogits: Bool, with steps: [(sequence: Int, token: Int32)]) throws
+        -> (chunk: [Float], steps: [Float]) {
+        let c = model.config, C = chunk.count, V = c.vocabSize
+        precondition(canShare(chunkTokens: C, steps: steps.count), "a pass canShare does not allow")
+        guard C > 0 else { throw EngineError.emptyPrompt }
+        guard sequence >= 0, sequence < sequences, !steps.contains(where: { $0.sequence == sequence }) else {
+            throw EngineError.invalidParameter("sequence \(sequence) is not one of 0..<\(sequences), or also has a decode step")
+        }
+        guard positions[sequence] + C <= contextLength else { throw EngineError.contextFull(context: contextLength) }
+        for t in chunk where t < 0 || Int(t) >= V { throw EngineError.invalidToken(t, vocabularySize: V) }
+        var seen = Set<Int>()
+        for (s, t) in steps {
+            guard s >= 0, s < sequences, seen.insert(s).inserted else {
+                throw EngineError.invalidParameter("sequence \(s) is not one of 0..<\(sequences), or appears twice in one pass")
+            }
+            guard positions[s] < contextLength else { throw EngineError.contextFull(context: contextLength) }
+            guard t >= 0, Int(t) < V else { throw EngineError.invalidToken(t, vocabularySize: V) }
+        }
+        var segments = [Segment(sequence: sequence, row: 0, count: C, position: positions[sequence], rowBlock: C >= Self.blasMinTokens)]
+        for (i, st) in steps.enumerated() {
+            segments.append(Segment(sequence: st.sequence, row: C + i, count: 1, position: positions[st.sequence], rowBlock: false))
+        }
+        forward(chunk + steps.map(\.token), segments: segments)
+        positions[sequence] += C
+        for (s, _) in steps { positions[s] += 1 }
+        // The head once for the rows wanted, which sit together: the chunk's last, then the steps.
+        let rows = (chunkLogits ? C - 1 : C)..<(C + steps.count)
+        guard !rows.isEmpty else { return ([], []) }
+        let all = logits(rows: rows)
+        return chunkLogits ? (Array(all[0..<V]), Array(all[V...])) : ([], all)
     }
 
     /// Evaluates `tokens` at the next positions and returns the logits of the last
@@ -194,8 +246,8 @@ public final class InferenceSession: @unchecked Sendable {
         while i < tokens.count {
             let chunk = Array(tokens[i..<min(tokens.count, i + maxBatch)])
             let start = positions[sequence]
-            forward(chunk, sequences: Array(repeating: sequence, count: chunk.count), positions: Array(start..<(start + chunk.count)),
-                    batched: !decodeKernels && chunk.count >= Self.blasMinTokens)
+            forward(chunk, segments: [Segment(sequence: sequence, row: 0, count: chunk.count, position: start,
+                                              rowBlock: !decodeKernels && chunk.count >= Self.blasMinTokens)])
             positions[sequence] += chunk.count
             let isLastChunk = i + chunk.count == tokens.count
             if let from {
@@ -266,30 +318,37 @@ public final class InferenceSession: @unchecked Sendable {
 
     @inline(__always) func now() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
 
-    /// Runs `tokens` (at most maxBatch), row t in sequence `sequences[t]` at position
-    /// `positions[t]`, through every layer; the stream's last rows are left in
-    /// `state.x` for the head. `batched` (the row-block attention) needs one
-    /// sequence at consecutive positions: a prompt chunk.
-    func forward(_ tokens: [Int32], sequences seqs: [Int], positions pos: [Int], batched: Bool) {
+    /// Rows `row..<row + count` of a pass: tokens of `sequence` at consecutive positions
+    /// from `position`. `rowBlock`: a prompt chunk's row-block attention (and OpenBLAS
+    /// for products without 8-bit kernels); otherwise each row attends over the cache
+    /// as a decode step.
+    struct Segment {
+        let sequence: Int, row: Int, count: Int, position: Int, rowBlock: Bool
+    }
+
+    /// Runs `tokens` (at most maxBatch), laid out in `segments`, through every layer;
+    /// the stream's last rows are left in `state.x` for the head.
+    func forward(_ tokens: [Int32], segments: [Segment]) {
         let c = model.config, T = tokens.count
+        precondition(segments.reduce(0) { $0 + $1.count } == T)
         let t0 = profile != nil ? now() : 0
         model.embedding.gatherRows(tokens, into: state.x)
         if !model.tokenRows.isEmpty {
             for (t, id) in tokens.enumerated() { if let r = model.tokenRows[id] { (state.x + t * c.embeddingLength).update(from: r, count: c.embeddingLength) } }
         }
         if c.embeddingScale != 1 { for i in 0..<(T * c.embeddingLength) { state.x[i] *= c.embeddingScale } }
-        let consecutive = Set(seqs).count == 1 && zip(pos, pos.dropFirst()).allSatisfy { $1 == $0 + 1 }
-        precondition(consecutive || !batched)
-        // One table per row, each as for that row's sequence alone (dynamic NTK reads the sequence's length).
-        let rows: [Range<Int>] = consecutive ? [pos[0]..<(pos[0] + T)] : pos.map { $0..<($0 + 1) }
+        // One table per segment, as for its sequence alone (dynamic NTK reads the positions' extent).
         let width = model.rope.dimensions
-        for (i, r) in rows.enumerated() {
-            let at = consecutive ? 0 : i * width
+        var seqs = [Int](), pos = [Int]()
+        for g in segments {
+            let r = g.position..<(g.position + g.count), at = g.row * width
             model.rope.tables(positions: r, into: state.rope + at)
             if let local = model.ropeLocal, let table = state.ropeLocal { local.tables(positions: r, into: table + at) }
+            seqs += Array(repeating: g.sequence, count: g.count)
+            pos += Array(r)
         }
         lastChunkRows = T
-        var ops = CacheOps(session: self, sequences: seqs, positions: pos, batched: batched, timed: profile != nil)
+        var ops = CacheOps(session: self, sequences: seqs, positions: pos, segments: segments, timed: profile != nil)
         let buffers = state.block
         for l in 0..<layerCount {
             LlamaBlock.forward(&ops, layer: l, tokens: T, config: c, rotary: model.rope.dimensions, buffers, threads: threads)
@@ -316,13 +375,15 @@ struct CacheOps: BlockOps {
     let session: InferenceSession
     /// Row t's sequence and position.
     let sequences: [Int], positions: [Int]
-    /// A prompt chunk: the row-block attention, and OpenBLAS for products without 8-bit tiles; else the decode kernels.
+    let segments: [InferenceSession.Segment]
+    /// A prompt chunk is in the pass: OpenBLAS for products without 8-bit tiles; else the decode kernels.
     let batched: Bool
     let timed: Bool
     var matmulNs: UInt64 = 0, attentionNs: UInt64 = 0
 
-    init(session: InferenceSession, sequences: [Int], positions: [Int], batched: Bool, timed: Bool) {
-        self.session = session; self.sequences = sequences; self.positions = positions; self.batched = batched; self.timed = timed
+    init(session: InferenceSession, sequences: [Int], positions: [Int], segments: [InferenceSession.Segment], timed: Bool) {
+        self.session = session; self.sequences = sequences; self.positions = positions; self.segments = segments
+        self.batched = segments.contains { $0.rowBlock }; self.timed = timed
     }
 
     func withNormWeight(_ norm: BlockNorm, layer: Int, _ body: (UnsafePointer<Float>) -> Void) {
@@ -375,10 +436,17 @@ struct CacheOps: BlockOps {
         let t0 = timed ? s.now() : 0
         let scale = c.attentionScale ?? 1 / Float(hd).squareRoot()
         let window = c.isWindowed(layer: l) ? c.slidingWindow : 0
-        if batched {
-            attendRowBlocks(kc: kc + base[0] * rowBytes, vc: vc + base[0] * rowBytes, q: q, out: out, T: T, start: positions[0], scale: scale,
-                            window: window)
-        } else {
+        var rows: [Int] = []   // rows attending as decode steps
+        for g in segments {
+            if g.rowBlock {
+                let b = s.cacheRow(layer: l, sequence: g.sequence) * rowBytes
+                attendRowBlocks(kc: kc + b, vc: vc + b, q: q + g.row * qDim, out: out + g.row * qDim, T: g.count, start: g.position,
+                                scale: scale, window: window)
+            } else {
+                rows += g.row..<(g.row + g.count)
+            }
+        }
+        if !rows.isEmpty {
             // Jobs over the cache with an online softmax: one per (token, head), or,
             // where there are enough of them to keep the workers busy, one per (token,
             // kv head) running that kv head's query heads one after another, so its
@@ -387,9 +455,9 @@ struct CacheOps: BlockOps {
             let decode = Attention.decode(over: kvType.dtype)
             let Q = SendablePointer(q), A = SendablePointer(out)
             let KC = SendableRawPointer(UnsafeRawPointer(kc)), VC = SendableRawPointer(UnsafeRawPointer(vc))
-            let perJob = group > 1 && T * c.headCountKV >= 4 * s.threads ? group : 1, jobsPerToken = heads / perJob
-            WorkerPool.shared(s.threads).run(T * jobsPerToken) { job in
-                let t = job / jobsPerToken, h0 = job % jobsPerToken * perJob
+            let perJob = group > 1 && rows.count * c.headCountKV >= 4 * s.threads ? group : 1, jobsPerToken = heads / perJob
+            WorkerPool.shared(s.threads).run(rows.count * jobsPerToken) { job in
+                let t = rows[job / jobsPerToken], h0 = job % jobsPerToken * perJob
                 // A windowed layer sees the last `window` positions up to its own.
                 let end = positions[t] + 1, first = window > 0 ? max(0, end - window) : 0
                 for h in h0..<(h0 + perJob) {

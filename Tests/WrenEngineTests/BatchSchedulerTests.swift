@@ -110,7 +110,42 @@ final class BatchSchedulerTests: XCTestCase {
                 }
             }
             XCTAssertLessThan(evaluated, prompts.map(\.count).reduce(0, +), "no prefix was reused")
+            // Prompt chunks joined the decode passes where every product is on the 8-bit kernels.
+            if dtype == .q8_0 { XCTAssertGreaterThan(s.sharedPasses, 0) } else { XCTAssertEqual(s.sharedPasses, 0) }
         }
+    }
+
+    /// A prompt chunk and decode steps of other sequences in one pass give the bits of
+    /// evaluating the chunk alone and then decoding the steps: short chunks (decode-path
+    /// attention) and long ones (row-block attention), with and without the chunk's logits.
+    func testSharedPassIsTheSameAsTwo() throws {
+        let m = try model(TinyModel(seed: 88, dim: 64, ff: 128), .q8_0)
+        var rng = SeededGenerator(seed: 9)
+        let toks = { (n: Int) in (0..<n).map { _ in Int32(3 + rng.next() % 60) } }
+        for (chunkLength, wantLogits) in [(5, true), (20, true), (16, false), (1, true)] {
+            let prompts = [toks(7), toks(12), toks(3)], chunk = toks(chunkLength), before = toks(4)
+            func prepared() throws -> InferenceSession {
+                let s = try InferenceSession(model: m, contextLength: 96, threads: 2, sequences: 4)
+                for (i, p) in prompts.enumerated() { _ = try s.evaluate(p, sequence: i) }
+                _ = try s.evaluate(before, sequence: 3)
+                return s
+            }
+            let steps: [(sequence: Int, token: Int32)] = [(0, 9), (2, 14), (1, 30)]
+            let apart = try prepared()
+            let c1 = try apart.evaluate(chunk, sequence: 3), d1 = try apart.decode(steps)
+            let shared = try prepared()
+            XCTAssertTrue(shared.canShare(chunkTokens: chunk.count, steps: steps.count))
+            let (c2, d2) = try shared.evaluate(chunk: chunk, sequence: 3, chunkLogits: wantLogits, with: steps)
+            XCTAssertEqual(d2, d1, "steps, chunk of \(chunkLength)")
+            XCTAssertEqual(c2, wantLogits ? c1 : [], "chunk of \(chunkLength)")
+            XCTAssertEqual(shared.positions, apart.positions)
+            // The caches agree too: the next token of every sequence gives the same logits.
+            let next: [(sequence: Int, token: Int32)] = [(0, 4), (1, 5), (2, 6), (3, 7)]
+            XCTAssertEqual(try shared.decode(next), try apart.decode(next))
+        }
+        // Float weights: products whose rows depend on the pass, so no sharing.
+        let f = try model(TinyModel(seed: 89, dim: 64, ff: 128), .f32)
+        XCTAssertFalse(try InferenceSession(model: f, contextLength: 32, threads: 1, activations: .f32, sequences: 2).canShare(chunkTokens: 4, steps: 1))
     }
 
     func testStreamedPiecesUnderStopStrings() throws {
@@ -207,6 +242,7 @@ final class BatchSchedulerTests: XCTestCase {
         XCTAssertNil(log.tokens[1], "the long prompt is still being read")
         runUntil(s, log, count: 2)
         XCTAssertEqual(log.results[1]?.stats.promptTokensEvaluated, 100)
+        XCTAssertGreaterThanOrEqual(s.sharedPasses, 12, "each chunk shared the decode pass")
     }
 
     func testLogprobsMatchTheLogits() throws {
