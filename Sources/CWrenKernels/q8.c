@@ -255,6 +255,41 @@ SIMD_FN static void interleave(int kind, const int8_t *qs, const float *d, const
     }
 }
 
+// 1 to 8 tokens' blocks interleaved for the eight-row kernels (block b: every
+// token's 32 bytes, scales and sums), with their integer sums for the kinds that
+// take an offset off. 0 when the per-thread buffer cannot grow.
+SIMD_FN static int tokens_for_rows8(int kind, const int8_t *qs, const float *d, const float *s, int blocks, int tokens,
+                                    struct q8_tokens *in) {
+    uint8_t *buf = pack_space((32 + 12) * (size_t)tokens * blocks);
+    if (!buf) return 0;
+    size_t m = (size_t)tokens * blocks;
+    int8_t *X = (int8_t *)buf;
+    float *D = (float *)(buf + 32 * m), *S = D + m;
+    int32_t *SX = (int32_t *)(S + m);
+    int sums = offset_shift(kind) || packs_signs(kind);
+    for (int b = 0; b < blocks; b++)
+        for (int j = 0; j < tokens; j++) {
+            size_t from = (size_t)j * blocks + b, to = (size_t)b * tokens + j;
+            _mm256_storeu_si256((__m256i *)(X + 32 * to), _mm256_loadu_si256((const __m256i *)(qs + 32 * from)));
+            D[to] = d[from]; S[to] = s[from];
+            SX[to] = sums ? block_sum(qs + 32 * from) : 0;
+        }
+    *in = (struct q8_tokens){ X, D, S, SX, blocks, tokens };
+    return 1;
+}
+
+static int packable_kind(uint32_t type) { return type == 2 ? KIND_Q4_0 : type == 3 ? KIND_Q4_1 : type == 8 ? KIND_Q8_0 : -1; }
+
+int wren_gemm_q8_packed8(uint32_t type, const void *packed, int r0, int r1, const int8_t *qs, const float *d, const float *s,
+                         int blocks, int tokens, float *y, int ldy) {
+    int kind = packable_kind(type);
+    if (kind < 0 || tokens < 1 || tokens > 8 || wren_kernels_simd() < 2) return 0;
+    struct q8_tokens in;
+    if (!tokens_for_rows8(kind, qs, d, s, blocks, tokens, &in)) return 0;
+    wren_q8_vnni_packed8(kind, packed, r0, r1, &in, y, ldy);
+    return 1;
+}
+
 // The kernel set: VNNI where the CPU has it (and it is not forced off), else
 // AVX2. Every set gives the same bits.
 static const struct q8_set *pair_set(void) { return wren_kernels_simd() >= 2 ? wren_q8_vnni_set() : &set_avx2; }
@@ -267,29 +302,14 @@ SIMD_FN static void gemm_q8_avx2(int kind, int block_bytes, const uint8_t *w, si
     int groups = (rows + 3) / 4;
     size_t gbytes = (size_t)blocks * packed_block_bytes(kind);
     if (tokens <= 8 && set->rows8[kind]) {
-        // Eight rows per step with the tokens broadcast (q8_vnni.c); the tokens'
-        // blocks interleaved first, with their integer sums for the kinds that take
-        // an offset off.
-        uint8_t *buf = pack_space((32 + 12) * (size_t)tokens * blocks);
-        if (!buf) {
+        // Eight rows per step with the tokens broadcast (q8_vnni.c).
+        struct q8_tokens in;
+        if (!tokens_for_rows8(kind, qs, d, s, blocks, tokens, &in)) {
             for (int t = 0; t < tokens; t++)
                 gemv(w, row_bytes, rows, qs + (size_t)t * 32 * blocks, d + (size_t)t * blocks, s + (size_t)t * blocks, blocks,
                      y + (size_t)t * ldy, ldy);
             return;
         }
-        size_t m = (size_t)tokens * blocks;
-        int8_t *X = (int8_t *)buf;
-        float *D = (float *)(buf + 32 * m), *S = D + m;
-        int32_t *SX = (int32_t *)(S + m);
-        int sums = offset_shift(kind) || packs_signs(kind);
-        for (int b = 0; b < blocks; b++)
-            for (int j = 0; j < tokens; j++) {
-                size_t from = (size_t)j * blocks + b, to = (size_t)b * tokens + j;
-                _mm256_storeu_si256((__m256i *)(X + 32 * to), _mm256_loadu_si256((const __m256i *)(qs + 32 * from)));
-                D[to] = d[from]; S[to] = s[from];
-                SX[to] = sums ? block_sum(qs + 32 * from) : 0;
-            }
-        struct q8_tokens in = { X, D, S, SX, blocks, tokens };
         set->rows8[kind](w, row_bytes, rows, &in, y, ldy);
         return;
     }
@@ -386,3 +406,38 @@ GEMM_Q8_AVX2(wren_gemm_q8_q5_0_avx2, KIND_Q5_0, 22)
 GEMM_Q8_AVX2(wren_gemm_q8_q5_1_avx2, KIND_Q5_1, 24)
 
 #endif
+
+#if !HAVE_SIMD
+int wren_gemm_q8_packed8(uint32_t type, const void *packed, int r0, int r1, const int8_t *qs, const float *d, const float *s,
+                         int blocks, int tokens, float *y, int ldy) {
+    (void)type; (void)packed; (void)r0; (void)r1; (void)qs; (void)d; (void)s; (void)blocks; (void)tokens; (void)y; (void)ldy;
+    return 0;
+}
+#endif
+
+// Rows in groups of eight, each block of a group as the eight-row kernels read it
+// (q8_vnni.c, packed8_body): the eight rows' f16 scales (q4_1: then their
+// minimums), then the quants as 4-byte pieces, piece c of every row side by
+// side (q4: the 16 packed bytes, low nibbles elements 4c…4c+3 and high nibbles
+// 16+4c…; q8_0: the 32 bytes, each + 128). The same size as the rows.
+size_t wren_pack_rows8(uint32_t type, const void *w, size_t row_bytes, int rows, void *out) {
+    int kind = type == 2 ? 0 : type == 3 ? 1 : type == 8 ? 2 : -1;   // KIND_Q4_0, KIND_Q4_1, KIND_Q8_0
+    size_t bb = kind == 0 ? 18 : kind == 1 ? 20 : 34;
+    if (kind < 0 || rows <= 0 || rows % 8 || row_bytes % bb) return 0;
+    size_t blocks = row_bytes / bb, gb = 8 * bb;
+    const uint8_t *src = w;
+    uint8_t *dst = out;
+    int scales = kind == 1 ? 2 : 1, pieces = kind == 2 ? 8 : 4;
+    for (int g = 0; g < rows / 8; g++)
+        for (size_t b = 0; b < blocks; b++) {
+            uint8_t *o = dst + ((size_t)g * blocks + b) * gb;
+            for (int k = 0; k < 8; k++) {
+                const uint8_t *blk = src + (size_t)(8 * g + k) * row_bytes + b * bb;
+                for (int sc = 0; sc < scales; sc++) memcpy(o + 16 * sc + 2 * k, blk + 2 * sc, 2);
+                const uint8_t *q = blk + 2 * scales;
+                for (int c = 0; c < pieces; c++)
+                    for (int i = 0; i < 4; i++) o[16 * scales + 32 * c + 4 * k + i] = (uint8_t)(q[4 * c + i] ^ (kind == 2 ? 0x80 : 0));
+            }
+        }
+    return (size_t)rows * row_bytes;
+}

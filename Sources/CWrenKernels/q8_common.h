@@ -98,6 +98,9 @@ static inline int has_min(int kind) { return kind == KIND_Q4_1 || kind == KIND_Q
 /// log2 of the offset subtracted from the packed integers (0: none).
 static inline int offset_shift(int kind) { return kind == KIND_Q4_0 ? 3 : kind == KIND_Q5_0 ? 4 : 0; }
 static inline size_t packed_block_bytes(int kind) { return packs_signs(kind) ? 256 + 32 : has_min(kind) ? 128 + 64 : 128 + 32; }
+/// Bytes of one block of a group of eight rows packed by wren_pack_rows8: eight
+/// blocks' worth (the scales side by side, then the transposed quants).
+static inline size_t packed8_group_block(int kind) { return kind == KIND_Q4_0 ? 8 * 18 : kind == KIND_Q4_1 ? 8 * 20 : 8 * 34; }
 static inline size_t packed_scales(int kind) { return packs_signs(kind) ? 256 : 128; }
 
 // The packed integers of one block as 32 bytes in element order (q4_0: the
@@ -167,6 +170,9 @@ typedef void (*q8_rows8_fn)(const uint8_t *w, size_t row_bytes, int rows, const 
 struct q8_set { q8_gemv_fn gemv[5]; q8_pairs_fn pairs2[5], pairs4[5]; q8_group_fn tiles_of_group; int offset_x; q8_rows8_fn rows8[5]; };
 /// The AVX-512 VNNI set (q8_vnni.c); call only where wren_kernels_simd() >= 2.
 const struct q8_set *wren_q8_vnni_set(void);
+/// Rows [r0, r1) of a product over rows packed by wren_pack_rows8 (1 to 8 tokens;
+/// q8_vnni.c); call only where wren_kernels_simd() >= 2.
+void wren_q8_vnni_packed8(int kind, const uint8_t *w, int r0, int r1, const struct q8_tokens *in, float *y, int ldy);
 
 #endif
 #endif

@@ -66,9 +66,11 @@ struct Bench: ParsableCommand {
             func tokens(_ k: Int) -> [Int32] { (0..<k).map { _ in Int32(rng.next() % UInt64(m.config.vocabSize)) } }
             var results: [[String: Any]] = []
             let size = (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? Int) ?? 0
+            // Rows packed for 1 to 8 tokens (built here, before the first session, as that session would).
+            let packedMB = path.exact ? 0 : Double(m.packedWeights()?.bytes ?? 0) / 1e6
             if !json {
-                print(String(format: "model %@: %.1f MB, open %.2f ms (median of %d), kernels %@", model, Double(size) / 1e6, median(opens),
-                             opens.count, Machine.kernels))
+                print(String(format: "model %@: %.1f MB, open %.2f ms (median of %d), kernels %@, packed %.1f MB", model, Double(size) / 1e6,
+                             median(opens), opens.count, Machine.kernels, packedMB))
                 print("| threads | test | tokens/s |")
                 print("|---|---|---|")
             }
@@ -114,7 +116,8 @@ struct Bench: ParsableCommand {
             getrusage(RUSAGE_SELF.rawValue, &usage)
             let rssMB = Double(usage.ru_maxrss) / 1024
             if json {
-                for i in results.indices { results[i]["open_ms"] = median(opens); results[i]["peak_rss_mb"] = rssMB; results[i]["kernels"] = Machine.kernels }
+                for i in results.indices { results[i]["open_ms"] = median(opens); results[i]["peak_rss_mb"] = rssMB; results[i]["kernels"] = Machine.kernels
+                    results[i]["packed_mb"] = packedMB }
                 let d = try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys])
                 print(String(decoding: d, as: UTF8.self))
             } else {

@@ -3,6 +3,7 @@
 // which are kept as f32).
 
 import WrenFormat
+import CWrenKernels
 import WrenKernels
 import WrenTokenizer
 import Foundation
@@ -177,6 +178,60 @@ public struct RopeSettings: Sendable, Equatable {
     }
 }
 
+/// A model's q4_0, q4_1 and q8_0 matrices packed eight rows at a time for the
+/// products of 1 to 8 tokens (`wren_pack_rows8`: each block of eight rows as the
+/// AVX-512 VNNI kernels read it, with no shuffles). Built once per model, on the
+/// first session that can use it, in memory of its own: the same size again as
+/// those matrices (the mapped file stays for everything else: prompts, training,
+/// export), and never more than a quarter of the machine's memory (else nothing
+/// is packed). The results are the same bits as from the rows themselves.
+public final class PackedWeights: @unchecked Sendable {
+    /// Per layer, the packed projections (those of a packable type with rows a multiple of 8).
+    public let layers: [[Projection: UnsafeRawPointer]]
+    public let output: UnsafeRawPointer?
+    /// Bytes packed.
+    public let bytes: Int
+    private let buffers: [UnsafeMutableRawPointer]
+
+    init?(_ model: LlamaModel) {
+        var jobs: [(WeightMatrix, layer: Int, Projection?)] = []
+        func packable(_ w: WeightMatrix) -> Bool { [.q4_0, .q4_1, .q8_0].contains(w.dtype) && w.rows % 8 == 0 && w.rows > 0 }
+        for (l, layer) in model.layers.enumerated() {
+            for p in Projection.allCases where packable(p.matrix(layer)) { jobs.append((p.matrix(layer), l, p)) }
+        }
+        if packable(model.output) { jobs.append((model.output, -1, nil)) }
+        // Never more than a quarter of the machine's memory.
+        let total = jobs.reduce(0) { $0 + $1.0.rows * $1.0.dtype.byteCount(elements: $1.0.cols)! }
+        let physical = Double(sysconf(Int32(_SC_PHYS_PAGES))) * Double(sysconf(Int32(_SC_PAGESIZE)))
+        guard !jobs.isEmpty, physical <= 0 || Double(total) <= physical / 4 else { return nil }
+        let out = jobs.map { UnsafeMutableRawPointer.allocate(byteCount: $0.0.rows * $0.0.dtype.byteCount(elements: $0.0.cols)!, alignment: 64) }
+        let J: [(w: WeightMatrix, o: SendableRawPointer)] = zip(jobs, out).map { ($0.0, SendableRawPointer(UnsafeRawPointer($1))) }
+        DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
+            let w = J[i].w
+            let n = wren_pack_rows8(w.dtype.rawValue, w.data, w.dtype.byteCount(elements: w.cols)!, Int32(w.rows),
+                                    UnsafeMutableRawPointer(mutating: J[i].o.p))
+            precondition(n == w.rows * w.dtype.byteCount(elements: w.cols)!, "wren_pack_rows8 refused a packable matrix")
+        }
+        var layers = [[Projection: UnsafeRawPointer]](repeating: [:], count: model.layers.count)
+        var output: UnsafeRawPointer? = nil
+        for (k, j) in jobs.enumerated() {
+            if let p = j.2 { layers[j.layer][p] = UnsafeRawPointer(out[k]) } else { output = UnsafeRawPointer(out[k]) }
+        }
+        self.layers = layers
+        self.output = output
+        self.buffers = out
+        self.bytes = total
+    }
+
+    deinit { buffers.forEach { $0.deallocate() } }
+
+    /// Whether sessions pack: on a CPU whose kernel set is AVX-512 VNNI (the packed
+    /// kernels'), unless WREN_REPACK=0.
+    public static var enabled: Bool {
+        ProcessInfo.processInfo.environment["WREN_REPACK"] != "0" && wren_kernels_simd() >= 2
+    }
+}
+
 public final class LlamaModel: @unchecked Sendable {
     public let file: WrenFile
     public let config: ModelConfig
@@ -210,6 +265,21 @@ public final class LlamaModel: @unchecked Sendable {
     /// Embedding rows an adapter replaces (PEFT trainable tokens), by id; with tied embeddings
     /// they are the output head's rows too.
     public internal(set) var tokenRows: [Int32: [Float]] = [:]
+
+    /// The packed copy of the weights (built on first call), or nil where packing is
+    /// off or nothing is packable.
+    public func packedWeights() -> PackedWeights? {
+        packLock.lock()
+        defer { packLock.unlock() }
+        if !packTried {
+            packTried = true
+            packStorage = PackedWeights.enabled ? PackedWeights(self) : nil
+        }
+        return packStorage
+    }
+    private var packStorage: PackedWeights?
+    private var packTried = false
+    private let packLock = NSLock()
 
     /// Loads the model at `path` (.wren). RoPE overrides replace the file's base / linear factor.
     public init(path: String, ropeFreqBase: Float? = nil, ropeScale: Float? = nil) throws {

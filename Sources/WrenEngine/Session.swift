@@ -49,6 +49,8 @@ public final class InferenceSession: @unchecked Sendable {
     public let kvType: KVCacheType
     /// Activations against quantized weights in decode-sized products (.q8 fast, .f32 exact).
     public let activations: Activations
+    /// The model's weights packed for 1 to 8 tokens on the 8-bit path (see `PackedWeights`), if any.
+    public let packed: PackedWeights?
     /// Layers run (all by default; fewer makes a self-speculation draft: the
     /// first layers, then the final norm and output head).
     public let layerCount: Int
@@ -112,6 +114,7 @@ public final class InferenceSession: @unchecked Sendable {
                                                       physical / 1e9))
         }
         state = RunState(model: model, maxBatch: maxBatch, context: ctx, sequences: sequences, layers: nl, kvType: kvType)
+        packed = activations == .q8 ? model.packedWeights() : nil
         // OpenBLAS stays single-threaded: its products are split across the worker pool
         // (Ops.matmulBLAS, attendRowBlocks). Its own threads would spin on sched_yield
         // after each call, taking a core from the pool during decode steps (measured ~5%
@@ -283,7 +286,8 @@ public final class InferenceSession: @unchecked Sendable {
         let s = state
         model.outputNorm.withUnsafeBufferPointer { w in Ops.rmsNorm(s.x + t * dim, w.baseAddress!, s.normed, n: dim, eps: c.rmsNormEps) }
         let o = model.output
-        Ops.matvec(o.dtype, o.data, rows: o.rows, n: o.cols, x: s.normed, y: s.logits, threads: threads, activations: activations)
+        Ops.matmul(o.dtype, o.data, rows: o.rows, n: o.cols, x: s.normed, tokens: 1, y: s.logits, threads: threads, activations: activations,
+                   packed: packed?.output)
         if c.tiedEmbeddings { for (id, r) in model.tokenRows { s.logits[Int(id)] = Self.dot(s.normed, r) } }
         let out = Array(UnsafeBufferPointer(start: s.logits, count: c.vocabSize))
         if profile != nil { profile!.outputNs += now() - t0 }
@@ -303,7 +307,7 @@ public final class InferenceSession: @unchecked Sendable {
         let o = model.output
         let out = [Float](unsafeUninitializedCapacity: T * c.vocabSize) { buf, count in
             Ops.matmul(o.dtype, o.data, rows: o.rows, n: o.cols, x: s.normed, tokens: T, y: buf.baseAddress!, threads: threads,
-                       activations: activations)
+                       activations: activations, packed: packed?.output)
             if c.tiedEmbeddings {
                 for i in 0..<T { for (id, r) in model.tokenRows { buf[i * c.vocabSize + Int(id)] = Self.dot(s.normed + i * dim, r) } }
             }
@@ -406,8 +410,10 @@ struct CacheOps: BlockOps {
                                threads: s.threads)
             }
         } else {
-            Ops.matmul(zip(weights, outputs).map { Ops.MatmulPart($0.dtype, $0.data, rows: $0.rows, y: $1) }, n: weights[0].cols, x: input,
-                       tokens: T, threads: s.threads, activations: s.activations)
+            let packed = s.packed?.layers[layer]
+            Ops.matmul(zip(projections, zip(weights, outputs)).map { p, wo in
+                Ops.MatmulPart(wo.0.dtype, wo.0.data, rows: wo.0.rows, y: wo.1, packed: packed?[p])
+            }, n: weights[0].cols, x: input, tokens: T, threads: s.threads, activations: s.activations)
         }
         if !s.model.adapters.isEmpty {
             for (p, out) in zip(projections, outputs) {

@@ -88,8 +88,8 @@ public enum Ops {
     /// input once to 8-bit blocks and uses integer block dots, as llama.cpp
     /// does; `.f32` dots f32 inputs with the exactly dequantized weights.
     public static func matmul(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, n: Int, x: UnsafePointer<Float>, tokens: Int,
-                              y: UnsafeMutablePointer<Float>, threads: Int, activations: Activations = .f32) {
-        matmul([MatmulPart(dtype, w, rows: rows, y: y)], n: n, x: x, tokens: tokens, threads: threads, activations: activations)
+                              y: UnsafeMutablePointer<Float>, threads: Int, activations: Activations = .f32, packed: UnsafeRawPointer? = nil) {
+        matmul([MatmulPart(dtype, w, rows: rows, y: y, packed: packed)], n: n, x: x, tokens: tokens, threads: threads, activations: activations)
     }
 
     /// One weight matrix of a fused product: `rows` × n in `dtype` at `w`, output Y (tokens × rows).
@@ -98,8 +98,10 @@ public enum Ops {
         public let w: UnsafeRawPointer
         public let rows: Int
         public let y: UnsafeMutablePointer<Float>
-        public init(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, y: UnsafeMutablePointer<Float>) {
-            self.dtype = dtype; self.w = w; self.rows = rows; self.y = y
+        /// The same rows packed by `PackedRows` (or nil): 1 to 8 tokens on the 8-bit path read these.
+        public let packed: UnsafeRawPointer?
+        public init(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, y: UnsafeMutablePointer<Float>, packed: UnsafeRawPointer? = nil) {
+            self.dtype = dtype; self.w = w; self.rows = rows; self.y = y; self.packed = packed
         }
     }
 
@@ -137,7 +139,8 @@ public enum Ops {
             let X = SendableRawPointer(UnsafeRawPointer(x))
             let XS = SendablePointer(xs), XD = SendablePointer(xd), QS = SendablePointer(qs.baseAddress!)
             let chunks = max(1, min(threads, total / 16))
-            let per = (total + chunks - 1) / chunks
+            // Packed rows go eight at a time: ranges start on a multiple of 8 where the parts allow.
+            let per = ((total + chunks - 1) / chunks + 7) & ~7
             let work: @Sendable (Int) -> Void = { c in
                 let g0 = c * per, g1 = min(total, g0 + per)
                 guard g0 < g1 else { return }
@@ -148,6 +151,9 @@ public enum Ops {
                     let r0 = max(g0 - base, 0), r1 = min(g1 - base, part.rows)
                     guard r0 < r1 else { continue }
                     let rows = part.rows, y = part.y
+                    if int8, tokens <= 8, let packed = part.packed,
+                       wren_gemm_q8_packed8(part.dtype.rawValue, packed, Int32(r0), Int32(r1), QS.p, XD.p, XS.p, Int32(nb), Int32(tokens),
+                                            y, Int32(rows)) != 0 { continue }
                     let rowBytes = n / Int(type.block) * Int(type.block_bytes)
                     // Several tokens: tiles of 64 rows stay in cache while every token
                     // passes over them (a row's result does not depend on the tiling).

@@ -142,6 +142,78 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    /// Rows packed eight at a time (`wren_pack_rows8`) give the portable kernels' bits for 1 to 8
+    /// tokens, over any row range (groups cut at either end) and inside a fused product whose
+    /// other part is not packed; where the packed kernels do not run (no AVX-512 VNNI, or
+    /// another set forced) the call says so and the product falls back to the rows.
+    func testPackedRowsAreBitIdentical() {
+        var rng = SeededRNG(seed: 81)
+        for dt in [DType.q4_0, .q4_1, .q8_0] {
+            for (rows, blocks) in [(8, 1), (24, 3), (136, 18)] {
+                let n = rowLength(dt, blocks: blocks), rowBytes = dt.byteCount(elements: n)!
+                let w = Quant.quantize(dt, (0..<(rows * n)).map { _ in rng.normal() * 0.3 })
+                var packed = [UInt8](repeating: 0, count: w.count)
+                XCTAssertEqual(w.withUnsafeBytes { wp in packed.withUnsafeMutableBytes { wren_pack_rows8(dt.rawValue, wp.baseAddress!, rowBytes, Int32(rows), $0.baseAddress!) } },
+                               rows * rowBytes)
+                // A second part, not packed (9 rows: the packed part after it starts mid-group).
+                let w2 = Quant.quantize(dt, (0..<(9 * n)).map { _ in rng.normal() * 0.3 })
+                for T in 1...8 {
+                    let x = (0..<(n * T)).map { _ in rng.normal() }
+                    func run(set: Int, threads: Int, pack: Bool) -> [Float] {
+                        XCTAssertEqual(Int(wren_kernels_force_set(Int32(set))), set)
+                        defer { wren_kernels_force_set(-1) }
+                        var y = [Float](repeating: .nan, count: rows * T), y2 = [Float](repeating: .nan, count: 9 * T)
+                        w.withUnsafeBytes { wp in w2.withUnsafeBytes { w2p in packed.withUnsafeBytes { pp in x.withUnsafeBufferPointer { xp in
+                            y.withUnsafeMutableBufferPointer { yp in y2.withUnsafeMutableBufferPointer { y2p in
+                                Ops.matmul([Ops.MatmulPart(dt, w2p.baseAddress!, rows: 9, y: y2p.baseAddress!),
+                                            Ops.MatmulPart(dt, wp.baseAddress!, rows: rows, y: yp.baseAddress!, packed: pack ? pp.baseAddress! : nil)],
+                                           n: n, x: xp.baseAddress!, tokens: T, threads: threads, activations: .q8)
+                            } }
+                        } } } }
+                        return y + y2
+                    }
+                    let reference = run(set: 0, threads: 1, pack: false)
+                    XCTAssertTrue(reference.allSatisfy(\.isFinite))
+                    for set in 0...Int(wren_kernels_best()) {
+                        for threads in [1, 2, 3] {
+                            XCTAssertEqual(run(set: set, threads: threads, pack: true).map(\.bitPattern), reference.map(\.bitPattern),
+                                           "\(dt) \(rows)×\(n), \(T) tokens, set \(set), \(threads) threads")
+                        }
+                    }
+                    // A range cut inside groups at both ends, straight through the C entry point.
+                    let (r0, r1) = (3, rows - 2)
+                    var qs = [Int8](repeating: 0, count: n * T), d = [Float](repeating: 0, count: T * blocks), sm = d
+                    for t in 0..<T {
+                        x.withUnsafeBufferPointer { xp in qs.withUnsafeMutableBufferPointer { q in d.withUnsafeMutableBufferPointer { dp in sm.withUnsafeMutableBufferPointer { sp in
+                            wren_quantize_q8(xp.baseAddress! + t * n, q.baseAddress! + t * n, dp.baseAddress! + t * blocks, sp.baseAddress! + t * blocks, Int32(n))
+                        } } } }
+                    }
+                    var y = [Float](repeating: .nan, count: rows * T)
+                    let ran = packed.withUnsafeBytes { pp in
+                        wren_gemm_q8_packed8(dt.rawValue, pp.baseAddress!, Int32(r0), Int32(r1), qs, d, sm, Int32(blocks), Int32(T), &y, Int32(rows))
+                    }
+                    XCTAssertEqual(ran != 0, wren_kernels_simd() >= 2, "the packed kernels run exactly where the VNNI set does")
+                    if ran != 0 {
+                        for t in 0..<T {
+                            for r in 0..<rows {
+                                let got = y[t * rows + r], want = reference[t * rows + r]
+                                if (r0..<r1).contains(r) { XCTAssertEqual(got.bitPattern, want.bitPattern, "\(dt) row \(r) token \(t)") }
+                                else { XCTAssertTrue(got.isNaN, "row \(r) outside the range was written") }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Other types, and rows not a multiple of 8, are not packed.
+        let f = [Float](repeating: 0.5, count: 12 * 32)
+        for (dt, rows) in [(DType.q4_1, 12), (DType.f16, 8), (DType.q5_0, 8)] {
+            let w = Quant.quantize(dt, Array(f[0..<(rows * 32)]))
+            var out = [UInt8](repeating: 0, count: w.count)
+            XCTAssertEqual(w.withUnsafeBytes { wp in out.withUnsafeMutableBytes { wren_pack_rows8(dt.rawValue, wp.baseAddress!, dt.byteCount(elements: 32)!, Int32(rows), $0.baseAddress!) } }, 0)
+        }
+    }
+
     /// The default thread count is the physical cores: at least 1, never more than the
     /// logical processors; the kernel set is named ("scalar" while forced).
     func testMachine() {

@@ -56,6 +56,16 @@ typedef struct {
 /// The row for ggml type id `dtype` on this CPU, or NULL when Wren has no
 /// kernels for that type (an unknown type is an error, never a guess).
 const wren_type_traits *wren_type(uint32_t dtype);
+/// Packs `rows` rows of q4_0, q4_1 or q8_0 (ggml type ids 2, 3, 8) for the eight-row
+/// products of 1 to 8 tokens: `out` gets rows × row_bytes bytes. Returns that size, or
+/// 0 (nothing written) for another type or rows not a multiple of 8.
+size_t wren_pack_rows8(uint32_t type, const void *w, size_t row_bytes, int rows, void *out);
+/// y[t·ldy + r] for rows r0 ≤ r < r1 of a packed matrix and 1 to 8 tokens of 8-bit
+/// activations (as gemm_q8): the same bits as gemm_q8 over the rows. Returns 0, having
+/// done nothing, where the packed kernels do not run (a CPU or forced kernel set
+/// without AVX-512 VNNI): the caller then uses the rows themselves.
+int wren_gemm_q8_packed8(uint32_t type, const void *packed, int r0, int r1, const int8_t *qs, const float *d, const float *s,
+                         int blocks, int tokens, float *y, int ldy);
 /// Causal attention of one query head over n cached positions of an f16 cache:
 /// out = softmax(scale·q·k_p) · v_p, keys in blocks of 64 with a running
 /// maximum and sum (online softmax). k and v point at the head's first
