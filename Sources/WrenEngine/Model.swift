@@ -225,6 +225,24 @@ public final class PackedWeights: @unchecked Sendable {
 
     deinit { buffers.forEach { $0.deallocate() } }
 
+    /// One packed copy per file while any model holds it: `wren serve` loads the base once
+    /// per served name (each --lora), and those share it. The key is the file's identity
+    /// (device, inode, size, modification time), so a replaced file is packed anew.
+    static func shared(for model: LlamaModel) -> PackedWeights? {
+        var st = stat()
+        guard stat(model.file.path, &st) == 0 else { return PackedWeights(model) }
+        let key = "\(st.st_dev):\(st.st_ino):\(st.st_size):\(st.st_mtim.tv_sec).\(st.st_mtim.tv_nsec)"
+        registryLock.lock()
+        defer { registryLock.unlock() }
+        if let p = registry[key]?.value { return p }
+        let p = PackedWeights(model)
+        registry[key] = Weak(value: p)
+        return p
+    }
+    private struct Weak { weak var value: PackedWeights? }
+    nonisolated(unsafe) private static var registry: [String: Weak] = [:]
+    private static let registryLock = NSLock()
+
     /// Whether sessions pack: on a CPU whose kernel set is AVX-512 VNNI (the packed
     /// kernels'), unless WREN_REPACK=0.
     public static var enabled: Bool {
@@ -273,7 +291,7 @@ public final class LlamaModel: @unchecked Sendable {
         defer { packLock.unlock() }
         if !packTried {
             packTried = true
-            packStorage = PackedWeights.enabled ? PackedWeights(self) : nil
+            packStorage = PackedWeights.enabled ? PackedWeights.shared(for: self) : nil
         }
         return packStorage
     }

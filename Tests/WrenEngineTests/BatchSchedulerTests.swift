@@ -4,6 +4,7 @@
 // (and a cancelled leader's followers carry on); a long prompt is read in
 // chunks while other jobs keep decoding; log-probabilities match the logits.
 
+import CWrenKernels
 import Foundation
 import TestSupport
 @testable import WrenEngine
@@ -146,6 +147,34 @@ final class BatchSchedulerTests: XCTestCase {
         // Float weights: products whose rows depend on the pass, so no sharing.
         let f = try model(TinyModel(seed: 89, dim: 64, ff: 128), .f32)
         XCTAssertFalse(try InferenceSession(model: f, contextLength: 32, threads: 1, activations: .f32, sequences: 2).canShare(chunkTokens: 4, steps: 1))
+    }
+
+    /// Packed weights (AVX-512 VNNI CPUs) are wired to the right matrices: a batch of decode
+    /// steps gives the same logits as with the packed kernels forced off (the rows read in
+    /// place); two models of one file share one packed copy.
+    func testPackedWeightsAreExactAndShared() throws {
+        for dt in [DType.q4_1, .q8_0, .q4_0] {
+            let m = try model(TinyModel(seed: 90, dim: 64, ff: 128), dt)
+            let s = try InferenceSession(model: m, contextLength: 64, threads: 2, sequences: 3)
+            guard PackedWeights.enabled else {
+                XCTAssertNil(s.packed)
+                continue
+            }
+            let p = try XCTUnwrap(s.packed, "\(dt): nothing packed")
+            XCTAssertEqual(p.layers.count, m.config.blockCount)
+            XCTAssertEqual(p.layers[0].count, Projection.allCases.count)
+            XCTAssertNotNil(p.output)
+            XCTAssertTrue(try LlamaModel(path: m.file.path).packedWeights() === p, "one packed copy per file")
+            func run() throws -> [Float] {
+                s.reset()
+                for q in 0..<3 { _ = try s.evaluate([Int32(5 + q), 9, 12], sequence: q) }
+                return try s.decode([(0, 7), (1, 8), (2, 30)]) + s.decode([(2, 4)]) + s.evaluate([3, 4, 5, 6], sequence: 0, allLogits: true)
+            }
+            let packed = try run()
+            XCTAssertEqual(wren_kernels_force_set(1), 1)
+            defer { wren_kernels_force_set(-1) }
+            XCTAssertEqual(packed.map(\.bitPattern), try run().map(\.bitPattern), "\(dt)")
+        }
     }
 
     func testStreamedPiecesUnderStopStrings() throws {
