@@ -195,7 +195,8 @@ public final class PackedWeights: @unchecked Sendable {
 
     init?(_ model: LlamaModel) {
         var jobs: [(WeightMatrix, layer: Int, Projection?)] = []
-        func packable(_ w: WeightMatrix) -> Bool { [.q4_0, .q4_1, .q8_0].contains(w.dtype) && w.rows % 8 == 0 && w.rows > 0 }
+        // The types the kernel set in use runs packed (AVX2: q4_0 and q4_1; VNNI: q8_0 too).
+        func packable(_ w: WeightMatrix) -> Bool { wren_packed8_runs(w.dtype.rawValue) != 0 && w.rows % 8 == 0 && w.rows > 0 }
         for (l, layer) in model.layers.enumerated() {
             for p in Projection.allCases where packable(p.matrix(layer)) { jobs.append((p.matrix(layer), l, p)) }
         }
@@ -243,10 +244,10 @@ public final class PackedWeights: @unchecked Sendable {
     nonisolated(unsafe) private static var registry: [String: Weak] = [:]
     private static let registryLock = NSLock()
 
-    /// Whether sessions pack: on a CPU whose kernel set is AVX-512 VNNI (the packed
-    /// kernels'), unless WREN_REPACK=0.
+    /// Whether sessions pack: with the AVX2 or AVX-512 VNNI kernels (not the portable
+    /// C), unless WREN_REPACK=0.
     public static var enabled: Bool {
-        ProcessInfo.processInfo.environment["WREN_REPACK"] != "0" && wren_kernels_simd() >= 2
+        ProcessInfo.processInfo.environment["WREN_REPACK"] != "0" && wren_kernels_simd() >= 1
     }
 }
 

@@ -50,7 +50,7 @@ public final class InferenceSession: @unchecked Sendable {
     /// Activations against quantized weights in decode-sized products (.q8 fast, .f32 exact).
     public let activations: Activations
     /// The model's weights packed for 1 to 8 tokens on the 8-bit path (see `PackedWeights`), if any.
-    public let packed: PackedWeights?
+    public internal(set) var packed: PackedWeights?
     /// Layers run (all by default; fewer makes a self-speculation draft: the
     /// first layers, then the final norm and output head).
     public let layerCount: Int

@@ -192,7 +192,24 @@ final class OpsTests: XCTestCase {
                     let ran = packed.withUnsafeBytes { pp in
                         wren_gemm_q8_packed8(dt.rawValue, pp.baseAddress!, Int32(r0), Int32(r1), qs, d, sm, Int32(blocks), Int32(T), &y, Int32(rows))
                     }
-                    XCTAssertEqual(ran != 0, wren_kernels_simd() >= 2, "the packed kernels run exactly where the VNNI set does")
+                    XCTAssertEqual(ran != 0, wren_packed8_runs(dt.rawValue) != 0)
+                    XCTAssertEqual(ran != 0, wren_kernels_simd() >= 2 || (wren_kernels_simd() == 1 && dt != .q8_0),
+                                   "packed kernels: every type on VNNI, q4 on AVX2")
+                    // And on each set the CPU has, forced.
+                    for set in 1...max(1, Int(wren_kernels_best())) where set <= Int(wren_kernels_best()) {
+                        wren_kernels_force_set(Int32(set))
+                        var yf = [Float](repeating: .nan, count: rows * T)
+                        let r = packed.withUnsafeBytes { pp in
+                            wren_gemm_q8_packed8(dt.rawValue, pp.baseAddress!, Int32(r0), Int32(r1), qs, d, sm, Int32(blocks), Int32(T), &yf, Int32(rows))
+                        }
+                        wren_kernels_force_set(-1)
+                        XCTAssertEqual(r != 0, set == 2 || dt != .q8_0, "set \(set)")
+                        if r != 0 {
+                            for t in 0..<T {
+                                for row in r0..<r1 { XCTAssertEqual(yf[t * rows + row].bitPattern, reference[t * rows + row].bitPattern, "\(dt) set \(set) row \(row) token \(t)") }
+                            }
+                        }
+                    }
                     if ran != 0 {
                         for t in 0..<T {
                             for r in 0..<rows {

@@ -62,10 +62,13 @@ const wren_type_traits *wren_type(uint32_t dtype);
 size_t wren_pack_rows8(uint32_t type, const void *w, size_t row_bytes, int rows, void *out);
 /// y[t·ldy + r] for rows r0 ≤ r < r1 of a packed matrix and 1 to 8 tokens of 8-bit
 /// activations (as gemm_q8): the same bits as gemm_q8 over the rows. Returns 0, having
-/// done nothing, where the packed kernels do not run (a CPU or forced kernel set
-/// without AVX-512 VNNI): the caller then uses the rows themselves.
+/// done nothing, where the packed kernels do not run (see wren_packed8_runs): the
+/// caller then uses the rows themselves.
 int wren_gemm_q8_packed8(uint32_t type, const void *packed, int r0, int r1, const int8_t *qs, const float *d, const float *s,
                          int blocks, int tokens, float *y, int ldy);
+/// Whether wren_gemm_q8_packed8 runs for `type` with the kernel set in use: every
+/// packable type on AVX-512 VNNI, q4_0 and q4_1 on AVX2, none on the portable C.
+int wren_packed8_runs(uint32_t type);
 /// Causal attention of one query head over n cached positions of an f16 cache:
 /// out = softmax(scale·q·k_p) · v_p, keys in blocks of 64 with a running
 /// maximum and sum (online softmax). k and v point at the head's first
