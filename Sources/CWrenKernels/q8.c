@@ -280,85 +280,28 @@ SIMD_FN static int tokens_for_rows8(int kind, const int8_t *qs, const float *d, 
 
 static int packable_kind(uint32_t type) { return type == 2 ? KIND_Q4_0 : type == 3 ? KIND_Q4_1 : type == 8 ? KIND_Q8_0 : -1; }
 
-// The packed rows (wren_pack_rows8) on AVX2, for q4_0 and q4_1: packed8_body
-// (q8_vnni.c) with each token's block sums from maddubs. Every chunk's byte pairs
-// add up in int16 before one madd: |Σ| ≤ 8·2·15·127 < 32,767, so the sums are
-// exact and the bits are the VNNI set's. (q8_0's w + 128 would overflow maddubs'
-// pairs; its packed rows run on the VNNI set only.)
-SIMD_FN static inline __attribute__((always_inline)) void packed8_avx2_body(int kind, int NT, const uint8_t *w, int r0, int r1,
-        const struct q8_tokens *in, float *y, int ldy) {
-    const int blocks = in->blocks;
-    const size_t gb = packed8_group_block(kind), gbytes = gb * blocks;
-    const __m256i ones = _mm256_set1_epi16(1), m = _mm256_set1_epi8(15);
-    for (int g = r0 / 8; g * 8 < r1; g++) {
-        const uint8_t *gw = w + (size_t)g * gbytes;
-        __m256 A[8], M[8];
-        for (int j = 0; j < NT; j++) { A[j] = _mm256_setzero_ps(); M[j] = _mm256_setzero_ps(); }
-        const int8_t *xb = in->x;
-        const float *db = in->d, *sb = in->s;
-        const int32_t *ib = in->sx;
-        for (int b = 0; b < blocks; b++, xb += 32 * NT, db += NT, sb += NT, ib += NT) {
-            const uint8_t *p = gw + (size_t)b * gb;
-            for (size_t o = 0; o < gb; o += 64) _mm_prefetch((const char *)p + PF_BYTES + o, _MM_HINT_T0);
-            __m256 dw, mw = _mm256_setzero_ps();
-            int off = 16;
-            if (has_min(kind)) {
-                __m256i S = _mm256_loadu_si256((const __m256i *)p);
-                dw = _mm256_cvtph_ps(_mm256_castsi256_si128(S));
-                mw = _mm256_cvtph_ps(_mm256_extracti128_si256(S, 1));
-                off = 32;
-            } else {
-                dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-            }
-            __m256i C[8];
-            for (int v = 0; v < 4; v++) {
-                __m256i V = _mm256_loadu_si256((const __m256i *)(p + off + 32 * v));
-                C[v] = _mm256_and_si256(V, m);
-                C[v + 4] = _mm256_and_si256(_mm256_srli_epi16(V, 4), m);
-            }
-#pragma clang loop unroll(full)
-            for (int j = 0; j < NT; j++) {
-                const int8_t *x = xb + 32 * j;
-                __m256i P16 = _mm256_setzero_si256();
-                for (int c = 0; c < 8; c++) {
-                    int32_t v;
-                    memcpy(&v, x + 4 * c, 4);
-                    P16 = _mm256_add_epi16(P16, _mm256_maddubs_epi16(C[c], _mm256_set1_epi32(v)));
-                }
-                __m256i P = _mm256_madd_epi16(P16, ones);
-                if (offset_shift(kind)) P = _mm256_sub_epi32(P, _mm256_set1_epi32(ib[j] << offset_shift(kind)));
-                A[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(db[j])), _mm256_cvtepi32_ps(P), A[j]);
-                if (has_min(kind)) M[j] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sb[j]), M[j]);
-            }
-        }
-        int lo = g * 8 < r0 ? r0 - g * 8 : 0, hi = r1 - g * 8 < 8 ? r1 - g * 8 : 8;
-        for (int j = 0; j < NT; j++) {
-            __m256 Y = has_min(kind) ? _mm256_add_ps(A[j], M[j]) : A[j];
-            float *out = y + (size_t)j * ldy + g * 8;
-            if (lo == 0 && hi == 8) _mm256_storeu_ps(out, Y);
-            else {
-                float tmp[8];
-                _mm256_storeu_ps(tmp, Y);
-                for (int k = lo; k < hi; k++) out[k] = tmp[k];
-            }
-        }
+// The eight rows' sums of one token's block on AVX2 (the packed rows of q4_0 and
+// q4_1, q8_rows8.inc): every chunk's maddubs byte pairs add up in int16 before one
+// madd, |Σ| ≤ 8·2·15·127 < 32,767, so the sums are exact and the bits are the
+// VNNI set's. (q8_0's w + 128 would overflow maddubs' pairs: VNNI only.)
+SIMD_FN static inline __m256i rows8_sums_avx2(const __m256i *C, const int8_t *x) {
+    __m256i P16 = _mm256_setzero_si256();
+    for (int c = 0; c < 8; c++) {
+        int32_t v;
+        memcpy(&v, x + 4 * c, 4);
+        P16 = _mm256_add_epi16(P16, _mm256_maddubs_epi16(C[c], _mm256_set1_epi32(v)));
     }
+    return _mm256_madd_epi16(P16, _mm256_set1_epi16(1));
 }
-#define PACKED8_AVX2_NT(KIND, NT, NAME)                                                                               \
-    SIMD_FN static void NAME##_##NT(const uint8_t *w, int r0, int r1, const struct q8_tokens *in, float *y, int ldy) { \
-        packed8_avx2_body(KIND, NT, w, r0, r1, in, y, ldy);                                                          \
-    }
-#define PACKED8_AVX2(KIND, NAME)                                                                                      \
-    PACKED8_AVX2_NT(KIND, 1, NAME) PACKED8_AVX2_NT(KIND, 2, NAME) PACKED8_AVX2_NT(KIND, 3, NAME)                      \
-    PACKED8_AVX2_NT(KIND, 4, NAME) PACKED8_AVX2_NT(KIND, 5, NAME) PACKED8_AVX2_NT(KIND, 6, NAME)                      \
-    PACKED8_AVX2_NT(KIND, 7, NAME) PACKED8_AVX2_NT(KIND, 8, NAME)                                                    \
-    static void NAME(const uint8_t *w, int r0, int r1, const struct q8_tokens *in, float *y, int ldy) {              \
-        static void (*const fn[8])(const uint8_t *, int, int, const struct q8_tokens *, float *, int) = {            \
-            NAME##_1, NAME##_2, NAME##_3, NAME##_4, NAME##_5, NAME##_6, NAME##_7, NAME##_8 };                         \
-        fn[in->count - 1](w, r0, r1, in, y, ldy);                                                                     \
-    }
-PACKED8_AVX2(KIND_Q4_0, packed8_q4_0_avx2)
-PACKED8_AVX2(KIND_Q4_1, packed8_q4_1_avx2)
+#define R8_FN SIMD_FN
+#define R8_NAME(x) x##_avx2
+#define R8_ROW_SUMS rows8_sums_avx2
+#define R8_Q8_0 0
+#include "q8_rows8.inc"
+#undef R8_FN
+#undef R8_NAME
+#undef R8_ROW_SUMS
+#undef R8_Q8_0
 
 int wren_gemm_q8_packed8(uint32_t type, const void *packed, int r0, int r1, const int8_t *qs, const float *d, const float *s,
                          int blocks, int tokens, float *y, int ldy) {
@@ -366,10 +309,7 @@ int wren_gemm_q8_packed8(uint32_t type, const void *packed, int r0, int r1, cons
     if (kind < 0 || tokens < 1 || tokens > 8 || set < 1 || (set == 1 && kind == KIND_Q8_0)) return 0;
     struct q8_tokens in;
     if (!tokens_for_rows8(kind, qs, d, s, blocks, tokens, &in)) return 0;
-    if (set >= 2) wren_q8_vnni_packed8(kind, packed, r0, r1, &in, y, ldy);
-    else if (kind == KIND_Q4_0) packed8_q4_0_avx2(packed, r0, r1, &in, y, ldy);
-    else packed8_q4_1_avx2(packed, r0, r1, &in, y, ldy);
-    return 1;
+    return set >= 2 ? wren_q8_vnni_packed8(kind, packed, r0, r1, &in, y, ldy) : packed8_avx2(kind, packed, r0, r1, &in, y, ldy);
 }
 
 int wren_packed8_runs(uint32_t type) {

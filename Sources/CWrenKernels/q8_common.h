@@ -171,8 +171,8 @@ struct q8_set { q8_gemv_fn gemv[5]; q8_pairs_fn pairs2[5], pairs4[5]; q8_group_f
 /// The AVX-512 VNNI set (q8_vnni.c); call only where wren_kernels_simd() >= 2.
 const struct q8_set *wren_q8_vnni_set(void);
 /// Rows [r0, r1) of a product over rows packed by wren_pack_rows8 (1 to 8 tokens;
-/// q8_vnni.c); call only where wren_kernels_simd() >= 2.
-void wren_q8_vnni_packed8(int kind, const uint8_t *w, int r0, int r1, const struct q8_tokens *in, float *y, int ldy);
+/// q8_vnni.c, q8_rows8.inc); call only where wren_kernels_simd() >= 2. Returns 1.
+int wren_q8_vnni_packed8(int kind, const uint8_t *w, int r0, int r1, const struct q8_tokens *in, float *y, int ldy);
 
 #endif
 #endif

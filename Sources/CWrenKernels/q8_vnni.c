@@ -64,6 +64,26 @@ VNNI_FN static inline __m256i inplace_sums_vnni(int signs, const __m256i *C, con
 #define Q8_OFFSET_X 1
 #define Q8_ROWS8 { rows8_q4_0, rows8_q4_1, rows8_q8_0, 0, 0 }
 
+// The eight rows' sums of one token's block: a lane per row, one vpdpbusd per 4-byte chunk.
+VNNI_FN static inline __m256i rows8_sums_vnni(const __m256i *C, const int8_t *x) {
+    __m256i P = _mm256_setzero_si256();
+    for (int c = 0; c < 8; c++) {
+        int32_t v;
+        memcpy(&v, x + 4 * c, 4);
+        P = _mm256_dpbusd_epi32(P, C[c], _mm256_set1_epi32(v));
+    }
+    return P;
+}
+#define R8_FN VNNI_FN
+#define R8_NAME(x) x##_vnni
+#define R8_ROW_SUMS rows8_sums_vnni
+#define R8_Q8_0 1
+#include "q8_rows8.inc"
+#undef R8_FN
+#undef R8_NAME
+#undef R8_ROW_SUMS
+#undef R8_Q8_0
+
 // ---- Up to eight tokens, eight rows per step. Each block of the eight rows is
 // transposed so that vector c holds bytes 4c…4c+3 of every row (an int32 lane per
 // row), and token j's four bytes of chunk c go into vpdpbusd as a broadcast from
@@ -140,32 +160,9 @@ VNNI_FN static inline __attribute__((always_inline)) void rows8_body(int kind, i
                                                     (short)load_u16(bk[3]), (short)load_u16(bk[4]), (short)load_u16(bk[5]),
                                                     (short)load_u16(bk[6]), (short)load_u16(bk[7])));
             }
-#pragma clang loop unroll(full)
-            for (int j = 0; j < NT; j++) {
-                const int8_t *x = xb + 32 * j;
-                __m256i P = _mm256_setzero_si256();
-                for (int c = 0; c < 8; c++) {
-                    int32_t v;
-                    memcpy(&v, x + 4 * c, 4);
-                    P = _mm256_dpbusd_epi32(P, C[c], _mm256_set1_epi32(v));
-                }
-                if (offset_shift(kind)) P = _mm256_sub_epi32(P, _mm256_set1_epi32(ib[j] << offset_shift(kind)));
-                if (packs_signs(kind)) P = _mm256_sub_epi32(P, _mm256_set1_epi32(ib[j] << 7));
-                A[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(db[j])), _mm256_cvtepi32_ps(P), A[j]);
-                if (has_min(kind)) M[j] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sb[j]), M[j]);
-            }
+            rows8_tokens_vnni(kind, NT, C, dw, mw, xb, db, sb, ib, A, M);
         }
-        int live = rows - r < 8 ? rows - r : 8;
-        for (int j = 0; j < NT; j++) {
-            __m256 Y = has_min(kind) ? _mm256_add_ps(A[j], M[j]) : A[j];
-            float *out = y + (size_t)j * ldy + r;
-            if (live == 8) _mm256_storeu_ps(out, Y);
-            else {
-                float tmp[8];
-                _mm256_storeu_ps(tmp, Y);
-                for (int k = 0; k < live; k++) out[k] = tmp[k];
-            }
-        }
+        rows8_store_vnni(kind, NT, A, M, y, ldy, r, 0, rows - r < 8 ? rows - r : 8);
     }
 }
 
@@ -191,98 +188,8 @@ ROWS8(KIND_Q4_0, 18, rows8_q4_0)
 ROWS8(KIND_Q4_1, 20, rows8_q4_1)
 ROWS8(KIND_Q8_0, 34, rows8_q8_0)
 
-// ---- The same products over rows packed at load time (wren_pack_rows8, q8.c):
-// each group of eight rows stores, per block, the rows' f16 scales (and q4_1's
-// minimums) side by side, then the vectors C of rows8_body already transposed
-// (q8_0's bytes already + 128), so a block is a few loads where rows8_body
-// gathers and shuffles. The per-token operations are rows8_body's, so the bits
-// are the same. Rows [r0, r1) are computed; the groups at either end are
-// computed whole and stored only inside the range (another worker owns the rest).
-VNNI_FN static inline __attribute__((always_inline)) void packed8_body(int kind, int NT, const uint8_t *w, int r0, int r1,
-        const struct q8_tokens *in, float *y, int ldy) {
-    const int blocks = in->blocks;
-    const size_t gb = packed8_group_block(kind), gbytes = gb * blocks;
-    for (int g = r0 / 8; g * 8 < r1; g++) {
-        const uint8_t *gw = w + (size_t)g * gbytes;
-        __m256 A[8], M[8];
-        for (int j = 0; j < NT; j++) { A[j] = _mm256_setzero_ps(); M[j] = _mm256_setzero_ps(); }
-        const int8_t *xb = in->x;
-        const float *db = in->d, *sb = in->s;
-        const int32_t *ib = in->sx;
-        for (int b = 0; b < blocks; b++, xb += 32 * NT, db += NT, sb += NT, ib += NT) {
-            const uint8_t *p = gw + (size_t)b * gb;
-            for (size_t o = 0; o < gb; o += 64) _mm_prefetch((const char *)p + PF_BYTES + o, _MM_HINT_T0);
-            __m256 dw, mw = _mm256_setzero_ps();
-            __m256i C[8];
-            if (kind == KIND_Q8_0) {
-                dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-                for (int c = 0; c < 8; c++) C[c] = _mm256_loadu_si256((const __m256i *)(p + 16 + 32 * c));
-            } else {
-                int off = 16;
-                if (has_min(kind)) {
-                    __m256i S = _mm256_loadu_si256((const __m256i *)p);
-                    dw = _mm256_cvtph_ps(_mm256_castsi256_si128(S));
-                    mw = _mm256_cvtph_ps(_mm256_extracti128_si256(S, 1));
-                    off = 32;
-                } else {
-                    dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p));
-                }
-                const __m256i m = _mm256_set1_epi8(15);
-                for (int v = 0; v < 4; v++) {
-                    __m256i V = _mm256_loadu_si256((const __m256i *)(p + off + 32 * v));
-                    C[v] = _mm256_and_si256(V, m);
-                    C[v + 4] = _mm256_and_si256(_mm256_srli_epi16(V, 4), m);
-                }
-            }
-#pragma clang loop unroll(full)
-            for (int j = 0; j < NT; j++) {
-                const int8_t *x = xb + 32 * j;
-                __m256i P = _mm256_setzero_si256();
-                for (int c = 0; c < 8; c++) {
-                    int32_t v;
-                    memcpy(&v, x + 4 * c, 4);
-                    P = _mm256_dpbusd_epi32(P, C[c], _mm256_set1_epi32(v));
-                }
-                if (offset_shift(kind)) P = _mm256_sub_epi32(P, _mm256_set1_epi32(ib[j] << offset_shift(kind)));
-                if (packs_signs(kind)) P = _mm256_sub_epi32(P, _mm256_set1_epi32(ib[j] << 7));
-                A[j] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_set1_ps(db[j])), _mm256_cvtepi32_ps(P), A[j]);
-                if (has_min(kind)) M[j] = _mm256_fmadd_ps(mw, _mm256_set1_ps(sb[j]), M[j]);
-            }
-        }
-        int lo = g * 8 < r0 ? r0 - g * 8 : 0, hi = r1 - g * 8 < 8 ? r1 - g * 8 : 8;
-        for (int j = 0; j < NT; j++) {
-            __m256 Y = has_min(kind) ? _mm256_add_ps(A[j], M[j]) : A[j];
-            float *out = y + (size_t)j * ldy + g * 8;
-            if (lo == 0 && hi == 8) _mm256_storeu_ps(out, Y);
-            else {
-                float tmp[8];
-                _mm256_storeu_ps(tmp, Y);
-                for (int k = lo; k < hi; k++) out[k] = tmp[k];
-            }
-        }
-    }
-}
-
-#define PACKED8_NT(KIND, NT, NAME)                                                                                   \
-    VNNI_FN static void NAME##_##NT(const uint8_t *w, int r0, int r1, const struct q8_tokens *in, float *y, int ldy) { \
-        packed8_body(KIND, NT, w, r0, r1, in, y, ldy);                                                               \
-    }
-#define PACKED8(KIND, NAME)                                                                                          \
-    PACKED8_NT(KIND, 1, NAME) PACKED8_NT(KIND, 2, NAME) PACKED8_NT(KIND, 3, NAME) PACKED8_NT(KIND, 4, NAME)         \
-    PACKED8_NT(KIND, 5, NAME) PACKED8_NT(KIND, 6, NAME) PACKED8_NT(KIND, 7, NAME) PACKED8_NT(KIND, 8, NAME)         \
-    static void NAME(const uint8_t *w, int r0, int r1, const struct q8_tokens *in, float *y, int ldy) {              \
-        static void (*const fn[8])(const uint8_t *, int, int, const struct q8_tokens *, float *, int) = {            \
-            NAME##_1, NAME##_2, NAME##_3, NAME##_4, NAME##_5, NAME##_6, NAME##_7, NAME##_8 };                         \
-        fn[in->count - 1](w, r0, r1, in, y, ldy);                                                                     \
-    }
-PACKED8(KIND_Q4_0, packed8_q4_0)
-PACKED8(KIND_Q4_1, packed8_q4_1)
-PACKED8(KIND_Q8_0, packed8_q8_0)
-
-void wren_q8_vnni_packed8(int kind, const uint8_t *w, int r0, int r1, const struct q8_tokens *in, float *y, int ldy) {
-    if (kind == KIND_Q4_0) packed8_q4_0(w, r0, r1, in, y, ldy);
-    else if (kind == KIND_Q4_1) packed8_q4_1(w, r0, r1, in, y, ldy);
-    else packed8_q8_0(w, r0, r1, in, y, ldy);
+int wren_q8_vnni_packed8(int kind, const uint8_t *w, int r0, int r1, const struct q8_tokens *in, float *y, int ldy) {
+    return packed8_vnni(kind, w, r0, r1, in, y, ldy);
 }
 
 #define Q8_FN VNNI_FN
