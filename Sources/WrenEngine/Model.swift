@@ -205,7 +205,16 @@ public final class PackedWeights: @unchecked Sendable {
         let total = jobs.reduce(0) { $0 + $1.0.rows * $1.0.dtype.byteCount(elements: $1.0.cols)! }
         let physical = Double(sysconf(Int32(_SC_PHYS_PAGES))) * Double(sysconf(Int32(_SC_PAGESIZE)))
         guard !jobs.isEmpty, physical <= 0 || Double(total) <= physical / 4 else { return nil }
-        let out = jobs.map { UnsafeMutableRawPointer.allocate(byteCount: $0.0.rows * $0.0.dtype.byteCount(elements: $0.0.cols)!, alignment: 64) }
+        // Memory that cannot be had (a ulimit, a cgroup) means no packing, not a trap.
+        var out: [UnsafeMutableRawPointer] = []
+        for j in jobs {
+            var p: UnsafeMutableRawPointer? = nil
+            guard posix_memalign(&p, 64, j.0.rows * j.0.dtype.byteCount(elements: j.0.cols)!) == 0, let p else {
+                out.forEach { free($0) }
+                return nil
+            }
+            out.append(p)
+        }
         let J: [(w: WeightMatrix, o: SendableRawPointer)] = zip(jobs, out).map { ($0.0, SendableRawPointer(UnsafeRawPointer($1))) }
         DispatchQueue.concurrentPerform(iterations: jobs.count) { i in
             let w = J[i].w
@@ -224,7 +233,7 @@ public final class PackedWeights: @unchecked Sendable {
         self.bytes = total
     }
 
-    deinit { buffers.forEach { $0.deallocate() } }
+    deinit { buffers.forEach { free($0) } }
 
     /// One packed copy per file while any model holds it: `wren serve` loads the base once
     /// per served name (each --lora), and those share it. The key is the file's identity
