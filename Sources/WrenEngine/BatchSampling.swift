@@ -242,9 +242,9 @@ public final class BatchScheduler: @unchecked Sendable {
         // weights instead of two, with the same results), else runs on its own.
         let chunk = nextChunk()
         let (steps, decoding) = pickTokens()
-        if let ch = chunk, !steps.isEmpty, !slots[ch.slot]!.job.promptLogprobs,
+        if let ch = chunk, let reader = slots[ch.slot], !steps.isEmpty, !reader.job.promptLogprobs,
            session.canShare(chunkTokens: ch.tokens.count, steps: steps.count) {
-            let last = ch.end == slots[ch.slot]!.job.prompt.count
+            let last = ch.end == reader.job.prompt.count
             do {
                 let (c, all) = try session.evaluate(chunk: ch.tokens, sequence: ch.slot, chunkLogits: last, with: steps)
                 sharedPasses += 1
@@ -376,7 +376,6 @@ public final class BatchScheduler: @unchecked Sendable {
         return alignedReuse ? n / promptChunk * promptChunk : n
     }
 
-    /// Evaluates the next chunk of the oldest slot reading its prompt. Returns whether one was.
     /// A prompt chunk to evaluate: of slot `slot`, prompt tokens up to `end`.
     struct Chunk {
         let slot: Int, end: Int, tokens: [Int32]

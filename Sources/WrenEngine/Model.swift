@@ -178,10 +178,11 @@ public struct RopeSettings: Sendable, Equatable {
     }
 }
 
-/// A model's q4_0, q4_1 and q8_0 matrices packed eight rows at a time for the
-/// products of 1 to 8 tokens (`wren_pack_rows8`: each block of eight rows as the
-/// AVX-512 VNNI kernels read it, with no shuffles). Built once per model, on the
-/// first session that can use it, in memory of its own: the same size again as
+/// A model's q4_0 and q4_1 matrices (q8_0 too with AVX-512 VNNI: the types the
+/// kernel set in use runs packed) packed eight rows at a time for the products of
+/// 1 to 8 tokens (`wren_pack_rows8`: each block of eight rows as the eight-row
+/// kernels read it, with no shuffles). Built once per file, on the first session
+/// that can use it, in memory of its own: the same size again as
 /// those matrices (the mapped file stays for everything else: prompts, training,
 /// export), and never more than a quarter of the machine's memory (else nothing
 /// is packed). The results are the same bits as from the rows themselves.

@@ -180,10 +180,11 @@ public final class InferenceSession: @unchecked Sendable {
         chunkTokens + steps <= maxBatch && sharedPasses
     }
 
-    private lazy var sharedPasses: Bool = {
+    /// Asked each time: an adapter may be attached after the session is made.
+    private var sharedPasses: Bool {
         guard activations == .q8, model.adapters.isEmpty, model.output.dtype.traits.gemm_q8 != nil else { return false }
         return model.layers.allSatisfy { layer in Projection.allCases.allSatisfy { $0.matrix(layer).dtype.traits.gemm_q8 != nil } }
-    }()
+    }
 
     /// A prompt chunk of one sequence and one decode step of each of several others in a
     /// single pass over the weights (continuous batching: a prompt joins the running

@@ -98,7 +98,7 @@ public enum Ops {
         public let w: UnsafeRawPointer
         public let rows: Int
         public let y: UnsafeMutablePointer<Float>
-        /// The same rows packed by `PackedRows` (or nil): 1 to 8 tokens on the 8-bit path read these.
+        /// The same rows packed by `wren_pack_rows8` (or nil): 1 to 8 tokens on the 8-bit path read these where the kernel set runs them.
         public let packed: UnsafeRawPointer?
         public init(_ dtype: DType, _ w: UnsafeRawPointer, rows: Int, y: UnsafeMutablePointer<Float>, packed: UnsafeRawPointer? = nil) {
             self.dtype = dtype; self.w = w; self.rows = rows; self.y = y; self.packed = packed
